@@ -1,0 +1,1 @@
+"""Episode store, datasets and replay (installed as robot_stack.data)."""

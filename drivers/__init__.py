@@ -1,0 +1,1 @@
+"""Arm, camera and teleop device drivers (installed as robot_stack.drivers)."""

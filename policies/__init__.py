@@ -1,0 +1,1 @@
+"""Learned policies behind one interface (installed as robot_stack.policies)."""

@@ -1,0 +1,1 @@
+"""Control pieces shared by the twin and the real-arm drivers."""
