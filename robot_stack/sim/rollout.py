@@ -1,0 +1,75 @@
+"""Scripted-expert episodes with their hindsight labels."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from robot_stack.sim.env import TwinEnv
+
+SETTLE_STEPS = 2     # steps recorded after success so the final frame shows the outcome at rest
+
+
+@dataclass
+class ExpertEpisode:
+    task: str
+    robot: str
+    seed: int
+    success: bool
+    steps: int
+    instruction: str
+    params: dict
+    actions: np.ndarray                    # (T, 8) canonical actions
+    ee_path: np.ndarray                    # (T + 1, 7) TCP pose, from the reset onwards
+    gripper_events: list[tuple[int, str]]  # (step, "close" | "open")
+    contact_phase: list[str]               # per step, after the action
+    goal_image: np.ndarray | None = None   # final front frame
+    frames: list[np.ndarray] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"task": self.task, "robot": self.robot, "seed": self.seed, "success": self.success,
+                "steps": self.steps, "instruction": self.instruction, "params": self.params,
+                "gripper_events": self.gripper_events}
+
+
+def gripper_events(commands: np.ndarray) -> list[tuple[int, str]]:
+    """Steps at which the commanded gripper crosses 0.5, and which way."""
+    closed = np.asarray(commands) > 0.5
+    events = []
+    for t in range(1, len(closed)):
+        if closed[t] != closed[t - 1]:
+            events.append((t, "close" if closed[t] else "open"))
+    if len(closed) and closed[0]:
+        events.insert(0, (0, "close"))
+    return events
+
+
+def run_expert(env: TwinEnv, seed: int, record_frames: bool = False, goal_size: tuple[int, int] | None = None,
+               frame_size: tuple[int, int] = (240, 320)) -> ExpertEpisode:
+    """Run the task's scripted expert for one seeded episode and label it in hindsight."""
+    obs, info = env.reset(seed=seed)
+    expert = env.task.expert(env.scene, np.random.default_rng(seed + 1), env.policy_dt)
+    actions, path, phases, frames = [], [obs["ee_pose"]], [], []
+    grab = lambda: np.concatenate([env.render_camera(c, frame_size) for c in ("front", "wrist")], axis=1)  # noqa: E731
+    if record_frames:
+        frames.append(grab())
+    success, after = False, 0
+    while True:
+        action = expert.act(env.scene)
+        obs, _, terminated, truncated, info = env.step(action)
+        actions.append(action)
+        path.append(obs["ee_pose"])
+        phases.append(info["contact_phase"])
+        if record_frames:
+            frames.append(grab())
+        success = success or info["success"]
+        after += success
+        if after > SETTLE_STEPS or (truncated and not success) or env.steps >= env.task.max_steps + SETTLE_STEPS:
+            break
+    success = info["success"]
+    actions = np.array(actions)
+    goal = env.render_camera("front", goal_size) if goal_size else None
+    return ExpertEpisode(
+        task=env.task.name, robot=env.scene.spec.name, seed=seed, success=bool(success), steps=env.steps,
+        instruction=env.instruction, params=env.task.params.as_dict(), actions=actions, ee_path=np.array(path),
+        gripper_events=gripper_events(actions[:, 7]), contact_phase=phases, goal_image=goal, frames=frames)
