@@ -119,18 +119,26 @@ def scatter(rng: np.random.Generator, n: int, min_distance: float, keep_out: lis
     raise RuntimeError("could not scatter the objects; the region is too crowded")
 
 
+BLOCK_CLEARANCE = 0.10      # centre to centre: open fingers never land on a neighbour
+BOWL_CLEARANCE = 0.16
+
+
 def place_clutter(scene: Scene, rng: np.random.Generator, used: dict[str, np.ndarray]) -> None:
     """Put the objects the task does not use somewhere out of the way of those it does."""
-    keep_out = [(xy, 0.14 if name == "bowl" else 0.09) for name, xy in used.items()]
-    free = [c for c in BLOCKS if f"{c}_block" not in used]
+    placed = dict(used)
+
+    def keep_out(radius_from_bowl: float, radius_from_block: float) -> list[tuple[np.ndarray, float]]:
+        return [(xy, radius_from_bowl if name == "bowl" else radius_from_block) for name, xy in placed.items()]
+
     if "bowl" not in used:
-        xy = scatter(rng, 1, 0.0, keep_out)[0]
+        xy = scatter(rng, 1, 0.0, keep_out(0.0, BOWL_CLEARANCE))[0]
         scene.set_free_body("bowl", [xy[0], xy[1], 0.0])
-        keep_out.append((xy, 0.14))
-    for color in free:
-        xy = scatter(rng, 1, 0.0, keep_out)[0]
-        scene.set_free_body(f"{color}_block", [xy[0], xy[1], BLOCK_HALF], _yaw_quat(rng))
-        keep_out.append((xy, 0.09))
+        placed["bowl"] = xy
+    for color in BLOCKS:
+        if f"{color}_block" not in used:
+            xy = scatter(rng, 1, 0.0, keep_out(BOWL_CLEARANCE, BLOCK_CLEARANCE))[0]
+            scene.set_free_body(f"{color}_block", [xy[0], xy[1], BLOCK_HALF], _yaw_quat(rng))
+            placed[f"{color}_block"] = xy
 
 
 def _yaw_quat(rng: np.random.Generator) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from robot_stack.sim.scene import BLOCK_HALF, BLOCKS, Scene
-from robot_stack.sim.tasks.base import (BOWL_RADIUS, Task, TaskParams, Waypoint, WaypointExpert, at, grasp_yaw,
+from robot_stack.sim.tasks.base import (BOWL_CLEARANCE, BOWL_RADIUS, Task, TaskParams, Waypoint, WaypointExpert, at, grasp_yaw,
                                         place_block, place_clutter, scatter, shaped, top_down)
 
 
@@ -39,7 +39,7 @@ class PickPlace(Task):
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> TaskParams:
         color = BLOCKS[rng.integers(len(BLOCKS))]
-        block_xy, bowl_xy = scatter(rng, 2, 0.16)
+        block_xy, bowl_xy = scatter(rng, 2, BOWL_CLEARANCE)
         place_block(scene, color, block_xy, rng)
         scene.set_free_body("bowl", [bowl_xy[0], bowl_xy[1], 0.0])
         place_clutter(scene, rng, {f"{color}_block": block_xy, "bowl": bowl_xy})

@@ -32,7 +32,7 @@ class Push(Task):
                 break
         place_block(scene, color, block_xy, rng)
         scene.set_target_zone([zone_xy[0], zone_xy[1], 0.0])
-        place_clutter(scene, rng, {f"{color}_block": block_xy, "zone": zone_xy})
+        place_clutter(scene, rng, {f"{color}_block": block_xy, "zone": zone_xy, "path": (block_xy + zone_xy) / 2})
         self.params = TaskParams(object=f"{color} block", color=color, target="yellow circle")
         return self.params
 
