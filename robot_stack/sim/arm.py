@@ -169,6 +169,9 @@ class SimArm:
         q = d.qpos[s.arm_qpos]
         qd = d.qvel[s.arm_dof]
         kd = 2.0 * np.sqrt(g.joint)
-        # Joint-space PD scaled by the diagonal of the inertia so all joints respond alike.
-        inertia = d.qM[self.scene.model.dof_Madr[s.arm_dof]]
-        return inertia * (g.joint * (q_target - q) - kd * qd) + d.qfrc_bias[s.arm_dof]
+        # Computed torque: the PD acceleration times the inertia matrix, so all joints respond alike.
+        accel = np.zeros(self.scene.model.nv)
+        accel[s.arm_dof] = g.joint * (q_target - q) - kd * qd
+        torque = np.zeros(self.scene.model.nv)
+        mujoco.mj_mulM(self.scene.model, d, torque, accel)
+        return torque[s.arm_dof] + d.qfrc_bias[s.arm_dof]

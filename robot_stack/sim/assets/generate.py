@@ -20,7 +20,7 @@ FINGER_SPEED = 0.1
 
 
 def _f(v) -> str:
-    return " ".join(f"{x:.6g}" if abs(x) > 1e-12 else "0" for x in np.atleast_1d(v))
+    return " ".join(f"{x:.10g}" if abs(x) > 1e-12 else "0" for x in np.atleast_1d(v))
 
 
 def _quat_x(alpha: float) -> np.ndarray:

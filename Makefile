@@ -1,0 +1,20 @@
+# The two commands of the README: `make demo` (the main job) and `make test`.
+# Each sets itself up on a fresh machine first (scripts/setup.sh).
+VENV := .venv
+export MUJOCO_GL ?= egl
+
+.PHONY: setup demo test bench
+setup: $(VENV)/.ready
+
+$(VENV)/.ready: setup.py setup.cfg constraints.txt scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+demo: setup
+	$(VENV)/bin/robot-stack sim demo --task all --robot all --episodes 2 --video outputs/demo --json outputs/demo/results.json
+
+test: setup
+	$(VENV)/bin/python -m pytest -q tests
+
+bench: setup
+	$(VENV)/bin/robot-stack bench sim

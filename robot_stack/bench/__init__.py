@@ -1,0 +1,1 @@
+"""Benchmarks behind `robot-stack bench ...`: they print measured figures, they assert nothing."""

@@ -1,0 +1,62 @@
+"""The `robot-stack` command."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _sim_demo(args: argparse.Namespace) -> int:
+    from robot_stack.sim.demo import run_demo
+
+    run_demo(args.task, args.robot, args.episodes, args.seed, video=args.video, json_path=args.json,
+             progress=not args.no_progress)
+    return 0
+
+
+def _bench_sim(args: argparse.Namespace) -> int:
+    from robot_stack.bench.sim import main
+
+    main(episodes=args.episodes, json_path=args.json)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robot-stack", description="ROS 2 control stack for learned manipulation")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("sim", help="the MuJoCo twin").add_subparsers(dest="sim_command", required=True)
+    demo = sim.add_parser("demo", help="run the scripted experts and report success per task and robot")
+    demo.add_argument("--task", default="all", help="task name, comma-separated names, or 'all'")
+    demo.add_argument("--robot", default="panda", help="panda, ur5e, or 'all'")
+    demo.add_argument("--episodes", type=int, default=10)
+    demo.add_argument("--seed", type=int, default=0, help="first seed; episodes use seed, seed+1, ...")
+    demo.add_argument("--video", metavar="DIR", help="write an MP4 per episode (front | wrist) into DIR")
+    demo.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.set_defaults(func=_sim_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks that print measured figures").add_subparsers(
+        dest="bench_command", required=True)
+    bsim = bench.add_parser("sim", help="physics+control real-time factor and rendering rates")
+    bsim.add_argument("--episodes", type=int, default=5)
+    bsim.add_argument("--json", metavar="FILE")
+    bsim.set_defaults(func=_bench_sim)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ValueError as exc:      # bad names and arguments: a clear message, no traceback
+        print(f"robot-stack: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""One distribution, one import namespace: policies/, drivers/ and data/ install as robot_stack.* subpackages."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "robot_stack"
+MAPPED = {"policies": "policies", "drivers": "drivers", "data": "data"}
+
+packages = [p for p in find_packages(include=[PACKAGE, f"{PACKAGE}.*"])]
+package_dir = {PACKAGE: PACKAGE}
+for name, folder in MAPPED.items():
+    for sub in find_packages(where=folder):
+        packages.append(f"{PACKAGE}.{name}.{sub}")
+        package_dir[f"{PACKAGE}.{name}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
+    packages.append(f"{PACKAGE}.{name}")
+    package_dir[f"{PACKAGE}.{name}"] = folder
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="ROS 2 control stack for learned robot manipulation with a MuJoCo twin",
+    python_requires=">=3.10",
+    packages=packages,
+    package_dir=package_dir,
+    package_data={PACKAGE: ["sim/assets/*.xml", "conf/**/*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.yaml")),
+    ],
+    install_requires=[
+        "numpy>=1.24",
+        "mujoco>=3.2,<5",
+        "gymnasium>=1.0",
+        "imageio>=2.31",
+        "imageio-ffmpeg>=0.5",
+        "tqdm>=4.66",
+        "pyyaml>=6",
+    ],
+    extras_require={"test": ["pytest>=8", "hypothesis>=6.100"]},
+    entry_points={"console_scripts": ["robot-stack = robot_stack.cli:main"]},
+)

@@ -1,0 +1,128 @@
+"""Scene cameras, task predicates and rewards."""
+import numpy as np
+import pytest
+
+from robot_stack.sim import camera
+from robot_stack.sim.env import make_env
+from robot_stack.sim.scene import BLOCK_HALF, Scene
+from robot_stack.sim.tasks import TASKS, make_task
+
+
+@pytest.mark.parametrize("cam", ["front", "wrist"])
+def test_projection_lands_on_the_block_in_the_rendered_image(cam):
+    scene = Scene("panda")
+    scene.set_free_body("red_block", [0.42, -0.05, BLOCK_HALF])
+    scene.set_q(scene.q)
+    renderer = camera.CameraRenderer(scene, 120, 160)
+    k = camera.intrinsics(scene, cam, 120, 160)
+    pose = camera.extrinsics(scene, cam)
+    (u, v), = camera.project(scene.block_pos("red")[None], k, pose)[0]
+    seg = renderer.render_segmentation(cam)
+    assert seg[int(round(v)), int(round(u))] == scene.model.geom("red_block").id
+    renderer.close()
+
+
+def test_intrinsics_follow_the_image_size():
+    scene = Scene("panda")
+    k1 = camera.intrinsics(scene, "front", 128, 128)
+    k2 = camera.intrinsics(scene, "front", 256, 256)
+    assert k2[0, 0] == pytest.approx(2 * k1[0, 0])
+    assert k1[0, 2] == pytest.approx(63.5)
+
+
+def test_unknown_task_lists_valid_names():
+    with pytest.raises(ValueError, match="pick_place"):
+        make_task("juggle")
+    with pytest.raises(ValueError, match="panda"):
+        make_env("reach", robot="iiwa")
+
+
+def _env(task):
+    env = make_env(task, "panda", cameras=())
+    env.reset(seed=3)
+    return env
+
+
+def test_pick_place_success_needs_block_in_bowl_and_released():
+    env = _env("pick_place")
+    scene, task = env.scene, env.task
+    bowl = scene.body_pose("bowl")[0]
+    assert not task.success(scene)
+    scene.set_free_body(f"{task.params.color}_block", bowl + [0.0, 0.0, 0.03])
+    env.arm.step(300)
+    assert task.success(scene)
+    assert task.dense_reward(scene) == 1.0
+    scene.set_free_body(f"{task.params.color}_block", bowl + [0.12, 0.0, BLOCK_HALF])
+    env.arm.step(100)
+    assert not task.success(scene)
+    assert 0.0 <= task.dense_reward(scene) < 1.0
+
+
+def test_stack_success_needs_block_on_block():
+    env = _env("stack")
+    scene, task = env.scene, env.task
+    bottom = scene.block_pos(task.params.extra["bottom"])
+    scene.set_free_body(f"{task.params.color}_block", bottom + [0.0, 0.0, 2 * BLOCK_HALF + 0.002])
+    env.arm.step(300)
+    assert task.success(scene)
+    scene.set_free_body(f"{task.params.color}_block", bottom + [0.06, 0.0, 0.0])
+    env.arm.step(100)
+    assert not task.success(scene)
+
+
+def test_lift_success_at_ten_centimetres():
+    env = _env("lift")
+    scene, task = env.scene, env.task
+    xy = scene.block_pos(task.params.color)[:2]
+    scene.set_free_body(f"{task.params.color}_block", [*xy, BLOCK_HALF + 0.09])
+    scene.set_q(scene.q)
+    assert not task.success(scene)
+    scene.set_free_body(f"{task.params.color}_block", [*xy, BLOCK_HALF + 0.101])
+    scene.set_q(scene.q)
+    assert task.success(scene)
+
+
+def test_push_success_inside_the_zone():
+    env = _env("push")
+    scene, task = env.scene, env.task
+    zone = scene.target_zone_pos()
+    scene.set_free_body(f"{task.params.color}_block", [zone[0] + 0.03, zone[1], BLOCK_HALF])
+    env.arm.step(100)
+    assert task.success(scene)
+    scene.set_free_body(f"{task.params.color}_block", [zone[0] + 0.07, zone[1], BLOCK_HALF])
+    env.arm.step(100)
+    assert not task.success(scene)
+
+
+def test_drawer_predicates():
+    env = _env("drawer_open")
+    scene = env.scene
+    assert not env.task.success(scene)
+    scene.set_drawer(0.13)
+    assert env.task.success(scene)
+    close = make_task("drawer_close")
+    assert not close.success(scene)
+    scene.set_drawer(0.01)
+    assert close.success(scene)
+
+
+def test_reach_success_within_two_centimetres():
+    env = _env("reach")
+    goal = env.scene.target_zone_pos()
+    env.arm.command_pose(goal + [0.03, 0, 0], env.scene.ee_pose()[1], 0.0, 0.1)
+    env.arm.step(2000)
+    assert not env.task.success(env.scene)
+    env.arm.command_pose(goal + [0.01, 0, 0], env.scene.ee_pose()[1], 0.0, 0.1)
+    env.arm.step(1000)
+    assert env.task.success(env.scene)
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_resets_are_randomised_and_seeded(task):
+    env = make_env(task, "panda", cameras=())
+    a = env.reset(seed=1)[0]["task_state"]
+    b = env.reset(seed=2)[0]["task_state"]
+    c = env.reset(seed=1)[0]["task_state"]
+    np.testing.assert_allclose(a, c)
+    assert not np.allclose(a, b) or not np.allclose(env.reset(seed=1)[0]["ee_pose"], env.reset(seed=2)[0]["ee_pose"])
+    assert not env.task.success(env.scene)
