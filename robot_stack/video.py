@@ -14,7 +14,7 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float = 10.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     # macro_block_size=1 keeps odd sizes as they are; yuv420p plays everywhere.
     with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=1,
-                            ffmpeg_params=["-pix_fmt", "yuv420p"]) as writer:
+                            pixelformat="yuv420p", ffmpeg_log_level="error") as writer:
         for frame in frames:
             writer.append_data(np.ascontiguousarray(frame))
     return path
