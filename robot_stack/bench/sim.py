@@ -5,7 +5,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from robot_stack.sim.camera import CameraRenderer
 from robot_stack.sim.env import make_env

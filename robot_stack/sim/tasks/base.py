@@ -170,6 +170,18 @@ class Waypoint:
     timeout: int = 60
 
 
+def grasp_waypoints(scene: Scene, color: str) -> tuple[list[Waypoint], np.ndarray, np.ndarray]:
+    """Above the block, down with open fingers, close and wait; returns (waypoints, quat, block xy)."""
+    _, block_quat = scene.body_pose(f"{color}_block")
+    quat = top_down(grasp_yaw(block_quat))
+    xy = scene.block_pos(color)[:2]
+    return [
+        Waypoint(at(xy, 0.10, quat), 0.0, tol=0.01),
+        Waypoint(at(xy, BLOCK_HALF, quat), 0.0, speed=0.15, tol=0.006),
+        Waypoint(at(xy, BLOCK_HALF, quat), 1.0, settle=5, tol=0.02),
+    ], quat, xy
+
+
 class WaypointExpert(Expert):
     """Moves a carrot toward each waypoint at a bounded speed; advances when reached."""
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from robot_stack.sim.scene import BLOCK_HALF, BLOCKS, Scene
-from robot_stack.sim.tasks.base import (Task, TaskParams, Waypoint, WaypointExpert, at, grasp_yaw, place_block,
-                                        place_clutter, scatter, shaped, top_down)
+from robot_stack.sim.tasks.base import (Task, TaskParams, Waypoint, WaypointExpert, at, grasp_waypoints, place_block,
+                                        place_clutter, scatter, shaped)
 
 LIFT_HEIGHT = 0.10
 
@@ -46,13 +46,6 @@ class Lift(Task):
         return np.concatenate((pos, quat))
 
     def expert(self, scene: Scene, rng: np.random.Generator, policy_dt: float) -> WaypointExpert:
-        color = self.params.color
-        _, block_quat = scene.body_pose(f"{color}_block")
-        quat = top_down(grasp_yaw(block_quat))
-        xy = scene.block_pos(color)[:2]
-        return WaypointExpert([
-            Waypoint(at(xy, 0.10, quat), 0.0, tol=0.01),
-            Waypoint(at(xy, BLOCK_HALF, quat), 0.0, speed=0.15, tol=0.006),
-            Waypoint(at(xy, BLOCK_HALF, quat), 1.0, settle=5, tol=0.02),
-            Waypoint(at(xy, 0.18, quat), 1.0, speed=0.15, settle=3, tol=0.015),
-        ], policy_dt, scene.ee_pose())
+        grasp, quat, xy = grasp_waypoints(scene, self.params.color)
+        lift = Waypoint(at(xy, 0.18, quat), 1.0, speed=0.15, settle=3, tol=0.015)
+        return WaypointExpert([*grasp, lift], policy_dt, scene.ee_pose())

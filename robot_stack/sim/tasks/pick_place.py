@@ -4,21 +4,17 @@ from __future__ import annotations
 import numpy as np
 
 from robot_stack.sim.scene import BLOCK_HALF, BLOCKS, Scene
-from robot_stack.sim.tasks.base import (BOWL_CLEARANCE, BOWL_RADIUS, Task, TaskParams, Waypoint, WaypointExpert, at, grasp_yaw,
-                                        place_block, place_clutter, scatter, shaped, top_down)
+from robot_stack.sim.tasks.base import (BOWL_CLEARANCE, BOWL_RADIUS, Task, TaskParams, Waypoint, WaypointExpert, at,
+                                        grasp_waypoints, place_block, place_clutter, scatter, shaped)
 
 
 def pick_and_release(scene: Scene, color: str, place_xy, place_z: float, policy_dt: float) -> WaypointExpert:
     """Grasp the block from above, carry it high, lower it to `place_z` and let go."""
-    _, block_quat = scene.body_pose(f"{color}_block")
-    quat = top_down(grasp_yaw(block_quat))
-    xy = scene.block_pos(color)[:2]
+    grasp, quat, xy = grasp_waypoints(scene, color)
     carry = 0.16
     place = lambda z: (lambda s: (np.array([*place_xy(s), z]), quat))   # noqa: E731
     return WaypointExpert([
-        Waypoint(at(xy, 0.10, quat), 0.0, tol=0.01),
-        Waypoint(at(xy, BLOCK_HALF, quat), 0.0, speed=0.15, tol=0.006),
-        Waypoint(at(xy, BLOCK_HALF, quat), 1.0, settle=5, tol=0.02),
+        *grasp,
         Waypoint(at(xy, carry, quat), 1.0, speed=0.2, tol=0.02),
         Waypoint(place(carry), 1.0, speed=0.25, tol=0.01, settle=1),
         Waypoint(place(place_z), 1.0, speed=0.12, tol=0.008, settle=2),
