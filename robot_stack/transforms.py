@@ -20,10 +20,11 @@ def to_mj(q_xyzw: np.ndarray) -> np.ndarray:
 
 def normalize(q: np.ndarray) -> np.ndarray:
     q = np.asarray(q, dtype=float)
-    n = np.linalg.norm(q)
-    if not np.isfinite(n) or n < 1e-9:
+    scale = np.max(np.abs(q)) if q.size and np.isfinite(q).all() else 0.0
+    if not scale > 1e-12:                       # zero, NaN or infinite entries
         raise ValueError(f"not a valid quaternion: {q}")
-    return q / n
+    q = q / scale                               # no overflow for huge entries
+    return q / np.linalg.norm(q)
 
 
 def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
