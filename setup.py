@@ -36,6 +36,7 @@ setup(
         "imageio-ffmpeg>=0.5",
         "tqdm>=4.66",
         "pyyaml>=6",
+        "hydra-core>=1.3",
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6.100"]},
     entry_points={"console_scripts": ["robot-stack = robot_stack.cli:main"]},

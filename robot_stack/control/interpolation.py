@@ -83,6 +83,10 @@ class JointInterpolator:
         self._ticks_left = ticks
         return ticks
 
+    @property
+    def moving(self) -> bool:
+        return self._ticks_left > 0
+
     def step(self) -> np.ndarray:
         if self._ticks_left > 0:
             self.q = self.q + self._dq

@@ -121,6 +121,21 @@ class SimArm:
         self.warnings.append(msg)
 
     # --- control loop (physics rate) -----------------------------------------------------
+    def track_pose(self, pos: np.ndarray, quat: np.ndarray, gripper: float) -> None:
+        """One control tick toward a set point given by the caller (the arm node interpolates)."""
+        self.mode = "pose"
+        self._set_gripper(gripper)
+        self.scene.data.ctrl[self.scene.arm_act] = self._operational_space_torque(pos, quat)
+        mujoco.mj_step(self.scene.model, self.scene.data)
+        self.scene.check_finite()
+
+    def track_joints(self, q: np.ndarray, gripper: float) -> None:
+        self.mode = "joints"
+        self._set_gripper(gripper)
+        self.scene.data.ctrl[self.scene.arm_act] = self._joint_torque(q)
+        mujoco.mj_step(self.scene.model, self.scene.data)
+        self.scene.check_finite()
+
     def step(self, ticks: int = 1) -> None:
         """Run `ticks` control periods, one physics step each."""
         m, d = self.scene.model, self.scene.data

@@ -20,10 +20,26 @@ from robot_stack.sim.camera import CameraRenderer
 from robot_stack.sim.ik import solve_ik
 from robot_stack.sim.scene import Scene
 from robot_stack.sim.tasks import make_task
-from robot_stack.sim.tasks.base import top_down
+from robot_stack.sim.tasks.base import Task, top_down
 
 CAMERAS = ("front", "wrist")
 PHASES = ("pre_contact", "in_contact", "post_contact")
+
+
+def reset_episode(scene: Scene, arm: SimArm, task: Task, rng: np.random.Generator) -> None:
+    """Randomise the task's objects and the arm's start pose, and let objects settle.
+
+    The one place an episode starts, for the gymnasium env and the twin driver alike.
+    """
+    scene.reset_to_home()
+    task.reset(scene, rng)
+    start = np.array([rng.uniform(0.35, 0.45), rng.uniform(-0.1, 0.1), rng.uniform(0.22, 0.32)])
+    quat = top_down(rng.uniform(-0.3, 0.3))
+    scene.set_q(solve_ik(scene, start, quat))
+    arm.hold()
+    arm.command_pose(start, quat, 0.0, 0.05)
+    arm.step(round(0.05 / arm.dt))                      # let objects settle under the held arm
+    arm.hold()
 
 
 class TwinEnv(gym.Env):
@@ -83,16 +99,7 @@ class TwinEnv(gym.Env):
         if seed is not None:
             self._rng = np.random.default_rng(seed)
             self._seed = seed
-        scene = self.scene
-        scene.reset_to_home()
-        self.task.reset(scene, self._rng)
-        start = np.array([self._rng.uniform(0.35, 0.45), self._rng.uniform(-0.1, 0.1), self._rng.uniform(0.22, 0.32)])
-        quat = top_down(self._rng.uniform(-0.3, 0.3))
-        scene.set_q(solve_ik(scene, start, quat))
-        self.arm.hold()
-        self.arm.command_pose(start, quat, 0.0, 0.05)
-        self.arm.step(round(0.05 / self.arm.dt))             # let objects settle under the held arm
-        self.arm.hold()
+        reset_episode(self.scene, self.arm, self.task, self._rng)
         self.steps = 0
         self.phase = PHASES[0]
         self.instruction = self.task.instruction(self._rng)

@@ -1,0 +1,137 @@
+"""The twin behind the ArmDriver interface, in-process.
+
+`read_state()` paces the loop to real time (sleep, then a short spin for the last few
+hundred microseconds) or returns at once when `realtime` is off; `command_*()` applies
+the set point and advances the physics by one control period, as the real arm would
+by the next tick. The full simulator state is exposed for the twin cameras to mirror.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from robot_stack.drivers.base import ArmDriver, DriverError
+from robot_stack.sim.arm import SimArm
+from robot_stack.sim.env import reset_episode
+from robot_stack.sim.robots import get_robot
+from robot_stack.sim.scene import Scene, SimulationError
+from robot_stack.sim.tasks import make_task
+from robot_stack.types import RobotState
+
+SPIN_MARGIN = 3e-4      # s before a tick when sleeping stops and spinning starts
+MAX_CATCH_UP = 0.05     # s: within this, late ticks run back to back so the mean rate holds
+
+
+@dataclass
+class MujocoArmConfig:
+    robot: str = "panda"
+    realtime: bool = True
+    task: str = "pick_place"
+    seed: int = 0
+
+
+class MujocoArmDriver(ArmDriver):
+    def __init__(self, config: MujocoArmConfig, clock=time.time):
+        self.config = config
+        self.spec = get_robot(config.robot)
+        self.task = make_task(config.task)
+        self.clock = clock               # stamps (the ROS clock in the node)
+        self.scene: Scene | None = None
+        self.arm: SimArm | None = None
+        self.overruns = 0
+        self._next_tick = 0.0
+        self._dt = 1.0 / self.spec.control_hz
+        self._error: str | None = None
+
+    def connect(self) -> None:
+        self.scene = Scene(self.spec)
+        self.arm = SimArm(self.scene)
+        self.reset(self.config.seed)
+        self._next_tick = time.monotonic()
+
+    def disconnect(self) -> None:
+        self.scene = self.arm = None
+
+    def reset(self, seed: int) -> None:
+        """Start a new seeded episode of the configured task."""
+        self.config.seed = seed
+        reset_episode(self.scene, self.arm, self.task, np.random.default_rng(seed))
+
+    def _require(self) -> SimArm:
+        if self.arm is None:
+            raise DriverError("mujoco twin: not connected")
+        return self.arm
+
+    def read_state(self) -> RobotState:
+        self._require()
+        if self.config.realtime:
+            self._next_tick += self._dt
+            delay = self._next_tick - time.monotonic()
+            if delay > SPIN_MARGIN:
+                time.sleep(delay - SPIN_MARGIN)
+            while time.monotonic() < self._next_tick:
+                pass
+            if delay < -self._dt:
+                self.overruns += 1
+                if delay < -MAX_CATCH_UP:                # far behind (a stall): restart the schedule
+                    self._next_tick = time.monotonic()
+        s = self.scene
+        pos, quat = s.ee_pose()
+        return RobotState(stamp=self.clock(), q=s.q, dq=s.dq, ee_pos=pos, ee_quat=quat,
+                          gripper_width=s.gripper_width(), wrench=self._tcp_wrench(),
+                          tau=s.data.actuator_force[s.arm_act].copy(), mode="error" if self._error else "ok")
+
+    def _tcp_wrench(self) -> np.ndarray:
+        """External force and torque on the hand from contacts (what a F/T estimate would read)."""
+        s = self.scene
+        wrench = np.zeros(6)
+
+        for i in range(s.data.ncon):
+            con = s.data.contact[i]
+            if con.geom1 in s.gripper_geoms or con.geom2 in s.gripper_geoms:
+                f = np.zeros(6)
+                mujoco.mj_contactForce(s.model, s.data, i, f)
+                frame = con.frame.reshape(3, 3)
+                force = frame.T @ f[:3]
+                sign = -1.0 if con.geom1 in s.gripper_geoms else 1.0
+                wrench[:3] += sign * force
+                wrench[3:] += sign * np.cross(con.pos - s.data.site_xpos[s.tcp_site], force)
+        return wrench
+
+    def command_pose(self, pos, quat, gripper: float):
+        arm = self._require()
+        if self._error:
+            raise DriverError(f"mujoco twin: {self._error}; call recover()")
+        try:
+            arm.track_pose(pos, quat, gripper)
+        except SimulationError as exc:
+            self._error = str(exc)
+            raise DriverError(f"mujoco twin: {exc}") from exc
+        return np.asarray(pos), np.asarray(quat), float(gripper)
+
+    def command_joints(self, q, gripper: float):
+        arm = self._require()
+        if self._error:
+            raise DriverError(f"mujoco twin: {self._error}; call recover()")
+        try:
+            arm.track_joints(q, gripper)
+        except SimulationError as exc:
+            self._error = str(exc)
+            raise DriverError(f"mujoco twin: {exc}") from exc
+        return np.asarray(q), float(gripper)
+
+    def stop(self) -> None:
+        self._require().hold()
+
+    def recover(self) -> None:
+        if self._error:
+            self._error = None
+            self.reset(self.config.seed)
+
+    def sim_state(self) -> np.ndarray:
+        """Simulator time, qpos and mocap positions: enough for a mirror to render the same scene."""
+        d = self.scene.data
+        return np.concatenate(([d.time], d.qpos, d.mocap_pos.ravel()))

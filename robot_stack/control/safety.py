@@ -1,0 +1,120 @@
+"""The safety envelope the arm node applies to every set point, whoever commanded it.
+
+Independent of the interpolator that produced the set point: a workspace box, per-tick
+linear and angular speed limits, joint-limit margins and a gripper force cap. NaN/inf is
+never clipped into something plausible; it is rejected.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from robot_stack import transforms as tf
+
+
+class SafetyViolation(ValueError):
+    """A command that must not be executed at all (non-finite, malformed)."""
+
+
+@dataclass
+class SafetyLimits:
+    workspace_low: tuple[float, float, float] = (0.15, -0.55, -0.005)
+    workspace_high: tuple[float, float, float] = (0.85, 0.55, 0.65)
+    max_linear_speed: float = 0.5        # m/s
+    max_angular_speed: float = 2.0       # rad/s
+    joint_margin: float = 0.05           # rad kept from each joint limit
+    max_gripper_force: float = 70.0      # N
+    watchdog_timeout: float = 0.2        # s without a fresh command: hold
+    max_command_age: float = 0.5         # s: older stamps are stale
+
+
+@dataclass
+class SafetyEvents:
+    """Counts of what the envelope did, for /diagnostics."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    last: str = ""
+
+    def add(self, kind: str, detail: str = "") -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.last = f"{kind}: {detail}" if detail else kind
+
+
+class SafetyEnvelope:
+    def __init__(self, limits: SafetyLimits, q_min, q_max):
+        self.limits = limits
+        self.low = np.array(limits.workspace_low, dtype=float)
+        self.high = np.array(limits.workspace_high, dtype=float)
+        self.q_min = np.array(q_min, dtype=float)
+        self.q_max = np.array(q_max, dtype=float)
+        self.events = SafetyEvents()
+
+    def check_target(self, pos, quat, gripper: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """Validate a commanded target; clip it into the box. Raises SafetyViolation."""
+        pos = np.asarray(pos, dtype=float)
+        quat = np.asarray(quat, dtype=float)
+        if pos.shape != (3,) or quat.shape != (4,):
+            raise SafetyViolation(f"target must be 3 + 4 values, got {pos.shape} and {quat.shape}")
+        if not (np.isfinite(pos).all() and np.isfinite(quat).all() and np.isfinite(gripper)):
+            raise SafetyViolation(f"non-finite target rejected: pos={pos.tolist()} quat={quat.tolist()} gripper={gripper}")
+        try:
+            quat = tf.normalize(quat)
+        except ValueError as exc:
+            raise SafetyViolation(str(exc)) from exc
+        clipped = np.clip(pos, self.low, self.high)
+        if not np.array_equal(clipped, pos):
+            self.events.add("workspace_clip", f"{np.round(pos, 3).tolist()} -> {np.round(clipped, 3).tolist()}")
+        g = float(np.clip(gripper, 0.0, 1.0))
+        if g != gripper:
+            self.events.add("gripper_clip", f"{gripper}")
+        return clipped, quat, g
+
+    def limit_step(self, prev_pos, prev_quat, pos, quat, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        """Clamp the change of set point in one control period to the speed limits, and keep it in the box."""
+        pos = np.clip(np.asarray(pos, dtype=float), self.low, self.high)
+        delta = pos - prev_pos
+        dist = float(np.linalg.norm(delta))
+        max_dist = self.limits.max_linear_speed * dt
+        if dist > max_dist * (1 + 1e-9):
+            pos = prev_pos + delta * (max_dist / dist)
+            self.events.add("linear_speed_limit")
+        angle = tf.angle_between(quat, prev_quat)
+        max_angle = self.limits.max_angular_speed * dt
+        if angle > max_angle * (1 + 1e-9):
+            quat = tf.slerp(prev_quat, quat, max_angle / angle)
+            self.events.add("angular_speed_limit")
+        return pos, quat
+
+    def joints_near_limits(self, q) -> np.ndarray:
+        """Indices of joints inside the margin of their limits."""
+        q = np.asarray(q, dtype=float)
+        m = self.limits.joint_margin
+        return np.flatnonzero((q < self.q_min + m) | (q > self.q_max - m))
+
+    def clip_joints(self, q) -> np.ndarray:
+        q = np.asarray(q, dtype=float)
+        if q.shape != self.q_min.shape or not np.isfinite(q).all():
+            raise SafetyViolation(f"joint target must be {self.q_min.shape[0]} finite values, got {q.tolist()}")
+        m = self.limits.joint_margin
+        clipped = np.clip(q, self.q_min + m, self.q_max - m)
+        if not np.array_equal(clipped, q):
+            self.events.add("joint_margin_clip")
+        return clipped
+
+
+class Watchdog:
+    """Fresh while a command arrived within `timeout` seconds (monotonic clock)."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.last_feed = -np.inf
+
+    def feed(self, now: float) -> None:
+        self.last_feed = now
+
+    def age(self, now: float) -> float:
+        return now - self.last_feed
+
+    def expired(self, now: float) -> bool:
+        return self.age(now) > self.timeout

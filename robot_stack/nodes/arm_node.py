@@ -1,0 +1,391 @@
+"""arm_node: the one place an arm is commanded, and the owner of safety.
+
+A control thread runs at the arm's rate (1 kHz Panda, 500 Hz UR5e) over any ArmDriver:
+it interpolates the latest target (or plays the latest action chunk at its step times,
+skipping steps already past), passes every set point through the safety envelope, and
+holds pose when commands stop (watchdog), on e-stop, or when disabled. ROS callbacks
+only validate and hand over targets; they never touch the driver.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+import mujoco
+import numpy as np
+from omegaconf import OmegaConf
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped, WrenchStamped
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64, Float64MultiArray
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import MultiDOFJointTrajectory
+
+from robot_stack import transforms as tf
+from robot_stack.config import load_config
+from robot_stack.control.interpolation import JointInterpolator, PoseInterpolator
+from robot_stack.control.safety import SafetyEnvelope, SafetyLimits, SafetyViolation, Watchdog
+from robot_stack.drivers.base import ArmDriver, DriverError
+from robot_stack.nodes.common import overrides_param, run_node
+from robot_stack.ros import convert, qos
+from robot_stack.sim.robots import get_robot
+from robot_stack.sim.scene import Scene
+from robot_stack.types import ActionChunk, RobotState
+
+ARM_PARAMS = ("robot", "driver", "robot_ip", "task", "seed", "realtime")
+
+
+def make_arm_driver(cfg, clock) -> ArmDriver:
+    """The driver named by the config; vendor drivers import their libraries only here."""
+    if cfg.driver == "mujoco":
+        from robot_stack.drivers.mujoco import MujocoArmConfig, MujocoArmDriver
+        return MujocoArmDriver(MujocoArmConfig(robot=cfg.robot.name, realtime=cfg.realtime, task=cfg.task,
+                                               seed=cfg.seed), clock=clock)
+    if cfg.driver == "franka":
+        from robot_stack.drivers.franka import make_driver
+        return make_driver(cfg)
+    if cfg.driver == "ur":
+        from robot_stack.drivers.ur import make_driver
+        return make_driver(cfg)
+    raise ValueError(f"unknown arm driver {cfg.driver!r}; valid drivers: mujoco, franka, ur")
+
+
+class LoopStats:
+    """Control-period statistics over the last few seconds, for /diagnostics and benchmarks."""
+
+    def __init__(self, nominal: float, size: int = 5000):
+        self.nominal = nominal
+        self.periods: deque[float] = deque(maxlen=size)
+        self._last: float | None = None
+
+    def tick(self, now: float) -> None:
+        if self._last is not None:
+            self.periods.append(now - self._last)
+        self._last = now
+
+    def summary(self) -> dict[str, float]:
+        if not self.periods:
+            return {"rate_hz": 0.0, "period_error_pct": 0.0, "jitter_p99_ms": 0.0}
+        p = np.array(self.periods)
+        return {"rate_hz": 1.0 / p.mean(), "period_error_pct": 100 * abs(p.mean() - self.nominal) / self.nominal,
+                "jitter_p99_ms": 1000 * float(np.percentile(np.abs(p - self.nominal), 99))}
+
+
+class ArmNode(Node):
+    def __init__(self, driver: ArmDriver | None = None, **node_kwargs):
+        super().__init__("arm_node", **node_kwargs)
+        overrides = overrides_param(self)
+        for name in ARM_PARAMS:
+            self.declare_parameter(name, "")
+            value = self.get_parameter(name).value
+            if value not in ("", None):
+                overrides.append(f"{name}={value}")
+        self.cfg = load_config("arm_node", overrides)
+        self.spec = get_robot(self.cfg.robot.name)
+        limits = SafetyLimits(**OmegaConf.to_container(self.cfg.robot.safety))
+        self.safety = SafetyEnvelope(limits, self.spec.q_min, self.spec.q_max)
+        self.limits = limits
+        self.watchdog = Watchdog(limits.watchdog_timeout)
+        self.dt = 1.0 / self.spec.control_hz
+        self.stats = LoopStats(self.dt)
+        self.kinematics = Scene(self.spec)          # MuJoCo as the kinematics library, any driver
+
+        self.driver = driver or make_arm_driver(self.cfg, clock=self.now)
+        try:
+            self.driver.connect()
+        except DriverError as exc:
+            raise RuntimeError(f"arm driver {self.cfg.driver} could not connect: {exc}") from exc
+
+        self._lock = threading.Lock()
+        self._target: tuple[np.ndarray, np.ndarray, float] | None = None   # newest pose target, not yet taken
+        self._chunk: ActionChunk | None = None
+        self._gripper = 0.0
+        self._estop = False
+        self._enabled = True
+        self._go_home = False
+        self._reset_seed: int | None = None
+        self._last_target_time: float | None = None
+        self._command_period = float(self.cfg.default_command_period)
+        self.state: RobotState | None = None
+        self.setpoint: tuple[np.ndarray, np.ndarray] | None = None
+        self.mode = "hold"
+
+        self.pose_interp = PoseInterpolator(self.dt, limits.max_linear_speed, limits.max_angular_speed)
+        self.joint_interp = JointInterpolator(self.dt, np.array(self.spec.dq_max) * 0.5)
+
+        self.pub_joints = self.create_publisher(JointState, "joint_states", qos.SENSOR)
+        self.pub_pose = self.create_publisher(PoseStamped, "arm/ee_pose", qos.SENSOR)
+        self.pub_wrench = self.create_publisher(WrenchStamped, "arm/wrench", qos.SENSOR)
+        self.pub_gripper = self.create_publisher(JointState, "arm/gripper", qos.SENSOR)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "diagnostics", 10)
+        self.pub_sim = self.create_publisher(Float64MultiArray, "sim/state", qos.SENSOR) \
+            if hasattr(self.driver, "sim_state") else None
+        self.create_subscription(PoseStamped, "arm/target_pose", self._on_target, qos.COMMAND)
+        self.create_subscription(MultiDOFJointTrajectory, "arm/action_chunk", self._on_chunk, qos.COMMAND)
+        self.create_subscription(Float64, "arm/gripper_cmd", self._on_gripper, qos.RELIABLE)
+        self.create_service(Trigger, "arm/stop", self._srv_stop)
+        self.create_service(Trigger, "arm/recover", self._srv_recover)
+        self.create_service(Trigger, "arm/home", self._srv_home)
+        self.create_service(SetBool, "arm/enable", self._srv_enable)
+        if hasattr(self.driver, "reset"):
+            self.create_service(Trigger, "sim/reset", self._srv_sim_reset)
+        self.create_timer(1.0 / self.cfg.diagnostics_rate, self._publish_diagnostics)
+        self.command_age = float("inf")
+        self._publish_every = max(1, round(self.spec.control_hz / self.cfg.publish_rate))
+        self._running = True
+        self._thread = threading.Thread(target=self._control_loop, name="arm_control", daemon=True)
+        self._thread.start()
+        self.get_logger().info(f"arm_node up: {self.spec.name} via {self.cfg.driver} at {self.spec.control_hz} Hz")
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # --- ROS callbacks: validate and hand over ----------------------------------------------
+    def _reject(self, what: str, exc: Exception) -> None:
+        self.safety.events.add("rejected", f"{what}: {exc}")
+        self.get_logger().error(f"rejected {what}: {exc}", throttle_duration_sec=1.0)
+
+    def _on_target(self, msg: PoseStamped) -> None:
+        try:
+            pos, quat, stamp = convert.parse_pose(msg)
+            age = self.now() - stamp
+            if age > self.limits.max_command_age:
+                raise convert.MessageError(f"stale stamp ({age:.3f} s old, limit {self.limits.max_command_age} s)")
+            pos, quat, _ = self.safety.check_target(pos, quat, self._gripper)
+        except (convert.MessageError, SafetyViolation) as exc:
+            return self._reject("target pose", exc)
+        now = time.monotonic()
+        with self._lock:
+            if self._last_target_time is not None:
+                gap = now - self._last_target_time
+                self._command_period = float(np.clip(0.7 * self._command_period + 0.3 * gap, 1 / 60, 0.25))
+            self._last_target_time = now
+            self._target = (pos, quat, now)
+            self._chunk = None
+            self.watchdog.feed(now)
+
+    def _on_chunk(self, msg: MultiDOFJointTrajectory) -> None:
+        try:
+            chunk = convert.parse_chunk(msg)
+            if chunk.times[-1] < self.now():
+                raise convert.MessageError("every step of the chunk is already in the past")
+            for i in range(len(chunk)):
+                chunk.positions[i], chunk.quats[i], chunk.gripper[i] = self.safety.check_target(
+                    chunk.positions[i], chunk.quats[i], chunk.gripper[i])
+        except (convert.MessageError, SafetyViolation) as exc:
+            return self._reject("action chunk", exc)
+        with self._lock:
+            self._chunk = chunk
+            self._target = None
+            self.watchdog.feed(time.monotonic())
+
+    def _on_gripper(self, msg: Float64) -> None:
+        g = float(msg.data)
+        if not np.isfinite(g) or not 0.0 <= g <= 1.0:
+            return self._reject("gripper command", ValueError(f"{g} is not in [0, 1]"))
+        with self._lock:
+            self._gripper = g
+
+    def _srv_stop(self, request, response):
+        with self._lock:
+            self._estop = True
+            self._target, self._chunk = None, None
+        self.safety.events.add("estop")
+        response.success, response.message = True, "e-stop latched; call arm/recover to release"
+        return response
+
+    def _srv_recover(self, request, response):
+        try:
+            self.driver.recover()
+        except DriverError as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        with self._lock:
+            self._estop = False
+            self._target, self._chunk = None, None
+            self.setpoint = None                    # re-seed from the measured pose
+        response.success, response.message = True, "recovered; holding pose"
+        return response
+
+    def _srv_home(self, request, response):
+        with self._lock:
+            if self._estop:
+                response.success, response.message = False, "e-stop latched"
+                return response
+            self._go_home = True
+        response.success, response.message = True, "moving to home"
+        return response
+
+    def _srv_enable(self, request, response):
+        with self._lock:
+            self._enabled = bool(request.data)
+            self._target, self._chunk = None, None
+        response.success, response.message = True, "enabled" if request.data else "disabled: holding pose"
+        return response
+
+    def _srv_sim_reset(self, request, response):
+        with self._lock:
+            self._reset_seed = int(self.driver.config.seed) + 1
+        deadline = time.monotonic() + 5.0
+        while self._reset_seed is not None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        response.success = self._reset_seed is None
+        response.message = f"seed={self.driver.config.seed}"
+        return response
+
+    # --- control thread ------------------------------------------------------------------
+    def _control_loop(self) -> None:
+        tick = 0
+        while self._running:
+            try:
+                state = self.driver.read_state()
+                self.stats.tick(time.monotonic())
+                self.state = state
+                self._control_tick(state)
+            except DriverError as exc:
+                self.safety.events.add("driver_error", str(exc))
+                self.get_logger().error(f"driver error: {exc}; holding", throttle_duration_sec=1.0)
+                with self._lock:
+                    self._estop = True
+                time.sleep(self.dt)
+                continue
+            tick += 1
+            if tick % self._publish_every == 0:
+                self._publish_state(state)
+
+    def _control_tick(self, state: RobotState) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._reset_seed is not None:
+                self.driver.reset(self._reset_seed)
+                self._reset_seed = None
+                self._target, self._chunk = None, None
+                self.setpoint = None
+                return
+            if self.setpoint is None:
+                self.setpoint = (state.ee_pos.copy(), state.ee_quat.copy())
+                self.pose_interp.reset(*self.setpoint)
+            target, self._target = self._target, None
+            chunk, gripper = self._chunk, self._gripper
+            estop, enabled, go_home = self._estop, self._enabled, self._go_home
+            self.command_age = self.watchdog.age(now)
+            if go_home:
+                self._go_home = False
+        if estop or not enabled:
+            self._hold(state, "estop" if estop else "disabled")
+            return self.driver.command_pose(*self.setpoint, gripper)
+        if go_home or self.mode == "home":
+            return self._home_tick(state, go_home, gripper)
+        if target is not None:
+            self.pose_interp.set_goal(target[0], target[1], self._command_period)
+            self.mode = "target"
+        elif chunk is not None:
+            pos, quat, gripper = self._chunk_at(chunk, self.now())
+            self.pose_interp.set_goal(pos, quat, self.dt)
+            self.mode = "chunk"
+            if self.now() > chunk.times[-1] + self.limits.watchdog_timeout:
+                with self._lock:
+                    if self._chunk is chunk:
+                        self._chunk = None
+        if self.mode in ("target", "chunk") and self.watchdog.expired(now):
+            self.safety.events.add("watchdog_hold", f"no command for {self.command_age:.3f} s")
+            self.mode = "hold"
+        if self.mode == "hold":
+            self.pose_interp.reset(*self.setpoint)
+        pos, quat = self.pose_interp.step()
+        pos, quat = self.safety.limit_step(self.setpoint[0], self.setpoint[1], pos, quat, self.dt)
+        if self._pushes_into_joint_limit(state, pos, quat):
+            self.safety.events.add("joint_margin_hold")
+            pos, quat = self.setpoint
+            self.pose_interp.reset(pos, quat)
+        self.setpoint = (pos, quat)
+        self.driver.command_pose(pos, quat, gripper)
+
+    def _hold(self, state: RobotState, reason: str) -> None:
+        if self.mode != reason:
+            self.mode = reason
+            self.pose_interp.reset(*self.setpoint)
+
+    def _home_tick(self, state: RobotState, start: bool, gripper: float) -> None:
+        if start or self.mode != "home":
+            self.joint_interp.reset(state.q)
+            self.joint_interp.set_goal(self.safety.clip_joints(self.spec.q_home), 0.0)
+            self.mode = "home"
+        q = self.joint_interp.step()
+        self.driver.command_joints(q, gripper)
+        if not self.joint_interp.moving and np.abs(state.q - q).max() < 0.01:
+            self.mode = "hold"
+            self.setpoint = (state.ee_pos.copy(), state.ee_quat.copy())
+            self.pose_interp.reset(*self.setpoint)
+
+    def _chunk_at(self, chunk: ActionChunk, t: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """The chunk's target at time t: steps already past are skipped, between steps it interpolates."""
+        i = int(np.searchsorted(chunk.times, t))
+        if i == 0:
+            return chunk.positions[0], chunk.quats[0], float(chunk.gripper[0])
+        if i >= len(chunk):
+            return chunk.positions[-1], chunk.quats[-1], float(chunk.gripper[-1])
+        a = (t - chunk.times[i - 1]) / (chunk.times[i] - chunk.times[i - 1])
+        pos = (1 - a) * chunk.positions[i - 1] + a * chunk.positions[i]
+        return pos, tf.slerp(chunk.quats[i - 1], chunk.quats[i], a), float(chunk.gripper[i])
+
+    def _pushes_into_joint_limit(self, state: RobotState, pos, quat) -> bool:
+        near = self.safety.joints_near_limits(state.q)
+        if near.size == 0:
+            return False
+        kin = self.kinematics
+        kin.data.qpos[kin.arm_qpos] = state.q
+        mujoco.mj_kinematics(kin.model, kin.data)
+        mujoco.mj_comPos(kin.model, kin.data)
+        jacp, jacr = np.zeros((3, kin.model.nv)), np.zeros((3, kin.model.nv))
+        mujoco.mj_jacSite(kin.model, kin.data, jacp, jacr, kin.tcp_site)
+        jac = np.vstack((jacp, jacr))[:, kin.arm_dof]
+        twist = np.concatenate((pos - self.setpoint[0], tf.rotation_error(quat, self.setpoint[1])))
+        dq = np.linalg.pinv(jac, rcond=1e-3) @ twist
+        mid = (self.safety.q_min + self.safety.q_max) / 2
+        return bool(np.any(dq[near] * np.sign(state.q[near] - mid[near]) > 1e-9))
+
+    # --- publishing ------------------------------------------------------------------------
+    def _publish_state(self, s: RobotState) -> None:
+        names = [f"{self.spec.name}_joint{i + 1}" for i in range(self.spec.dof)]
+        self.pub_joints.publish(convert.joint_state_msg(names, s.q, s.dq, s.tau, s.stamp))
+        self.pub_pose.publish(convert.pose_msg(s.ee_pos, s.ee_quat, s.stamp))
+        self.pub_wrench.publish(convert.wrench_msg(s.wrench, s.stamp))
+        self.pub_gripper.publish(convert.joint_state_msg(["gripper"], [s.gripper_width], [0.0], None, s.stamp))
+        if self.pub_sim is not None:
+            msg = Float64MultiArray()
+            msg.data = [s.stamp, *self.driver.sim_state()]
+            self.pub_sim.publish(msg)
+
+    def _publish_diagnostics(self) -> None:
+        stats = self.stats.summary()
+        values = {**{k: f"{v:.3f}" for k, v in stats.items()}, "command_age_s": f"{self.command_age:.3f}",
+                  "mode": self.mode, "estop": str(self._estop), "enabled": str(self._enabled),
+                  **{f"safety.{k}": str(v) for k, v in self.safety.events.counts.items()},
+                  "last_safety_event": self.safety.events.last}
+        level = DiagnosticStatus.ERROR if self._estop else DiagnosticStatus.OK
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: arm", hardware_id=self.spec.name,
+                                  message=self.mode, values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(msg)
+
+    def close(self) -> None:
+        self._running = False
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+        try:
+            self.driver.stop()
+            self.driver.disconnect()
+        except DriverError as exc:
+            self.get_logger().error(f"while stopping the driver: {exc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node(ArmNode, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

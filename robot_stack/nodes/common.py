@@ -1,0 +1,42 @@
+"""What every node's main() does: init rclpy from argv, build the node, spin, shut down cleanly."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+
+def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = None) -> int:
+    """Start a node from command-line ROS arguments (`--ros-args -p ... -r __node:=...`)."""
+    argv = sys.argv if argv is None else argv
+    rclpy.init(args=argv)
+    node = None
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    try:
+        node = factory()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, RuntimeError) as exc:     # configuration and driver errors: one clear line
+        logging.getLogger("robot_stack").error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if node is not None:
+            node.close() if hasattr(node, "close") else None
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def overrides_param(node, name: str = "overrides") -> list[str]:
+    """Hydra overrides passed as one ROS string parameter, space separated."""
+    node.declare_parameter(name, "")
+    value = node.get_parameter(name).value
+    return [v for v in str(value).split() if v]
