@@ -38,6 +38,15 @@ setup(
         "pyyaml>=6",
         "hydra-core>=1.3",
     ],
-    extras_require={"test": ["pytest>=8", "hypothesis>=6.100"]},
-    entry_points={"console_scripts": ["robot-stack = robot_stack.cli:main"]},
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100"],
+        # ROS 2 Kilted from PyPI, for machines with no sourced ROS 2 (scripts/setup.sh decides).
+        "ros": ["ros-rclpy", "ros-rmw-fastrtps-cpp", "ros-std-msgs", "ros-sensor-msgs", "ros-geometry-msgs",
+                "ros-trajectory-msgs", "ros-std-srvs", "ros-diagnostic-msgs", "ros-builtin-interfaces"],
+    },
+    entry_points={"console_scripts": [
+        "robot-stack = robot_stack.cli:main",
+        "arm_node = robot_stack.nodes.arm_node:main",
+        "camera_node = robot_stack.nodes.camera_node:main",
+    ]},
 )

@@ -23,7 +23,8 @@ Differences from launch_ros, all deliberate: named parameters are passed as
 `-p name:=value` rather than through a temporary parameter file (same effect for a
 one-node process, and DESIGN.md's contract); all node output is printed, prefixed with
 `[name]`, whatever `output` says; an included file gets its own scope, so its `let`s and
-`arg`s do not leak into the including file.
+`arg`s do not leak into the including file. As in launch, a relative include path is
+relative to the working directory: write `$(dirname)/other.yaml` or use find-pkg-share.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import yaml
 
@@ -241,7 +242,8 @@ def _text(value: Any, what: str) -> str:
 
 def render_param_value(value: Any) -> str:
     """YAML text of a parameter for `-p name:=value`: rcl parses it back to the same typed value."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=float("inf"), allow_unicode=True)
+    # Non-ASCII is written as escapes: pyyaml emits some (U+0085) raw where they read back as line breaks.
+    text = yaml.safe_dump(value, default_flow_style=True, width=float("inf"))
     return text.removesuffix("\n...\n").rstrip("\n")
 
 
@@ -327,9 +329,9 @@ def join_namespace(base: str | None, ns: str | None) -> str | None:
     return combined if combined.startswith("/") else "/" + combined
 
 
-def node_command(executable: str, *, arguments: list[str] = (), ros_arguments: list[str] = (),
+def node_command(executable: str, *, arguments: Sequence[str] = (), ros_arguments: Sequence[str] = (),
                  name: str | None = None, namespace: str | None = None,
-                 params: list[str] = (), remaps: list[tuple[str, str]] = ()) -> list[str]:
+                 params: Sequence[str] = (), remaps: Sequence[tuple[str, str]] = ()) -> list[str]:
     """The argv launch_ros builds: exec, args, [--ros-args ros_args], --ros-args, name, ns, params, remaps."""
     cmd = [executable, *arguments]
     if ros_arguments:
@@ -339,7 +341,7 @@ def node_command(executable: str, *, arguments: list[str] = (), ros_arguments: l
         cmd += ["-r", f"__node:={name}"]
     if namespace is not None:
         cmd += ["-r", f"__ns:={namespace}"]
-    cmd += params
+    cmd += list(params)
     for src, dst in remaps:
         cmd += ["-r", f"{src}:={dst}"]
     return cmd
@@ -351,6 +353,14 @@ def _required(body: dict, key: str, kind: str, where: str) -> Any:
     if key not in body:
         raise LaunchError(f"{where}: `{kind}` needs '{key}'")
     return body[key]
+
+
+def _name(body: dict, kind: str, where: str) -> str:
+    """Names must be YAML strings, as in launch_yaml: an unquoted `on` or `yes` reads as a boolean."""
+    name = _required(body, "name", kind, where)
+    if not isinstance(name, str):
+        raise LaunchError(f"{where}: `{kind}` name {name!r} is not a string (quote it: YAML reads on/yes/no as booleans)")
+    return name
 
 
 def _check_keys(kind: str, body: Any, allowed: set[str], where: str, conditions: bool = True) -> None:
@@ -419,7 +429,7 @@ class _Loader:
     def arg(self, body: Any, scope: _Scope) -> None:
         where = str(scope.file)
         _check_keys("arg", body, {"name", "default", "description", "choices"}, where)
-        name = _text(_required(body, "name", "arg", where), f"{where}: arg name")
+        name = _name(body, "arg", where)
         self.declared.add(name)
         if name not in scope.vars:
             if "default" not in body:
@@ -432,7 +442,7 @@ class _Loader:
     def let(self, body: Any, scope: _Scope) -> None:
         where = str(scope.file)
         _check_keys("let", body, {"name", "value"}, where)
-        name = _text(_required(body, "name", "let", where), f"{where}: let name")
+        name = _name(body, "let", where)
         scope.vars[name] = substitute(_text(_required(body, "value", "let", where), f"{where}: let '{name}'"), scope)
 
     def push_namespace(self, body: Any, scope: _Scope) -> None:
@@ -459,7 +469,7 @@ class _Loader:
         inner = scope.child(path.resolve())
         for entry in _mappings(body.get("arg") or [], "arg", where):
             _check_keys("include arg", entry, {"name", "value"}, where, conditions=False)
-            name = _text(_required(entry, "name", "include arg", where), where)
+            name = _name(entry, "include arg", where)
             inner.vars[name] = substitute(_text(_required(entry, "value", "include arg", where), where), scope)
         self.file(path, inner)
 
@@ -581,7 +591,7 @@ class _Process:
         self.finished = False
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.spec.env}   # lines appear as they are printed
+        env = {"PYTHONUNBUFFERED": "1", **os.environ, **self.spec.env}   # Python nodes' lines appear at once
         try:
             # A new session keeps the terminal's Ctrl-C away from nodes: the launcher forwards it in order.
             self.popen = subprocess.Popen(self.spec.cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -707,9 +717,10 @@ def resolve_launch_file(name: str) -> Path:
         launch_dir = Path(find_package_share(OWN_PACKAGE), "launch")
     except LaunchError:
         raise LaunchError(f"launch file '{name}' not found") from None
-    for candidate in (name, f"{name}.yaml", f"{name}.launch.yaml"):
-        if len(path.parts) == 1 and (launch_dir / candidate).is_file():
-            return launch_dir / candidate
+    if len(path.parts) == 1:
+        for candidate in (name, f"{name}.yaml", f"{name}.launch.yaml"):
+            if (launch_dir / candidate).is_file():
+                return launch_dir / candidate
     available = ", ".join(sorted(p.name for p in launch_dir.glob("*.yaml"))) or "none"
     raise LaunchError(f"launch file '{name}' not found (not a file, and not in {launch_dir}; available: {available})")
 

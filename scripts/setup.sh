@@ -23,5 +23,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+# A sourced ROS 2 (ROS_DISTRO set, rclpy importable) takes precedence over the PyPI wheels.
+extras="test"
+if [ -n "${ROS_DISTRO:-}" ] && .venv/bin/python -c "import rclpy" 2>/dev/null; then
+  echo "setup: using the sourced ROS 2 $ROS_DISTRO"
+else
+  extras="test,ros"
+fi
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[$extras]"
 echo "setup: ready (.venv)"

@@ -28,7 +28,7 @@ from robot_stack.config import load_config
 from robot_stack.control.interpolation import JointInterpolator, PoseInterpolator
 from robot_stack.control.safety import SafetyEnvelope, SafetyLimits, SafetyViolation, Watchdog
 from robot_stack.drivers.base import ArmDriver, DriverError
-from robot_stack.nodes.common import overrides_param, run_node
+from robot_stack.nodes.common import declare_any, overrides_param, run_node
 from robot_stack.ros import convert, qos
 from robot_stack.sim.robots import get_robot
 from robot_stack.sim.scene import Scene
@@ -74,12 +74,12 @@ class LoopStats:
 
 
 class ArmNode(Node):
-    def __init__(self, driver: ArmDriver | None = None, **node_kwargs):
+    def __init__(self, driver: ArmDriver | None = None, start_loop: bool = True, **node_kwargs):
+        """`start_loop=False` leaves ticking to the caller (tests step `control_step()` themselves)."""
         super().__init__("arm_node", **node_kwargs)
         overrides = overrides_param(self)
         for name in ARM_PARAMS:
-            self.declare_parameter(name, "")
-            value = self.get_parameter(name).value
+            value = declare_any(self, name)
             if value not in ("", None):
                 overrides.append(f"{name}={value}")
         self.cfg = load_config("arm_node", overrides)
@@ -135,8 +135,10 @@ class ArmNode(Node):
         self.command_age = float("inf")
         self._publish_every = max(1, round(self.spec.control_hz / self.cfg.publish_rate))
         self._running = True
+        self._ticks = 0
         self._thread = threading.Thread(target=self._control_loop, name="arm_control", daemon=True)
-        self._thread.start()
+        if start_loop:
+            self._thread.start()
         self.get_logger().info(f"arm_node up: {self.spec.name} via {self.cfg.driver} at {self.spec.control_hz} Hz")
 
     def now(self) -> float:
@@ -237,23 +239,26 @@ class ArmNode(Node):
 
     # --- control thread ------------------------------------------------------------------
     def _control_loop(self) -> None:
-        tick = 0
         while self._running:
-            try:
-                state = self.driver.read_state()
-                self.stats.tick(time.monotonic())
-                self.state = state
-                self._control_tick(state)
-            except DriverError as exc:
-                self.safety.events.add("driver_error", str(exc))
-                self.get_logger().error(f"driver error: {exc}; holding", throttle_duration_sec=1.0)
-                with self._lock:
-                    self._estop = True
-                time.sleep(self.dt)
-                continue
-            tick += 1
-            if tick % self._publish_every == 0:
-                self._publish_state(state)
+            self.control_step()
+
+    def control_step(self) -> None:
+        """One control period: read, decide the set point, command, publish at the publish rate."""
+        try:
+            state = self.driver.read_state()
+            self.stats.tick(time.monotonic())
+            self.state = state
+            self._control_tick(state)
+        except DriverError as exc:
+            self.safety.events.add("driver_error", str(exc))
+            self.get_logger().error(f"driver error: {exc}; holding", throttle_duration_sec=1.0)
+            with self._lock:
+                self._estop = True
+            time.sleep(self.dt)
+            return
+        self._ticks += 1
+        if self._ticks % self._publish_every == 0:
+            self._publish_state(state)
 
     def _control_tick(self, state: RobotState) -> None:
         now = time.monotonic()
@@ -282,10 +287,13 @@ class ArmNode(Node):
             self.pose_interp.set_goal(target[0], target[1], self._command_period)
             self.mode = "target"
         elif chunk is not None:
-            pos, quat, gripper = self._chunk_at(chunk, self.now())
+            t = self.now()
+            pos, quat, gripper = self._chunk_at(chunk, t)
             self.pose_interp.set_goal(pos, quat, self.dt)
             self.mode = "chunk"
-            if self.now() > chunk.times[-1] + self.limits.watchdog_timeout:
+            if t <= chunk.times[-1]:
+                self.watchdog.feed(now)          # a chunk with steps ahead is a fresh command
+            elif t > chunk.times[-1] + self.limits.watchdog_timeout:
                 with self._lock:
                     if self._chunk is chunk:
                         self._chunk = None

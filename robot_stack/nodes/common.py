@@ -7,6 +7,7 @@ import sys
 from typing import Callable
 
 import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
 
@@ -35,8 +36,13 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = 
     return 0
 
 
+def declare_any(node, name: str):
+    """Declare a parameter of any type (launch files type values as YAML would); returns its value or ''."""
+    node.declare_parameter(name, "", ParameterDescriptor(dynamic_typing=True))
+    value = node.get_parameter(name).value
+    return "" if value is None else value
+
+
 def overrides_param(node, name: str = "overrides") -> list[str]:
     """Hydra overrides passed as one ROS string parameter, space separated."""
-    node.declare_parameter(name, "")
-    value = node.get_parameter(name).value
-    return [v for v in str(value).split() if v]
+    return [v for v in str(declare_any(node, name)).split() if v]

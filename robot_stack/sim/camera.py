@@ -61,6 +61,15 @@ class CameraRenderer:
         self._renderer.update_scene(self.scene.data, camera)
         return self._renderer.render()
 
+    def render_depth(self, camera: str) -> np.ndarray:
+        """Depth along the optical axis in metres (HxW float32)."""
+        self._renderer.enable_depth_rendering()
+        try:
+            self._renderer.update_scene(self.scene.data, camera)
+            return self._renderer.render().astype(np.float32)
+        finally:
+            self._renderer.disable_depth_rendering()
+
     def render_segmentation(self, camera: str) -> np.ndarray:
         """Per-pixel geom ids (-1 for background)."""
         self._renderer.enable_segmentation_rendering()

@@ -1,0 +1,150 @@
+"""arm_node over the twin through real rclpy: following, watchdog, bad input, e-stop, chunks."""
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import MultiDOFJointTrajectory
+
+from robot_stack.nodes.arm_node import ArmNode
+from robot_stack.ros import convert, qos
+from robot_stack.types import ActionChunk
+from tests.nodes.conftest import wait_for
+
+
+class Client:
+    """A test node that listens to the arm and sends it commands."""
+
+    def __init__(self, ros):
+        self.node = ros.node("client")
+        self.poses, self.joints, self.diags = [], [], []
+        n = self.node
+        n.create_subscription(PoseStamped, "arm/ee_pose", self.poses.append, qos.SENSOR)
+        n.create_subscription(JointState, "joint_states", self.joints.append, qos.SENSOR)
+        n.create_subscription(DiagnosticArray, "diagnostics", self.diags.append, 10)
+        self.target = n.create_publisher(PoseStamped, "arm/target_pose", qos.COMMAND)
+        self.chunk = n.create_publisher(MultiDOFJointTrajectory, "arm/action_chunk", qos.COMMAND)
+        self.gripper = n.create_publisher(Float64, "arm/gripper_cmd", qos.RELIABLE)
+
+    def now(self):
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def pose(self):
+        pos, quat, _ = convert.parse_pose(self.poses[-1])
+        return pos, quat
+
+    def call(self, name):
+        cli = self.node.create_client(Trigger, name)
+        assert cli.wait_for_service(timeout_sec=5.0)
+        future = cli.call_async(Trigger.Request())
+        wait_for(future.done, what=f"{name} response")
+        return future.result()
+
+
+def start(ros, **params):
+    from rclpy.parameter import Parameter
+    overrides = [Parameter(k, value=v) for k, v in {"robot": "panda", "task": "reach", "seed": 0, **params}.items()]
+    node = ros.add(ArmNode(context=ros.context, parameter_overrides=overrides))
+    client = Client(ros)
+    wait_for(lambda: len(client.poses) > 5, what="ee poses from arm_node")
+    return node, client
+
+
+def test_publishes_state_at_100_hz_and_follows_targets(ros):
+    node, client = start(ros)
+    n0, t0 = len(client.joints), time.monotonic()
+    time.sleep(1.0)
+    rate = (len(client.joints) - n0) / (time.monotonic() - t0)
+    assert rate > 80, rate
+    assert client.joints[-1].name[0] == "panda_joint1" and len(client.joints[-1].position) == 7
+    pos, quat = client.pose()
+    goal = pos + [0.04, -0.03, -0.05]
+    for _ in range(15):
+        client.target.publish(convert.pose_msg(goal, quat, client.now()))
+        time.sleep(0.05)
+    wait_for(lambda: np.linalg.norm(client.pose()[0] - goal) < 2e-3, what="TCP at the goal")
+
+
+def test_watchdog_holds_pose_when_commands_stop(ros):
+    node, client = start(ros)
+    pos, quat = client.pose()
+    far = pos + [0.0, 0.25, -0.1]            # 0.27 m: at 0.5 m/s it would take ~0.55 s
+    client.target.publish(convert.pose_msg(far, quat, client.now()))
+    wait_for(lambda: node.safety.events.counts.get("watchdog_hold", 0) >= 1, timeout=3.0, what="watchdog hold")
+    assert node.mode == "hold"
+    time.sleep(0.3)                         # the arm settles onto the frozen set point
+    held = client.pose()[0]
+    time.sleep(0.5)
+    assert np.linalg.norm(client.pose()[0] - held) < 2e-3          # it stays
+    assert np.linalg.norm(held - far) > 0.05                       # it did not finish the move
+    assert np.linalg.norm(held - pos) > 0.02                       # but it had started it
+
+
+def test_bad_commands_are_rejected_without_motion(ros):
+    node, client = start(ros)
+    pos, quat = client.pose()
+    bad = [
+        convert.pose_msg([np.nan, 0.0, 0.3], quat, client.now()),
+        convert.pose_msg(pos + 0.05, quat, client.now(), frame_id="world"),
+        convert.pose_msg(pos + 0.05, quat * 2.0, client.now()),
+        convert.pose_msg(pos + 0.05, quat, client.now() - 5.0),       # stale
+    ]
+    for msg in bad:
+        client.target.publish(msg)
+        time.sleep(0.05)                    # depth-1 command queue: latest wins, so pace them
+    client.gripper.publish(Float64(data=3.0))
+    wait_for(lambda: node.safety.events.counts.get("rejected", 0) >= 5, what="five rejections")
+    time.sleep(0.3)
+    assert np.linalg.norm(client.pose()[0] - pos) < 2e-3
+    wait_for(lambda: any(kv.key == "safety.rejected" for d in client.diags for s in d.status for kv in s.values),
+             timeout=3.0, what="rejections on /diagnostics")
+
+
+def test_estop_latches_until_recover(ros):
+    node, client = start(ros)
+    pos, quat = client.pose()
+    assert client.call("arm/stop").success
+    for _ in range(6):
+        client.target.publish(convert.pose_msg(pos + [0.05, 0, 0], quat, client.now()))
+        time.sleep(0.05)
+    assert np.linalg.norm(client.pose()[0] - pos) < 2e-3
+    assert client.call("arm/recover").success
+    goal = pos + [0.05, 0, 0]
+    for _ in range(10):
+        client.target.publish(convert.pose_msg(goal, quat, client.now()))
+        time.sleep(0.05)
+    wait_for(lambda: np.linalg.norm(client.pose()[0] - goal) < 3e-3, what="motion after recover")
+
+
+def test_action_chunk_is_played_at_its_times_skipping_stale_steps(ros):
+    node, client = start(ros)
+    pos, quat = client.pose()
+    now = client.now()
+    times = now + np.arange(-0.3, 0.5, 0.1)            # the first three steps are already past
+    offsets = np.linspace(0.0, 0.08, len(times))
+    positions = np.array([pos + [0.0, 0.0, -o] for o in offsets])
+    positions[:3] = pos + [0.3, 0.3, 0.0]               # stale steps far away: must never be visited
+    chunk = ActionChunk(times, positions, np.tile(quat, (len(times), 1)), np.zeros(len(times)))
+    client.chunk.publish(convert.chunk_msg(chunk))
+    seen = []
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        seen.append(client.pose()[0])
+        time.sleep(0.01)
+    seen = np.array(seen)
+    assert np.abs(seen[:, :2] - pos[:2]).max() < 5e-3               # never headed for the stale steps
+    assert abs(seen[-1][2] - positions[-1][2]) < 3e-3               # reached the last step
+
+
+def test_malformed_chunk_is_rejected(ros):
+    node, client = start(ros)
+    pos, quat = client.pose()
+    msg = convert.chunk_msg(ActionChunk(client.now() + np.array([0.1, 0.2]), np.array([pos, pos + 0.02]),
+                                        np.tile(quat, (2, 1)), np.zeros(2)))
+    msg.points[1].transforms[1].translation.x = 1.5        # gripper out of [0, 1]
+    client.chunk.publish(msg)
+    wait_for(lambda: node.safety.events.counts.get("rejected", 0) >= 1, what="rejection")
+    assert "gripper" in node.safety.events.last
