@@ -82,14 +82,14 @@ class CameraNode(Node):
             if self.pub_depth is not None and frame.depth is not None:
                 self.pub_depth.publish(convert.image_msg(frame.depth, frame.stamp, frame.frame_id, "16UC1"))
             self.frames += 1
+        try:
+            self.driver.disconnect()             # on this thread: the GL context belongs to it
+        except DriverError as exc:
+            self.get_logger().error(f"while disconnecting: {exc}")
 
     def close(self) -> None:
         self._running = False
-        self._thread.join(timeout=2.0)
-        try:
-            self.driver.disconnect()
-        except DriverError:
-            pass
+        self._thread.join(timeout=5.0)
 
 
 def main(argv: list[str] | None = None) -> int:

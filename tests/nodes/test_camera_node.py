@@ -1,0 +1,51 @@
+"""Twin cameras mirror the arm node's simulator and publish images with capture stamps."""
+import numpy as np
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image
+
+from robot_stack.nodes.arm_node import ArmNode
+from robot_stack.nodes.camera_node import CameraNode
+from robot_stack.ros import convert, qos
+from tests.nodes.conftest import wait_for
+
+
+def test_twin_camera_publishes_color_depth_and_info(ros):
+    ros.add(ArmNode(context=ros.context, parameter_overrides=[
+        Parameter("robot", value="ur5e"), Parameter("task", value="lift")]))
+    cam = ros.add(CameraNode(context=ros.context, parameter_overrides=[
+        Parameter("camera", value="twin_front"), Parameter("robot", value="ur5e"), Parameter("width", value=96),
+        Parameter("height", value=64), Parameter("fps", value=20.0), Parameter("depth", value=True)]))
+    client = ros.node("viewer")
+    color, depth, info = [], [], []
+    client.create_subscription(Image, "front/color/image_raw", color.append, qos.IMAGE)
+    client.create_subscription(Image, "front/depth/image_rect_raw", depth.append, qos.IMAGE)
+    client.create_subscription(CameraInfo, "front/color/camera_info", info.append, qos.SENSOR)
+    wait_for(lambda: len(color) >= 10 and depth and info, timeout=15.0, what="images")
+    rgb = convert.parse_image(color[-1], shape=(64, 96))
+    assert rgb.std() > 5                                       # a rendered scene, not a blank
+    d = convert.parse_image(depth[-1], encodings=("16UC1",), shape=(64, 96))
+    assert 300 < np.median(d) < 3000                          # table and robot 0.3-3 m away, in mm
+    stamps = [convert.from_time(m.header.stamp) for m in color[-10:]]
+    assert np.all(np.diff(stamps) > 0)                        # capture stamps move forward
+    now = client.get_clock().now().nanoseconds * 1e-9
+    assert 0 <= now - stamps[-1] < 1.0
+    assert info[-1].k[0] > 0 and info[-1].width == 96 and color[-1].header.frame_id == "front_color_optical_frame"
+    assert cam.frames >= 10
+
+
+def test_parse_image_rejects_wrong_sizes_and_encodings():
+    msg = convert.image_msg(np.zeros((4, 6, 3), np.uint8), 1.0, "cam")
+    for kwargs, text in [({"shape": (4, 5)}, "expected 4x5"), ({"encodings": ("mono8",)}, "encoding")]:
+        try:
+            convert.parse_image(msg, **kwargs)
+        except convert.MessageError as exc:
+            assert text in str(exc)
+        else:
+            raise AssertionError("accepted a bad image")
+    msg.data = msg.data[:-3]
+    try:
+        convert.parse_image(msg)
+    except convert.MessageError as exc:
+        assert "size" in str(exc)
+    else:
+        raise AssertionError("accepted truncated data")
