@@ -21,6 +21,12 @@ def _bench_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from robot_stack.bringup_demo import run_bringup_demo
+
+    return run_bringup_demo(args.robot, args.task, args.episodes, args.seed, args.video, args.json, args.image_size)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robot-stack", description="ROS 2 control stack for learned manipulation")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -36,6 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", metavar="FILE", help="write the results as JSON")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=_sim_demo)
+
+    demo_ros = sub.add_parser("demo", help="bring up the twin's ROS 2 graph and run scripted episodes through it")
+    demo_ros.add_argument("--robot", default="panda", choices=["panda", "ur5e"])
+    demo_ros.add_argument("--task", default="pick_place")
+    demo_ros.add_argument("--episodes", type=int, default=2)
+    demo_ros.add_argument("--seed", type=int, default=0)
+    demo_ros.add_argument("--image-size", type=int, default=128)
+    demo_ros.add_argument("--video", metavar="DIR", help="write an MP4 per episode from the image topics")
+    demo_ros.add_argument("--json", metavar="FILE")
+    demo_ros.set_defaults(func=_demo)
+
+    launch = sub.add_parser("launch", help="run a ROS 2 YAML launch file: FILE [name:=value ...]", add_help=False)
+    launch.add_argument("launch_argv", nargs=argparse.REMAINDER)
+    launch.set_defaults(func=lambda a: __import__("robot_stack.launcher", fromlist=["main"]).main(a.launch_argv))
 
     bench = sub.add_parser("bench", help="benchmarks that print measured figures").add_subparsers(
         dest="bench_command", required=True)

@@ -45,6 +45,7 @@ class MujocoArmDriver(ArmDriver):
         self._next_tick = 0.0
         self._dt = 1.0 / self.spec.control_hz
         self._error: str | None = None
+        self._next_seed = config.seed
 
     def connect(self) -> None:
         self.scene = Scene(self.spec)
@@ -59,6 +60,13 @@ class MujocoArmDriver(ArmDriver):
         """Start a new seeded episode of the configured task."""
         self.config.seed = seed
         reset_episode(self.scene, self.arm, self.task, np.random.default_rng(seed))
+
+    def reset_next(self) -> int:
+        """Start the episode with the next unused seed (the first is the configured seed); returns it."""
+        seed = self._next_seed
+        self._next_seed += 1
+        self.reset(seed)
+        return seed
 
     def _require(self) -> SimArm:
         if self.arm is None:

@@ -105,7 +105,7 @@ class ArmNode(Node):
         self._estop = False
         self._enabled = True
         self._go_home = False
-        self._reset_seed: int | None = None
+        self._reset_request: threading.Event | None = None
         self._last_target_time: float | None = None
         self._command_period = float(self.cfg.default_command_period)
         self.state: RobotState | None = None
@@ -228,19 +228,24 @@ class ArmNode(Node):
         return response
 
     def _srv_sim_reset(self, request, response):
+        done = threading.Event()
         with self._lock:
-            self._reset_seed = int(self.driver.config.seed) + 1
-        deadline = time.monotonic() + 5.0
-        while self._reset_seed is not None and time.monotonic() < deadline:
-            time.sleep(0.002)
-        response.success = self._reset_seed is None
-        response.message = f"seed={self.driver.config.seed}"
+            self._reset_request = done
+        if not done.wait(timeout=5.0):
+            response.success, response.message = False, "the control loop did not reset within 5 s"
+            return response
+        response.success, response.message = True, f"seed={self.driver.config.seed}"
         return response
 
     # --- control thread ------------------------------------------------------------------
     def _control_loop(self) -> None:
-        while self._running:
-            self.control_step()
+        while self._running and self.context.ok():
+            try:
+                self.control_step()
+            except Exception:                       # publishing after the context went down: a shutdown
+                if self.context.ok():
+                    raise
+                break
 
     def control_step(self) -> None:
         """One control period: read, decide the set point, command, publish at the publish rate."""
@@ -263,11 +268,13 @@ class ArmNode(Node):
     def _control_tick(self, state: RobotState) -> None:
         now = time.monotonic()
         with self._lock:
-            if self._reset_seed is not None:
-                self.driver.reset(self._reset_seed)
-                self._reset_seed = None
+            if self._reset_request is not None:
+                self.driver.reset_next()
+                self._reset_request.set()
+                self._reset_request = None
                 self._target, self._chunk = None, None
                 self.setpoint = None
+                self.mode = "hold"
                 return
             if self.setpoint is None:
                 self.setpoint = (state.ee_pos.copy(), state.ee_quat.copy())

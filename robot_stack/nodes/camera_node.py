@@ -70,22 +70,30 @@ class CameraNode(Node):
             self._ready.set()
             return
         self._ready.set()
-        while self._running:
+        while self._running and self.context.ok():
             try:
                 frame = self.driver.read()
             except DriverError as exc:
                 self.get_logger().error(str(exc), throttle_duration_sec=2.0)
                 continue
-            h, w = frame.rgb.shape[:2]
-            self.pub_color.publish(convert.image_msg(frame.rgb, frame.stamp, frame.frame_id))
-            self.pub_info.publish(convert.camera_info_msg(frame.k, h, w, frame.stamp, frame.frame_id))
-            if self.pub_depth is not None and frame.depth is not None:
-                self.pub_depth.publish(convert.image_msg(frame.depth, frame.stamp, frame.frame_id, "16UC1"))
+            try:
+                self._publish(frame)
+            except Exception:                       # the context went down under us: a shutdown, not an error
+                if self.context.ok():
+                    raise
+                break
             self.frames += 1
         try:
             self.driver.disconnect()             # on this thread: the GL context belongs to it
         except DriverError as exc:
             self.get_logger().error(f"while disconnecting: {exc}")
+
+    def _publish(self, frame) -> None:
+        h, w = frame.rgb.shape[:2]
+        self.pub_color.publish(convert.image_msg(frame.rgb, frame.stamp, frame.frame_id))
+        self.pub_info.publish(convert.camera_info_msg(frame.k, h, w, frame.stamp, frame.frame_id))
+        if self.pub_depth is not None and frame.depth is not None:
+            self.pub_depth.publish(convert.image_msg(frame.depth, frame.stamp, frame.frame_id, "16UC1"))
 
     def close(self) -> None:
         self._running = False
