@@ -359,7 +359,8 @@ def _name(body: dict, kind: str, where: str) -> str:
     """Names must be YAML strings, as in launch_yaml: an unquoted `on` or `yes` reads as a boolean."""
     name = _required(body, "name", kind, where)
     if not isinstance(name, str):
-        raise LaunchError(f"{where}: `{kind}` name {name!r} is not a string (quote it: YAML reads on/yes/no as booleans)")
+        raise LaunchError(f"{where}: `{kind}` name {name!r} is not a string "
+                          "(quote it: YAML reads on/yes/no as booleans)")
     return name
 
 
@@ -488,6 +489,18 @@ def _condition_holds(kind: str, body: Any, scope: _Scope) -> bool:
     return holds
 
 
+def _pairs(body: dict, key: str, first: str, second: str, scope: _Scope, where: str) -> list[tuple[str, str]]:
+    """`remap` (from, to) and `env` (name, value) entries, substituted."""
+    return [tuple(substitute(_text(_required(entry, k, key, where), f"{where}: {key} {k}"), scope)
+                  for k in (first, second))
+            for entry in _mappings(body.get(key, []), key, where)]
+
+
+def _words(body: dict, key: str, scope: _Scope, where: str) -> list[str]:
+    """`args` and `ros_args`: split first, then substitute, so a substituted value stays one argument."""
+    return [substitute(w, scope) for w in split_words(_text(body.get(key, ""), f"{where}: {key}"))]
+
+
 def _node_spec(body: Any, scope: _Scope) -> NodeSpec:
     where = str(scope.file)
     _check_keys("node", body, NODE_KEYS, where)
@@ -495,34 +508,27 @@ def _node_spec(body: Any, scope: _Scope) -> NodeSpec:
     def sub(key: str, default: str | None = None) -> str | None:
         return substitute(_text(body[key], f"{where}: node {key}"), scope) if key in body else default
 
-    exe = _text(_required(body, "exec", "node", where), where)
-    pkg, exe = sub("pkg", ""), substitute(exe, scope)
+    pkg, exe = sub("pkg", ""), sub("exec")
+    if exe is None:
+        raise LaunchError(f"{where}: `node` needs 'exec'")
     where = f"{where}: node {pkg}/{exe}"
     name, namespace = sub("name"), join_namespace(scope.namespace, sub("namespace"))
     if name is not None and not _NODE_NAME_RE.match(name):
         raise LaunchError(f"{where}: invalid node name {name!r}")
     if namespace is not None and not _NAMESPACE_RE.match(namespace):
         raise LaunchError(f"{where}: invalid namespace {namespace!r}")
-    remaps = [(substitute(_text(_required(r, "from", "remap", where), where), scope),
-               substitute(_text(_required(r, "to", "remap", where), where), scope))
-              for r in _mappings(body.get("remap", []), "remap", where)]
-    env = {substitute(_text(_required(e, "name", "env", where), where), scope):
-           substitute(_text(_required(e, "value", "env", where), where), scope)
-           for e in _mappings(body.get("env", []), "env", where)}
     respawn = parse_bool(sub("respawn", "false"), f"{where}: respawn")
     try:
         respawn_delay = float(sub("respawn_delay", "0"))
     except ValueError:
         raise LaunchError(f"{where}: respawn_delay must be a number of seconds") from None
-    cmd = node_command(
-        find_executable(pkg, exe),
-        arguments=[substitute(w, scope) for w in split_words(_text(body.get("args", ""), f"{where}: args"))],
-        ros_arguments=[substitute(w, scope) for w in split_words(_text(body.get("ros_args", ""), f"{where}: ros_args"))],
-        name=name, namespace=namespace,
-        params=_param_arguments(body["param"], scope, where) if "param" in body else [],
-        remaps=remaps)
-    return NodeSpec(pkg=pkg, exec=exe, name=name, namespace=namespace, cmd=cmd, env=env,
-                    output=sub("output", "log"), required=not respawn, respawn=respawn, respawn_delay=respawn_delay)
+    cmd = node_command(find_executable(pkg, exe), arguments=_words(body, "args", scope, where),
+                       ros_arguments=_words(body, "ros_args", scope, where), name=name, namespace=namespace,
+                       params=_param_arguments(body["param"], scope, where) if "param" in body else [],
+                       remaps=_pairs(body, "remap", "from", "to", scope, where))
+    return NodeSpec(pkg=pkg, exec=exe, name=name, namespace=namespace, cmd=cmd,
+                    env=dict(_pairs(body, "env", "name", "value", scope, where)), output=sub("output", "log"),
+                    required=not respawn, respawn=respawn, respawn_delay=respawn_delay)
 
 
 def load_launch(path: str | os.PathLike, launch_args: dict[str, str] | None = None) -> list[NodeSpec]:
