@@ -22,7 +22,7 @@ setup(
     python_requires=">=3.10",
     packages=packages,
     package_dir=package_dir,
-    package_data={PACKAGE: ["sim/assets/*.xml", "conf/**/*.yaml"]},
+    package_data={PACKAGE: ["sim/assets/*.xml", "conf/*.yaml", "conf/*/*.yaml", "conf/dds/*.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

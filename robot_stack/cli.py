@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     bsim.add_argument("--episodes", type=int, default=5)
     bsim.add_argument("--json", metavar="FILE")
     bsim.set_defaults(func=_bench_sim)
+    bctl = bench.add_parser("control", help="arm_node loop rate, jitter and command latency with cameras running")
+    bctl.add_argument("--seconds", type=float, default=30.0)
+    bctl.add_argument("--json", metavar="FILE")
+    bctl.set_defaults(func=lambda a: __import__("robot_stack.bench.control", fromlist=["main"]).main(a.seconds, a.json) and 0)
+    btr = bench.add_parser("transport", help="image latency and drops between two processes")
+    btr.add_argument("--seconds", type=float, default=60.0, help="for the 640x480 30 Hz stream")
+    btr.add_argument("--json", metavar="FILE")
+    btr.set_defaults(func=lambda a: __import__("robot_stack.bench.transport", fromlist=["main"]).main(a.seconds, a.json) and 0)
     return parser
 
 

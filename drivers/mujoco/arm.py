@@ -21,7 +21,7 @@ from robot_stack.sim.scene import Scene, SimulationError
 from robot_stack.sim.tasks import make_task
 from robot_stack.types import RobotState
 
-SPIN_MARGIN = 3e-4      # s before a tick when sleeping stops and spinning starts
+SPIN_MARGIN = 5e-5      # s before a tick when sleeping stops and spinning starts (spinning holds the GIL)
 MAX_CATCH_UP = 0.05     # s: within this, late ticks run back to back so the mean rate holds
 
 

@@ -35,7 +35,7 @@ from robot_stack import transforms as tf
 from robot_stack.drivers.base import ArmDriver, DriverError
 # Shared with the Franka driver: host-clock stamps from a device clock, and a latest-value
 # gripper thread. (They would sit better in a common drivers module.)
-from robot_stack.drivers.franka.driver import ClockSync, GripperWorker
+from robot_stack.drivers.common import ClockSync, GripperWorker
 from robot_stack.drivers.ur.config import URConfig, _get
 from robot_stack.sim.robots import UR5E, RobotSpec, get_robot
 from robot_stack.types import RobotState
@@ -133,8 +133,7 @@ class URDriver(ArmDriver):
             if rtde_io is not None:
                 self._io = self._call("RTDEIOInterface", rtde_io.RTDEIOInterface, c.ip)
             if c.gripper != "none":
-                self._worker = GripperWorker(self._send_gripper, c.gripper_width, 20.0 if c.gripper_width else 1.0,
-                                             name=f"ur-gripper-{c.ip}")
+                self._worker = GripperWorker(self._send_gripper, c.gripper_width, 20.0, name=f"ur-gripper-{c.ip}")
             self._t_cycle, self._watchdog_armed = None, False
             self._stopped, self._error, self._gripper_sent = False, None, None
         except BaseException:
@@ -184,9 +183,9 @@ class URDriver(ArmDriver):
             self._call("setWatchdog", ctrl.setWatchdog, self.config.watchdog_min_frequency)
             self._watchdog_armed = True
         self._call("kickWatchdog", ctrl.kickWatchdog)
-        pos, quat = from_ur_pose(self._call("getActualTCPPose", recv.getActualTCPPose))
-        self._measured_rotvec = tf.quat_to_axis_angle(quat) if False else \
-            np.asarray(recv.getActualTCPPose(), dtype=float)[3:6] if False else self._last_rotvec
+        tcp = np.asarray(self._call("getActualTCPPose", recv.getActualTCPPose), dtype=float)
+        pos, quat = from_ur_pose(tcp)
+        self._measured_rotvec = tcp[3:6].copy()      # the robot's own sign convention, for rotvec_near
         q = np.array(self._call("getActualQ", recv.getActualQ), dtype=float)
         dq = np.array(self._call("getActualQd", recv.getActualQd), dtype=float)
         wrench = np.array(self._call("getActualTCPForce", recv.getActualTCPForce), dtype=float)
@@ -305,6 +304,8 @@ class URDriver(ArmDriver):
 
     def _gripper_width(self) -> float:
         """Measured when a width reader is configured, else the width the last command asked for."""
+        if self.config.gripper == "none":
+            return 0.0
         worker = self._worker
         if worker is not None and worker.width is not None:
             return float(worker.width)
@@ -321,4 +322,6 @@ class URDriver(ArmDriver):
 def make_driver(cfg, clock: Callable[[], float] = time.time) -> URDriver:
     """The arm node's factory: robot spec from `robot.name`, settings from `robot_ip` and `robot.ur`."""
     spec = get_robot(_get(_get(cfg, "robot", {}), "name", "ur5e"))
+    if spec.dof != 6:
+        raise ValueError(f"the ur driver drives 6-joint arms; robot {spec.name!r} has {spec.dof} joints")
     return URDriver(URConfig.from_node_config(cfg, control_hz=spec.control_hz), spec=spec, clock=clock)

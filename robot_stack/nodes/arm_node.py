@@ -47,10 +47,10 @@ def make_arm_driver(cfg, clock) -> ArmDriver:
                                                seed=cfg.seed), clock=clock)
     if cfg.driver == "franka":
         from robot_stack.drivers.franka import make_driver
-        return make_driver(cfg)
+        return make_driver(cfg, clock=clock)
     if cfg.driver == "ur":
         from robot_stack.drivers.ur import make_driver
-        return make_driver(cfg)
+        return make_driver(cfg, clock=clock)
     raise ValueError(f"unknown arm driver {cfg.driver!r}; valid drivers: mujoco, franka, ur")
 
 
@@ -135,6 +135,7 @@ class ArmNode(Node):
             self.create_service(Trigger, "sim/reset", self._srv_sim_reset)
         self.create_timer(1.0 / self.cfg.diagnostics_rate, self._publish_diagnostics)
         self.command_age = float("inf")
+        self.command_latency: deque[float] = deque(maxlen=2000)
         self._publish_every = max(1, round(self.spec.control_hz / self.cfg.publish_rate))
         self._running = True
         self._ticks = 0
@@ -166,7 +167,7 @@ class ArmNode(Node):
                 gap = now - self._last_target_time
                 self._command_period = float(np.clip(0.7 * self._command_period + 0.3 * gap, 1 / 60, 0.25))
             self._last_target_time = now
-            self._target = (pos, quat, now)
+            self._target = (pos, quat, stamp)
             self._chunk = None
             self.watchdog.feed(now)
 
@@ -307,6 +308,7 @@ class ArmNode(Node):
         if go_home or self.mode == "home":
             return self._home_tick(state, go_home, gripper)
         if target is not None:
+            self.command_latency.append(self.now() - target[2])       # header stamp to the tick that uses it
             self.pose_interp.set_goal(target[0], target[1], self._command_period)
             self.mode = "target"
         elif chunk is not None:
@@ -392,6 +394,10 @@ class ArmNode(Node):
 
     def _publish_diagnostics(self) -> None:
         stats = self.stats.summary()
+        if self.command_latency:
+            lat = 1000 * np.array(self.command_latency)
+            stats["command_latency_p50_ms"] = float(np.percentile(lat, 50))
+            stats["command_latency_p99_ms"] = float(np.percentile(lat, 99))
         values = {**{k: f"{v:.3f}" for k, v in stats.items()}, "command_age_s": f"{self.command_age:.3f}",
                   "mode": self.mode, "estop": str(self._estop), "enabled": str(self._enabled),
                   **{f"safety.{k}": str(v) for k, v in self.safety.events.counts.items()},

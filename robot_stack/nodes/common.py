@@ -8,7 +8,8 @@ from typing import Callable
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 
 
 def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = None) -> int:
@@ -19,7 +20,7 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = 
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     try:
         node = factory()
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

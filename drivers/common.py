@@ -1,0 +1,101 @@
+"""Pieces every hardware driver needs: device clocks mapped to the host clock, a gripper worker thread."""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+
+
+class ClockSync:
+    """Puts device-clock times on the host clock, so stamps compare across devices.
+
+    The offset (host - device) is the smallest seen: the sample with the least transport
+    delay. It may creep up by `max_drift` s/s so a host clock that runs faster than the
+    device's is followed, while each tick keeps the device's own spacing (no host jitter).
+    """
+
+    def __init__(self, clock: Callable[[], float], max_drift: float = 1e-4):
+        self.clock = clock
+        self.max_drift = max_drift
+        self.offset: float | None = None
+        self._last: float | None = None
+
+    def stamp(self, device_time: float) -> float:
+        sample = self.clock() - device_time
+        if self.offset is not None:
+            self.offset += self.max_drift * max(device_time - self._last, 0.0)
+        if self.offset is None or sample < self.offset:
+            self.offset = sample
+        self._last = device_time
+        return device_time + self.offset
+
+
+class GripperWorker:
+    """Runs blocking gripper calls off the control thread: the newest command only, plus a width poll.
+
+    The Franka Hand's move() and grasp() return when the fingers stop (up to a second), far
+    longer than a 1 ms tick. Commands that arrive meanwhile replace each other; only the
+    latest is sent when the hand is free. The width is polled in its own thread so it stays
+    current while a move is running.
+    """
+
+    def __init__(self, send: Callable[[float], None], poll: Callable[[], float] | None,
+                 poll_hz: float, name: str):
+        self._send, self._poll, self._period = send, poll, 1.0 / poll_hz
+        self._cond = threading.Condition()
+        self._pending: float | None = None
+        self._busy = False
+        self._closed = False
+        self.error: BaseException | None = None
+        self.width: float | None = None
+        self._threads = [threading.Thread(target=self._send_loop, name=f"{name}-cmd", daemon=True)]
+        if poll is not None:
+            self._threads.append(threading.Thread(target=self._poll_loop, name=f"{name}-state", daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def submit(self, value: float) -> None:
+        with self._cond:
+            self._pending = value
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once nothing is pending or being sent (tests and shutdown wait on this)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending is None and not self._busy, timeout)
+
+    def close(self, timeout: float = 2.0) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed or self._pending is not None)
+                if self._closed:
+                    return
+                value, self._pending, self._busy = self._pending, None, True
+            try:
+                self._send(value)
+            except Exception as exc:          # reported on the control thread's next command
+                self.error = exc
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def _poll_loop(self) -> None:
+        while True:
+            try:
+                self.width = float(self._poll())
+            except Exception as exc:
+                self.error = exc
+            with self._cond:
+                if self._cond.wait_for(lambda: self._closed, self._period):
+                    return
