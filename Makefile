@@ -11,10 +11,12 @@ $(VENV)/.ready: setup.py setup.cfg constraints.txt scripts/setup.sh
 	touch $@
 
 demo: setup
-	$(VENV)/bin/robot-stack sim demo --task all --robot all --episodes 2 --video outputs/demo --json outputs/demo/results.json
+	$(VENV)/bin/robot-stack demo --robot panda --task pick_place --episodes 2 --video outputs/demo --json outputs/demo/results.json
 
 test: setup
 	$(VENV)/bin/python -m pytest -q tests
 
 bench: setup
 	$(VENV)/bin/robot-stack bench sim
+	$(VENV)/bin/robot-stack bench control
+	$(VENV)/bin/robot-stack bench transport

@@ -1,7 +1,6 @@
 """What every node's main() does: init rclpy from argv, build the node, spin, shut down cleanly."""
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 from typing import Callable
@@ -26,7 +25,6 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = 
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, RuntimeError) as exc:     # configuration and driver errors: one clear line
-        logging.getLogger("robot_stack").error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
