@@ -295,11 +295,20 @@ def test_executable_resolution_order_and_error(prefix, tmp_path, monkeypatch):
         launcher.find_executable("demo_pkg", "nope")
 
 
+REQUIRED_ARGS = {"franka.launch.yaml": {"robot_ip": "172.16.0.2"}, "ur.launch.yaml": {"robot_ip": "192.168.1.10"}}
+
+
 @pytest.mark.parametrize("path", sorted((REPO_ROOT / "launch").glob("*.yaml")), ids=lambda p: p.name)
 def test_the_package_launch_files_load_with_their_defaults(path, monkeypatch):
     monkeypatch.setenv("AMENT_PREFIX_PATH", "")
-    nodes = load_launch(path, {})
-    assert nodes and all(n.cmd[0] and "--ros-args" in n.cmd for n in nodes)
+    args = REQUIRED_ARGS.get(path.name, {})
+    nodes = load_launch(path, args)
+    assert [n.name for n in nodes] == ["arm_node", "front_camera", "wrist_camera"]     # the same graph everywhere
+    assert all(n.cmd[0] and "--ros-args" in n.cmd for n in nodes)
+    for name, value in args.items():
+        assert f"{name}:={value}" in nodes[0].cmd
+        with pytest.raises(LaunchError, match=f"'{name}' is required"):
+            load_launch(path, {})
 
 
 # --------------------------------------------------------------------------- fuzzed inputs
