@@ -125,6 +125,8 @@ def run_bringup_demo(robot: str, task: str, episodes: int, seed: int, video: str
                             "images": images, "median_image_latency_ms": lat, "arm_diagnostics": diag})
     finally:
         executor.shutdown(timeout_sec=2.0)
+        commander.destroy_node()
+        viewer.node.destroy_node()
         rclpy.try_shutdown()
         if graph.poll() is None:
             os.killpg(graph.pid, signal.SIGINT)

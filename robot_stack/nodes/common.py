@@ -1,14 +1,19 @@
 """What every node's main() does: init rclpy from argv, build the node, spin, shut down cleanly."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import threading
 from typing import Callable
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.executors import SingleThreadedExecutor
+
+
+CLEANUP_SECONDS = 3.0     # launchers escalate to SIGTERM after 5 s
 
 
 def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = None) -> int:
@@ -28,8 +33,13 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = 
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        # Clean-up must not keep a stopping graph waiting: whatever hangs, exit within the bound.
+        guard = threading.Timer(CLEANUP_SECONDS, lambda: os._exit(0))
+        guard.daemon = True                 # a clean exit does not wait for it
+        guard.start()
         if node is not None:
-            node.close() if hasattr(node, "close") else None
+            if hasattr(node, "close"):
+                node.close()
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
