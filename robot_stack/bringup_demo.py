@@ -74,7 +74,8 @@ def run_bringup_demo(robot: str, task: str, episodes: int, seed: int, video: str
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(commander)
     executor.add_node(viewer.node)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
     reports = []
     try:
         commander.wait_for_graph(timeout=60.0)
@@ -125,6 +126,7 @@ def run_bringup_demo(robot: str, task: str, episodes: int, seed: int, video: str
                             "images": images, "median_image_latency_ms": lat, "arm_diagnostics": diag})
     finally:
         executor.shutdown(timeout_sec=2.0)
+        spinner.join(timeout=2.0)
         commander.destroy_node()
         viewer.node.destroy_node()
         rclpy.try_shutdown()

@@ -19,6 +19,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, WrenchStamped
+import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray
@@ -124,8 +125,17 @@ class ArmNode(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "diagnostics", 10)
         self.pub_sim = self.create_publisher(Float64MultiArray, "sim/state", qos.SENSOR) \
             if hasattr(self.driver, "sim_state") else None
-        self.create_subscription(PoseStamped, "arm/target_pose", self._on_target, qos.COMMAND)
-        self.create_subscription(MultiDOFJointTrajectory, "arm/action_chunk", self._on_chunk, qos.COMMAND)
+        # Commands are taken by the control thread itself, every tick, from subscriptions on a
+        # companion node that no executor spins: a command waits for the next tick, not for
+        # the executor's turn under the GIL (p99 command path 6-7 ms through the executor).
+        self._command_node = rclpy.create_node(f"{self.get_name()}_commands", namespace=self.get_namespace(),
+                                               context=self.context)
+        self._command_subs = [
+            (self._command_node.create_subscription(PoseStamped, "arm/target_pose", lambda m: None, qos.COMMAND),
+             self._on_target),
+            (self._command_node.create_subscription(MultiDOFJointTrajectory, "arm/action_chunk", lambda m: None,
+                                                    qos.COMMAND), self._on_chunk),
+        ]
         self.create_subscription(Float64, "arm/gripper_cmd", self._on_gripper, qos.RELIABLE)
         self.create_service(Trigger, "arm/stop", self._srv_stop)
         self.create_service(Trigger, "arm/recover", self._srv_recover)
@@ -133,10 +143,11 @@ class ArmNode(Node):
         self.create_service(SetBool, "arm/enable", self._srv_enable)
         if hasattr(self.driver, "reset"):
             self.create_service(Trigger, "sim/reset", self._srv_sim_reset)
-        self.create_timer(1.0 / self.cfg.diagnostics_rate, self._publish_diagnostics)
         self.command_age = float("inf")
         self.command_latency: deque[float] = deque(maxlen=2000)
         self._publish_every = max(1, round(self.spec.control_hz / self.cfg.publish_rate))
+        # Published from the control thread, like the state: no timers, so any executor serves the node.
+        self._diagnostics_every = max(1, round(self.spec.control_hz / self.cfg.diagnostics_rate))
         self._running = True
         self._ticks = 0
         self._thread = threading.Thread(target=self._control_loop, name="arm_control", daemon=True)
@@ -242,7 +253,7 @@ class ArmNode(Node):
 
     # --- control thread ------------------------------------------------------------------
     def _control_loop(self) -> None:
-        self._raise_priority()
+        self._raise_priority(self.cfg.realtime_priority, "control")
         while self._running and self.context.ok():
             try:
                 self.control_step()
@@ -251,23 +262,34 @@ class ArmNode(Node):
                     raise
                 break
 
-    def _raise_priority(self) -> None:
-        """Real-time scheduling for the control thread where allowed, and a short GIL switch interval.
+    def _raise_priority(self, priority: int, what: str) -> None:
+        """Real-time scheduling for the calling thread where allowed, and a short GIL switch interval.
 
-        Other threads of this process (ROS callbacks, publishing) would otherwise hold the
-        GIL for up to 5 ms; other processes (cameras) would otherwise preempt the loop.
+        Other threads of this process would otherwise hold the GIL for up to 5 ms, and
+        other processes (cameras) would preempt the loop and delay command callbacks.
         """
         sys.setswitchinterval(2e-4)
         try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.cfg.realtime_priority))
-            self.get_logger().info(f"control thread at SCHED_FIFO priority {self.cfg.realtime_priority}")
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            self.get_logger().info(f"{what} thread at SCHED_FIFO priority {priority}")
         except (PermissionError, AttributeError, OSError) as exc:
-            self.get_logger().warning(f"no real-time priority for the control thread ({exc}); expect more jitter")
+            self.get_logger().warning(f"no real-time priority for the {what} thread ({exc}); expect more jitter")
+
+    def take_commands(self) -> None:
+        """Take every waiting target pose and action chunk (newest last) and hand them over."""
+        for sub, handler in self._command_subs:
+            while True:
+                with sub.handle:
+                    taken = sub.handle.take_message(sub.msg_type, sub.raw)
+                if taken is None:
+                    break
+                handler(taken[0])
 
     def control_step(self) -> None:
-        """One control period: read, decide the set point, command, publish at the publish rate."""
+        """One control period: read, take commands, decide the set point, command, publish."""
         try:
             state = self.driver.read_state()
+            self.take_commands()
             self.stats.tick(time.monotonic())
             self.state = state
             self._control_tick(state)
@@ -281,6 +303,8 @@ class ArmNode(Node):
         self._ticks += 1
         if self._ticks % self._publish_every == 0:
             self._publish_state(state)
+        if self._ticks % self._diagnostics_every == 0:
+            self._publish_diagnostics()
 
     def _control_tick(self, state: RobotState) -> None:
         now = time.monotonic()
@@ -413,6 +437,7 @@ class ArmNode(Node):
         self._running = False
         if self._thread.is_alive():
             self._thread.join(timeout=2.0)
+        self._command_node.destroy_node()
         try:
             self.driver.stop()
             self.driver.disconnect()
