@@ -68,6 +68,10 @@ class FrankaConfig:
             value = _get(section, key, None)
             if value is not None:
                 kwargs[key] = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+        # The safety envelope's gripper force cap bounds the grasp force, whatever the franka section says.
+        cap = _get(_get(_get(cfg, "robot", {}), "safety", {}), "max_gripper_force", None)
+        if cap is not None:
+            kwargs["grasp_force"] = min(float(kwargs.get("grasp_force", cls.grasp_force)), float(cap))
         return cls(**kwargs)
 
 

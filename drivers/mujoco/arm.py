@@ -31,6 +31,7 @@ class MujocoArmConfig:
     realtime: bool = True
     task: str = "pick_place"
     seed: int = 0
+    max_gripper_force: float | None = None   # N per finger; the safety envelope's cap
 
 
 class MujocoArmDriver(ArmDriver):
@@ -49,6 +50,9 @@ class MujocoArmDriver(ArmDriver):
 
     def connect(self) -> None:
         self.scene = Scene(self.spec)
+        if self.config.max_gripper_force is not None:     # the grip tendon carries both fingers' force
+            cap = 2.0 * min(self.spec.gripper.force, self.config.max_gripper_force)
+            self.scene.model.actuator_forcerange[self.scene.gripper_act] = (-cap, cap)
         self.arm = SimArm(self.scene)
         self.reset(self.config.seed)
         self._next_tick = time.monotonic()

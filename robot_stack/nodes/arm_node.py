@@ -44,8 +44,8 @@ def make_arm_driver(cfg, clock) -> ArmDriver:
     """The driver named by the config; vendor drivers import their libraries only here."""
     if cfg.driver == "mujoco":
         from robot_stack.drivers.mujoco import MujocoArmConfig, MujocoArmDriver
-        return MujocoArmDriver(MujocoArmConfig(robot=cfg.robot.name, realtime=cfg.realtime, task=cfg.task,
-                                               seed=cfg.seed), clock=clock)
+        return MujocoArmDriver(MujocoArmConfig(robot=cfg.robot.name, realtime=cfg.realtime, task=cfg.task, seed=cfg.seed,
+                                               max_gripper_force=cfg.robot.safety.max_gripper_force), clock=clock)
     if cfg.driver == "franka":
         from robot_stack.drivers.franka import make_driver
         return make_driver(cfg, clock=clock)

@@ -57,3 +57,15 @@ def test_joint_targets_keep_their_margin():
     env = SafetyEnvelope(SafetyLimits(joint_margin=0.1), [-1.0, -2.0], [1.0, 2.0])
     np.testing.assert_allclose(env.clip_joints([5.0, -5.0]), [0.9, -1.9])
     np.testing.assert_array_equal(env.joints_near_limits([0.95, 0.0]), [0])
+
+
+def test_gripper_force_cap_reaches_the_drivers():
+    from robot_stack.config import load_config
+    from robot_stack.drivers.franka.config import FrankaConfig
+    from robot_stack.drivers.mujoco import MujocoArmConfig, MujocoArmDriver
+
+    cfg = load_config("arm_node", ["robot.safety.max_gripper_force=25.0", "robot_ip=172.16.0.2"])
+    assert FrankaConfig.from_node_config(cfg).grasp_force == 25.0
+    driver = MujocoArmDriver(MujocoArmConfig(realtime=False, task="lift", max_gripper_force=25.0))
+    driver.connect()
+    assert tuple(driver.scene.model.actuator_forcerange[driver.scene.gripper_act]) == (-50.0, 50.0)
