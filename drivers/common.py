@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Sequence
+from typing import Any, Callable
 
 
 
@@ -99,3 +100,22 @@ class GripperWorker:
             with self._cond:
                 if self._cond.wait_for(lambda: self._closed, self._period):
                     return
+
+
+def config_get(obj, key, default):
+    """Read a key from a dict, an OmegaConf node or an object alike."""
+    if obj is None:
+        return default
+    if hasattr(obj, "get"):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def dataclass_overrides(cls, section) -> dict[str, Any]:
+    """The fields of dataclass `cls` that `section` sets, sequences as tuples."""
+    out = {}
+    for key in cls.__dataclass_fields__:
+        value = config_get(section, key, None)
+        if value is not None:
+            out[key] = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+    return out

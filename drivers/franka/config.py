@@ -1,8 +1,9 @@
 """Settings for a Franka Panda/FR3 driven through pylibfranka (one dataclass, LeRobot style)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+
+from robot_stack.drivers.common import config_get, dataclass_overrides
 
 # libfranka's example thresholds (Nm per joint, N/Nm per Cartesian axis): high enough for
 # free motion at policy speeds, low enough that a collision trips a reflex, not a bruise.
@@ -53,32 +54,21 @@ class FrankaConfig:
     @classmethod
     def from_node_config(cls, cfg) -> "FrankaConfig":
         """Build from the arm node's hydra config (`robot_ip`, `robot.franka.*`)."""
-        section = _get(_get(cfg, "robot", {}), "franka", {}) or {}
+        section = config_get(config_get(cfg, "robot", {}), "franka", {}) or {}
         kwargs = {}
-        ip = _get(cfg, "robot_ip", "")
+        ip = config_get(cfg, "robot_ip", "")
         if ip:
             kwargs["ip"] = str(ip)
-        torque = _get(section, "collision_torque_thresholds", None)
-        force = _get(section, "collision_force_thresholds", None)
+        torque = config_get(section, "collision_torque_thresholds", None)
+        force = config_get(section, "collision_force_thresholds", None)
         if torque is not None:       # one list in the YAML: contact and reflex at the same level
             kwargs["lower_torque_thresholds"] = kwargs["upper_torque_thresholds"] = tuple(torque)
         if force is not None:
             kwargs["lower_force_thresholds"] = kwargs["upper_force_thresholds"] = tuple(force)
-        for key in cls.__dataclass_fields__:
-            value = _get(section, key, None)
-            if value is not None:
-                kwargs[key] = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+        kwargs.update(dataclass_overrides(cls, section))
         # The safety envelope's gripper force cap bounds the grasp force, whatever the franka section says.
-        cap = _get(_get(_get(cfg, "robot", {}), "safety", {}), "max_gripper_force", None)
+        cap = config_get(config_get(config_get(cfg, "robot", {}), "safety", {}), "max_gripper_force", None)
         if cap is not None:
             kwargs["grasp_force"] = min(float(kwargs.get("grasp_force", cls.grasp_force)), float(cap))
         return cls(**kwargs)
 
-
-def _get(obj, key, default):
-    """Read a key from a dict, an OmegaConf node or an object alike."""
-    if obj is None:
-        return default
-    if hasattr(obj, "get"):
-        return obj.get(key, default)
-    return getattr(obj, key, default)

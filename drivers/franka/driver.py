@@ -36,8 +36,8 @@ import numpy as np
 
 from robot_stack import transforms as tf
 from robot_stack.drivers.base import ArmDriver, DriverError
-from robot_stack.drivers.common import ClockSync, GripperWorker
-from robot_stack.drivers.franka.config import FrankaConfig, _get
+from robot_stack.drivers.common import ClockSync, GripperWorker, config_get
+from robot_stack.drivers.franka.config import FrankaConfig
 from robot_stack.sim.robots import PANDA, RobotSpec, get_robot
 from robot_stack.types import RobotState
 
@@ -298,7 +298,7 @@ class FrankaDriver(ArmDriver):
 
 def make_driver(cfg, clock: Callable[[], float] = time.time) -> FrankaDriver:
     """The arm node's factory: robot spec from `robot.name`, settings from `robot_ip` and `robot.franka`."""
-    spec = get_robot(_get(_get(cfg, "robot", {}), "name", "panda"))
+    spec = get_robot(config_get(config_get(cfg, "robot", {}), "name", "panda"))
     if spec.dof != 7:
         raise ValueError(f"the franka driver drives 7-joint arms; robot {spec.name!r} has {spec.dof} joints")
     return FrankaDriver(FrankaConfig.from_node_config(cfg), spec=spec, clock=clock)

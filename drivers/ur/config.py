@@ -1,8 +1,9 @@
 """Settings for a UR e-Series arm driven through ur_rtde (one dataclass, LeRobot style)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+
+from robot_stack.drivers.common import config_get, dataclass_overrides
 from typing import Callable
 
 GRIPPER_KINDS = ("none", "tool_digital_out", "callable")
@@ -69,24 +70,13 @@ class URConfig:
     @classmethod
     def from_node_config(cls, cfg, control_hz: float | None = None) -> "URConfig":
         """Build from the arm node's hydra config (`robot_ip`, `robot.ur.*`)."""
-        section = _get(_get(cfg, "robot", {}), "ur", {}) or {}
+        section = config_get(config_get(cfg, "robot", {}), "ur", {}) or {}
         kwargs = {}
-        ip = _get(cfg, "robot_ip", "")
+        ip = config_get(cfg, "robot_ip", "")
         if ip:
             kwargs["ip"] = str(ip)
         if control_hz:
             kwargs["frequency"] = float(control_hz)
-        for key in cls.__dataclass_fields__:
-            value = _get(section, key, None)
-            if value is not None:
-                kwargs[key] = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else value
+        kwargs.update(dataclass_overrides(cls, section))
         return cls(**kwargs)
 
-
-def _get(obj, key, default):
-    """Read a key from a dict, an OmegaConf node or an object alike."""
-    if obj is None:
-        return default
-    if hasattr(obj, "get"):
-        return obj.get(key, default)
-    return getattr(obj, key, default)

@@ -35,8 +35,8 @@ from robot_stack import transforms as tf
 from robot_stack.drivers.base import ArmDriver, DriverError
 # Shared with the Franka driver: host-clock stamps from a device clock, and a latest-value
 # gripper thread. (They would sit better in a common drivers module.)
-from robot_stack.drivers.common import ClockSync, GripperWorker
-from robot_stack.drivers.ur.config import URConfig, _get
+from robot_stack.drivers.common import ClockSync, GripperWorker, config_get
+from robot_stack.drivers.ur.config import URConfig
 from robot_stack.sim.robots import UR5E, RobotSpec, get_robot
 from robot_stack.types import RobotState
 
@@ -321,7 +321,7 @@ class URDriver(ArmDriver):
 
 def make_driver(cfg, clock: Callable[[], float] = time.time) -> URDriver:
     """The arm node's factory: robot spec from `robot.name`, settings from `robot_ip` and `robot.ur`."""
-    spec = get_robot(_get(_get(cfg, "robot", {}), "name", "ur5e"))
+    spec = get_robot(config_get(config_get(cfg, "robot", {}), "name", "ur5e"))
     if spec.dof != 6:
         raise ValueError(f"the ur driver drives 6-joint arms; robot {spec.name!r} has {spec.dof} joints")
     return URDriver(URConfig.from_node_config(cfg, control_hz=spec.control_hz), spec=spec, clock=clock)
