@@ -37,6 +37,9 @@ setup(
         "tqdm>=4.66",
         "pyyaml>=6",
         "hydra-core>=1.3",
+        "zarr>=3",
+        "numcodecs",
+        "torch>=2.3",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],
@@ -48,5 +51,7 @@ setup(
         "robot-stack = robot_stack.cli:main",
         "arm_node = robot_stack.nodes.arm_node:main",
         "camera_node = robot_stack.nodes.camera_node:main",
+        "recorder_node = robot_stack.nodes.recorder_node:main",
+        "teleop_node = robot_stack.nodes.teleop_node:main",
     ]},
 )

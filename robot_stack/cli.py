@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo_ros.add_argument("--json", metavar="FILE")
     demo_ros.set_defaults(func=_demo)
 
+    collect = sub.add_parser("collect", help="record teleoperated or scripted episodes into a zarr store")
+    collect.add_argument("--task", default="pick_place")
+    collect.add_argument("--robot", default="panda", choices=["panda", "ur5e"])
+    collect.add_argument("--teleop", default="scripted", choices=["scripted", "spacemouse", "keyboard", "gamepad"])
+    collect.add_argument("--episodes", type=int, default=5)
+    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--out", required=True, metavar="STORE")
+    collect.set_defaults(func=lambda a: __import__("robot_stack.collect", fromlist=["run_collect"]).run_collect(
+        a.task, a.robot, a.teleop, a.episodes, a.out, a.seed))
+
     launch = sub.add_parser("launch", help="run a ROS 2 YAML launch file: FILE [name:=value ...]", add_help=False)
     launch.add_argument("launch_argv", nargs=argparse.REMAINDER)
     launch.set_defaults(func=lambda a: __import__("robot_stack.launcher", fromlist=["main"]).main(a.launch_argv))

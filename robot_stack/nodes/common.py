@@ -21,12 +21,16 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = 
     argv = sys.argv if argv is None else argv
     rclpy.init(args=argv)
     node = None
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         node = factory()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        # Spin in short slices: a Python signal handler only runs when the wait returns, and a
+        # node without timers would otherwise never wake up to notice SIGTERM.
+        while rclpy.ok() and not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, RuntimeError) as exc:     # configuration and driver errors: one clear line

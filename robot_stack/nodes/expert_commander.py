@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 from rclpy.node import Node
-from std_msgs.msg import Float64, Float64MultiArray
+from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from geometry_msgs.msg import PoseStamped
 
@@ -45,6 +45,7 @@ class ExpertCommander(Node):
         self.create_subscription(Float64MultiArray, "sim/state", self._on_state, qos.SENSOR)
         self.pub_target = self.create_publisher(PoseStamped, "arm/target_pose", qos.COMMAND)
         self.pub_gripper = self.create_publisher(Float64, "arm/gripper_cmd", qos.RELIABLE)
+        self.pub_instruction = self.create_publisher(String, "task/instruction", qos.LATCHED)
         self.reset_client = self.create_client(Trigger, "sim/reset")
 
     def _on_state(self, msg: Float64MultiArray) -> None:
@@ -88,11 +89,15 @@ class ExpertCommander(Node):
         time.sleep(0.1)                                                          # a state after the reset
         return seed
 
-    def run_episode(self, max_steps: int | None = None) -> EpisodeReport:
+    def run_episode(self, max_steps: int | None = None, on_start=None) -> EpisodeReport:
+        """Reset, announce the instruction, call `on_start()` (e.g. start recording), run the expert."""
         seed = self.reset()
         self._mirror()
         rng = np.random.default_rng(seed)
         instruction = self.task.instruction(rng)
+        self.pub_instruction.publish(String(data=instruction))
+        if on_start is not None:
+            on_start()
         expert = self.task.expert(self.scene, np.random.default_rng(seed + 1), self.dt)
         phases, touching_ever = [], False
         start, next_tick, steps, success = time.monotonic(), time.monotonic(), 0, False

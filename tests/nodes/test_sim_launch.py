@@ -40,3 +40,15 @@ def test_sim_launch_brings_up_the_graph_and_shuts_down_cleanly(ros):
         except ProcessLookupError:
             pass
     assert "Traceback" not in out, out
+
+
+def test_a_node_stops_on_sigterm(ros):
+    proc = subprocess.Popen([sys.executable, "-m", "robot_stack.nodes.arm_node", "--ros-args", "-p", "task:=reach",
+                             "-p", "realtime:=true"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node = ros.node("watcher")
+    joints = []
+    node.create_subscription(JointState, "joint_states", joints.append, qos.SENSOR)
+    wait_for(lambda: len(joints) > 5, timeout=30.0, what="the node up")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0, out
