@@ -38,6 +38,9 @@ setup(
         "pyyaml>=6",
         "hydra-core>=1.3",
         "zarr>=3",
+        "numcodecs>=0.13",
+        "torch>=2.3",          # scripts/setup.sh installs it with constraints.txt: the 2.13.0 CPU build
+        "zarr>=3",
         "numcodecs",
         "torch>=2.3",
     ],

@@ -27,6 +27,21 @@ def _demo(args: argparse.Namespace) -> int:
     return run_bringup_demo(args.robot, args.task, args.episodes, args.seed, args.video, args.json, args.image_size)
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from robot_stack.sim.replay import replay_episode
+
+    r = replay_episode(args.store, args.episode, args.mode, args.video, args.json)
+    print(f"episode {r['episode']} ({r['task']}, {r['robot']}, seed {r['seed']}) replayed in {r['mode']} mode: "
+          f"recorded success {r['recorded_success']}, replayed success {r['replayed_success']}")
+    print(f"  joint error max {r['joint_error_max_rad']:.4f} rad (mean {r['joint_error_mean_rad']:.4f}); "
+          f"TCP error max {1000 * r['tcp_error_max_m']:.1f} mm (mean {1000 * r['tcp_error_mean_m']:.1f})")
+    if "final_object_error_m" in r:
+        print(f"  final object positions differ by at most {1000 * r['final_object_error_m']:.1f} mm")
+    if "video" in r:
+        print(f"  video: {r['video']}")
+    return 0 if r.get("same_outcome") in (True, None) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robot-stack", description="ROS 2 control stack for learned manipulation")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -62,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--out", required=True, metavar="STORE")
     collect.set_defaults(func=lambda a: __import__("robot_stack.collect", fromlist=["run_collect"]).run_collect(
         a.task, a.robot, a.teleop, a.episodes, a.out, a.seed))
+
+    replay = sub.add_parser("replay", help="replay a recorded episode in the twin; report tracking error")
+    replay.add_argument("store")
+    replay.add_argument("--episode", type=int, default=0)
+    replay.add_argument("--mode", default="actions", choices=["actions", "joints"])
+    replay.add_argument("--video", metavar="FILE")
+    replay.add_argument("--json", metavar="FILE")
+    replay.set_defaults(func=_replay)
 
     launch = sub.add_parser("launch", help="run a ROS 2 YAML launch file: FILE [name:=value ...]", add_help=False)
     launch.add_argument("launch_argv", nargs=argparse.REMAINDER)

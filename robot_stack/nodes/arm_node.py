@@ -8,6 +8,7 @@ only validate and hand over targets; they never touch the driver.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -22,7 +23,7 @@ from geometry_msgs.msg import PoseStamped, WrenchStamped
 import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64, Float64MultiArray
+from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import MultiDOFJointTrajectory
 
@@ -143,6 +144,9 @@ class ArmNode(Node):
         self.create_service(SetBool, "arm/enable", self._srv_enable)
         if hasattr(self.driver, "reset"):
             self.create_service(Trigger, "sim/reset", self._srv_sim_reset)
+            # The twin announces each episode (task, seed), so recordings can be replayed exactly.
+            self.pub_episode = self.create_publisher(String, "sim/episode", qos.LATCHED)
+            self._announce_episode()
         self.command_age = float("inf")
         self.command_latency: deque[float] = deque(maxlen=2000)
         self._publish_every = max(1, round(self.spec.control_hz / self.cfg.publish_rate))
@@ -251,6 +255,10 @@ class ArmNode(Node):
         response.success, response.message = True, f"seed={self.driver.config.seed}"
         return response
 
+    def _announce_episode(self) -> None:
+        c = self.driver.config
+        self.pub_episode.publish(String(data=json.dumps({"robot": c.robot, "task": c.task, "seed": int(c.seed)})))
+
     # --- control thread ------------------------------------------------------------------
     def _control_loop(self) -> None:
         self._raise_priority(self.cfg.realtime_priority, "control")
@@ -311,6 +319,7 @@ class ArmNode(Node):
         with self._lock:
             if self._reset_request is not None:
                 self.driver.reset_next()
+                self._announce_episode()
                 self._reset_request.set()
                 self._reset_request = None
                 self._target, self._chunk = None, None

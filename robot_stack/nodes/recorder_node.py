@@ -1,24 +1,25 @@
 """recorder_node: records the graph's topics into the zarr episode store.
 
 Every sample is stored at its own rate with its capture stamp (the header stamp) and its
-receive stamp; a control clock (`rate`, default 10 Hz) adds, for each tick, the index of
-the latest sample of every stream captured before the tick (`align.<stream>`), which is
-how training windows line the streams up. Callbacks only enqueue; one writer thread owns
+receive stamp; a control clock (`rate`, default 10 Hz) records tick times, and at commit,
+when every capture stamp is known, each tick gets the index of the latest sample of every
+stream captured at or before it (`align.<stream>`): how training windows line streams up. Callbacks only enqueue; one writer thread owns
 the store, so recording never blocks the graph. Services (std_srvs/Trigger) start, stop,
 mark success or failure (both end the episode) and discard.
 """
 from __future__ import annotations
 
+import json
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, WrenchStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, Float64, String
+from std_msgs.msg import Bool, Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from robot_stack.data import EpisodeStore, StoreError
@@ -29,8 +30,6 @@ from robot_stack.ros import convert, qos
 @dataclass
 class _Episode:
     metadata: dict
-    counts: dict[str, int] = field(default_factory=dict)
-    last: dict[str, list[tuple[int, float]]] = field(default_factory=dict)   # recent (index, capture stamp)
 
 
 class RecorderNode(Node):
@@ -49,6 +48,8 @@ class RecorderNode(Node):
         except StoreError as exc:
             raise RuntimeError(f"cannot record into {path}: {exc}") from exc
         self.instruction = ""
+        self.sim_episode: dict = {}
+        self.sim_state: list[float] | None = None      # twin only: the final state goes with each episode
         self.errors = 0
         self._episode: _Episode | None = None
         self._lock = threading.Lock()
@@ -66,6 +67,8 @@ class RecorderNode(Node):
         sub(Float64, "arm/gripper_cmd", lambda m: self._sample("action_gripper", np.array([m.data]), None), qos.RELIABLE)
         sub(Bool, "teleop/intervention", lambda m: self._sample("intervention", np.array([m.data]), None), qos.RELIABLE)
         sub(String, "task/instruction", self._on_instruction, qos.LATCHED)
+        sub(String, "sim/episode", self._on_sim_episode, qos.LATCHED)
+        sub(Float64MultiArray, "sim/state", lambda m: setattr(self, "sim_state", list(m.data)), qos.SENSOR)
         for cam in [c for c in cameras.split(",") if c]:
             sub(Image, f"{cam}/color/image_raw", lambda m, c=cam: self._on_image(f"{c}_rgb", m), qos.IMAGE)
         for name, handler in (("start", self._srv_start), ("stop", self._srv_stop), ("success", self._srv_success),
@@ -84,11 +87,6 @@ class RecorderNode(Node):
             ep = self._episode
             if ep is None:
                 return
-            index = ep.counts.get(stream, 0)
-            ep.counts[stream] = index + 1
-            recent = ep.last.setdefault(stream, [])
-            recent.append((index, captured))
-            del recent[:-64]
             self._queue.put(("sample", stream, value, captured, received))
 
     def _pose(self, stream: str, msg: PoseStamped) -> None:
@@ -115,19 +113,19 @@ class RecorderNode(Node):
     def _on_instruction(self, msg: String) -> None:
         self.instruction = msg.data
 
+    def _on_sim_episode(self, msg: String) -> None:
+        """The twin's episode (task, seed): stored so the episode can be replayed from the same start."""
+        try:
+            self.sim_episode = json.loads(msg.data)
+        except json.JSONDecodeError as exc:
+            self.get_logger().error(f"sim/episode: {exc}")
+
     def _on_tick(self) -> None:
-        """The control clock: for each stream, the latest sample captured at or before the tick."""
+        """The control clock; alignment to it is computed at commit, when every capture stamp is known."""
         tick = self.now()
         with self._lock:
-            ep = self._episode
-            if ep is None:
-                return
-            for stream, recent in list(ep.last.items()):
-                if stream.startswith("align.") or stream == "tick":
-                    continue
-                index = next((i for i, t in reversed(recent) if t <= tick), -1)
-                self._queue.put(("sample", f"align.{stream}", np.array(index, dtype=np.int64), tick, tick))
-            self._queue.put(("sample", "tick", np.array(tick), tick, tick))
+            if self._episode is not None:
+                self._queue.put(("sample", "tick", np.array(tick), tick, tick))
 
     # --- episode control -----------------------------------------------------------------------
     def _request(self, kind: str, *args) -> tuple[bool, str]:
@@ -144,6 +142,8 @@ class RecorderNode(Node):
                 return response
             meta = {"task": self.task, "instruction": self.instruction, "robot": self.robot,
                     "operator": self.operator, "start_time": self.now()}
+            if self.sim_episode:
+                meta.update(source="twin", seed=self.sim_episode.get("seed"), task=self.sim_episode.get("task", self.task))
             self._episode = _Episode(meta)
             self._queue.put(("begin", meta))
         response.success, response.message = True, f"recording episode {self.store.num_episodes}"
@@ -171,8 +171,20 @@ class RecorderNode(Node):
         return self._end(response, None, discard=True)
 
     # --- the writer thread ------------------------------------------------------------------------
+    @staticmethod
+    def _append_alignment(writer, stamps: dict[str, list[float]]) -> None:
+        """For each control tick and stream, the index of the latest sample captured at or before the tick."""
+        ticks = np.asarray(stamps.get("tick", []))
+        if ticks.size == 0:
+            return
+        for stream, caps in stamps.items():
+            if stream != "tick":
+                index = np.searchsorted(np.asarray(caps), ticks, side="right") - 1
+                writer.append_many(f"align.{stream}", index.astype(np.int64), ticks)
+
     def _writer_loop(self) -> None:
         writer = None
+        stamps: dict[str, list[float]] = {}
         while True:
             item = self._queue.get()
             kind = item[0]
@@ -183,14 +195,18 @@ class RecorderNode(Node):
                     return
                 if kind == "begin":
                     writer = self.store.begin_episode(item[1])
+                    stamps = {}
                 elif kind == "sample" and writer is not None:
                     writer.append(item[1], item[2], item[3], item[4])
+                    stamps.setdefault(item[1], []).append(item[3])
                 elif kind in ("commit", "discard"):
                     done = item[1]
                     if writer is None:
                         done.update(ok=False, message="no episode")
                     elif kind == "commit":
-                        k = writer.commit(success=item[2], end_time=self.now())
+                        self._append_alignment(writer, stamps)
+                        extra = {"final_sim_state": self.sim_state} if self.sim_state is not None else {}
+                        k = writer.commit(success=item[2], end_time=self.now(), **extra)
                         done.update(ok=True, message=f"episode {k} committed")
                     else:
                         writer.discard()

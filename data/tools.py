@@ -1,0 +1,114 @@
+"""What `robot-stack data info|ls|show|video|verify` print: plain dicts, JSON-ready."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .align import align_to_clock
+from .store import EpisodeStore
+from .verify import verify as _verify
+
+EPISODE_COLUMNS = ("task", "instruction", "success", "robot", "operator", "seed")
+
+
+def info(path: str | Path) -> dict:
+    """Format, streams (dtype, shape, rows), episode and success counts, size on disk."""
+    store = EpisodeStore.open(path)
+    out = store.info()
+    successes = [store.metadata(k).get("success") for k in range(store.num_episodes)]
+    out["successes"] = sum(1 for s in successes if s is True)
+    return out
+
+
+def _duration(store: EpisodeStore, k: int) -> float:
+    spans = []
+    for name in store.streams:
+        stamps = store.read_stream(k, name)["capture_stamp"]
+        if len(stamps):
+            spans.append((stamps[0], stamps[-1]))
+    return float(max(e for _, e in spans) - min(s for s, _ in spans)) if spans else 0.0
+
+
+def list_episodes(path: str | Path) -> list[dict]:
+    """One row per episode: index, the metadata columns, duration, rows per stream."""
+    store = EpisodeStore.open(path)
+    rows = []
+    for k in range(store.num_episodes):
+        meta = store.metadata(k)
+        rows.append({"episode": k, **{c: meta.get(c) for c in EPISODE_COLUMNS},
+                     "duration_s": round(_duration(store, k), 3), "rows": meta.get("streams", {})})
+    return rows
+
+
+def stream_timing(capture: np.ndarray, receive: np.ndarray) -> dict:
+    """Rate, gaps (intervals over twice the median) and transport latency of one stream."""
+    n = len(capture)
+    out = {"rows": n}
+    if n >= 2:
+        dt = np.diff(capture)
+        median = float(np.median(dt))
+        out.update(rate_hz=round((n - 1) / float(capture[-1] - capture[0]), 3) if capture[-1] > capture[0] else None,
+                   median_dt_s=median, max_dt_s=float(dt.max()), gaps=int(np.sum(dt > 2 * median)),
+                   non_monotonic=int(np.sum(dt < 0)))
+    if n:
+        lat = receive - capture
+        out.update(latency_mean_s=float(lat.mean()), latency_max_s=float(lat.max()))
+    return out
+
+
+def show(path: str | Path, k: int) -> dict:
+    """Episode ``k``'s metadata and, per stream, its rate, gaps and latency."""
+    store = EpisodeStore.open(path)
+    streams = {}
+    for name, spec in store.streams.items():
+        r = store.read_stream(k, name)
+        streams[name] = {"dtype": np.dtype(spec.dtype).name, "shape": list(spec.shape),
+                         **stream_timing(r["capture_stamp"], r["receive_stamp"])}
+    return {"episode": int(k) % max(store.num_episodes, 1), "metadata": store.metadata(k), "streams": streams}
+
+
+def image_streams(store: EpisodeStore) -> list[str]:
+    """Colour streams: uint8 (H, W, 3)."""
+    return [n for n, s in store.streams.items() if len(s.shape) == 3 and s.shape[2] == 3 and np.dtype(s.dtype) == np.uint8]
+
+
+def export_video(path: str | Path, k: int, out_mp4: str | Path, streams: list[str] | None = None,
+                 fps: float | None = None) -> dict:
+    """MP4 of episode ``k`` with its image streams side by side, on the clock of the fastest of them."""
+    from robot_stack.video import write_mp4
+    store = EpisodeStore.open(path)
+    names = [n for n in (streams or image_streams(store))]
+    if not names:
+        raise ValueError(f"{path}: no image streams to export")
+    data = {n: store.read_stream(k, n) for n in names}
+    names = [n for n in names if len(data[n]["data"])]
+    if not names:
+        raise ValueError(f"{path}: episode {k} has no image frames")
+    clock_name = max(names, key=lambda n: len(data[n]["data"]))
+    clock = data[clock_name]["capture_stamp"]
+    height = max(data[n]["data"].shape[1] for n in names)
+    rows = {n: align_to_clock(clock, data[n]["capture_stamp"]) for n in names}
+
+    def frame(i: int) -> np.ndarray:
+        parts = []
+        for n in names:
+            img = data[n]["data"][rows[n][i]]
+            if img.shape[0] != height:   # nearest-neighbour to a common height
+                scale = height / img.shape[0]
+                ys = (np.arange(height) / scale).astype(int)
+                xs = (np.arange(int(round(img.shape[1] * scale))) / scale).astype(int)
+                img = img[ys][:, xs]
+            parts.append(img)
+        return np.concatenate(parts, axis=1)
+
+    if fps is None:
+        timing = stream_timing(clock, clock)
+        fps = timing.get("rate_hz") or 10.0
+    write_mp4(out_mp4, (frame(i) for i in range(len(clock))), fps=fps)
+    return {"path": str(out_mp4), "frames": len(clock), "fps": fps, "streams": names}
+
+
+def verify(path: str | Path) -> list[dict]:
+    """Every integrity problem, as dicts (episode None = the whole store)."""
+    return [p.to_json() for p in _verify(path)]
