@@ -11,7 +11,8 @@ $(VENV)/.ready: setup.py setup.cfg constraints.txt scripts/setup.sh
 	touch $@
 
 demo: setup
-	$(VENV)/bin/robot-stack demo --robot panda --task pick_place --episodes 2 --video outputs/demo --json outputs/demo/results.json
+	rm -rf outputs/demo/store
+	$(VENV)/bin/robot-stack demo --robot panda --task pick_place --episodes 2 --video outputs/demo --json outputs/demo/results.json --store outputs/demo/store
 
 test: setup
 	$(VENV)/bin/python -m pytest -q tests

@@ -124,17 +124,20 @@ class EpisodeStore:
         self._lock_fd = None
         if mode == "a":
             self._lock_fd = _lock(self.path)
+        self._writer = None
+        self.recovered: dict = {}
         self._zstore = _StrictLocalStore(self.path, read_only=(mode == "r"))
         try:
-            self.root = zarr.open_group(store=self._zstore, mode="r" if mode == "r" else "r+", zarr_format=3)
-        except FileNotFoundError as exc:
-            self.close()
-            raise StoreError(f"{self.path}: not an episode store (no zarr group)") from exc
-        self._load_record()
-        self.recovered: dict = {}
-        if mode == "a":
-            self.recovered = self._recover()
-        self._writer = None
+            try:
+                self.root = zarr.open_group(store=self._zstore, mode="r" if mode == "r" else "r+", zarr_format=3)
+            except FileNotFoundError as exc:
+                raise StoreError(f"{self.path}: not an episode store (no zarr group)") from exc
+            self._load_record()
+            if mode == "a":
+                self.recovered = self._recover()
+        except BaseException:
+            self.close()   # release the writer lock
+            raise
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
@@ -145,6 +148,7 @@ class EpisodeStore:
             if not overwrite:
                 raise StoreError(f"{path}: already exists (pass overwrite=True to replace it)")
             import shutil
+            os.close(_lock(path))   # never delete a store another process is recording into
             shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
         root = zarr.open_group(store=LocalStore(path), mode="w", zarr_format=3)

@@ -57,20 +57,47 @@ class Viewer:
         return np.concatenate([self.latest[c] for c in self.counts], axis=1)
 
 
+def _show_recording(store: str, video: str | None) -> None:
+    """What was recorded, and the first episode replayed in the twin from its recorded actions."""
+    from robot_stack.data import tools
+    from robot_stack.sim.replay import replay_episode
+
+    info = tools.info(store)
+    size = sum(f.stat().st_size for f in Path(store).rglob("*") if f.is_file())
+    print(f"store {store}: {info['num_episodes']} episodes, streams {', '.join(sorted(info['streams']))}; "
+          f"{size / 1e6:.1f} MB")
+    out = str(Path(video) / "replay_episode0.mp4") if video else None
+    r = replay_episode(store, 0, "actions", video=out)
+    print(f"replayed episode 0 in the twin from its recorded actions: recorded success {r['recorded_success']}, "
+          f"replayed success {r['replayed_success']}; TCP tracking error max {1000 * r['tcp_error_max_m']:.1f} mm; "
+          f"final objects within {1000 * r.get('final_object_error_m', float('nan')):.1f} mm"
+          + (f"; video {r['video']}" if "video" in r else ""))
+
+
 def run_bringup_demo(robot: str, task: str, episodes: int, seed: int, video: str | None, json_path: str | None,
-                     image_size: int = 128) -> int:
+                     image_size: int = 128, store: str | None = None) -> int:
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
+    from std_srvs.srv import Trigger
 
+    from robot_stack.collect import _call
     from robot_stack.nodes.expert_commander import ExpertCommander
 
-    launch_cmd = [sys.executable, "-m", "robot_stack.cli", "launch", "sim.launch.yaml", f"robot:={robot}",
-                  f"task:={task}", f"seed:={seed}", f"image_width:={image_size}", f"image_height:={image_size}"]
+    if store:       # the twin graph plus the recorder (collect.launch.yaml includes sim.launch.yaml)
+        store = str(Path(store).resolve())
+        launch_cmd = [sys.executable, "-m", "robot_stack.cli", "launch", "collect.launch.yaml", f"store:={store}",
+                      f"robot:={robot}", f"task:={task}", f"seed:={seed}", "operator:=scripted"]
+    else:
+        launch_cmd = [sys.executable, "-m", "robot_stack.cli", "launch", "sim.launch.yaml", f"robot:={robot}",
+                      f"task:={task}", f"seed:={seed}", f"image_width:={image_size}", f"image_height:={image_size}"]
     print(f"starting the graph: robot-stack launch {' '.join(launch_cmd[4:])}", flush=True)
     graph = subprocess.Popen(launch_cmd, start_new_session=True)
     rclpy.init()
     commander = ExpertCommander(robot, task)
     viewer = Viewer(rclpy.create_node("demo_viewer"))
+    rec_start = commander.create_client(Trigger, "recorder/start")
+    rec_success = commander.create_client(Trigger, "recorder/success")
+    rec_fail = commander.create_client(Trigger, "recorder/fail")
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(commander)
     executor.add_node(viewer.node)
@@ -102,7 +129,10 @@ def run_bringup_demo(robot: str, task: str, episodes: int, seed: int, video: str
                 viewer.latency[c].clear()
             grabber = threading.Thread(target=grab, daemon=True)
             grabber.start()
-            report = commander.run_episode()
+            report = commander.run_episode(on_start=(lambda: _call(commander, rec_start)) if store else None)
+            if store:
+                saved = _call(commander, rec_success if report.success else rec_fail)
+                print(f"  recorder: {saved.message}", flush=True)
             grabbing.clear()
             grabber.join()
             images = {c: viewer.counts[c] - counts0[c] for c in viewer.counts}
@@ -140,6 +170,8 @@ def run_bringup_demo(robot: str, task: str, episodes: int, seed: int, video: str
         print(f"graph stopped (launcher exit code {graph.returncode})", flush=True)
     successes = sum(r["success"] for r in reports)
     print(f"{successes}/{len(reports)} episodes succeeded through the ROS 2 graph")
+    if store and reports:
+        _show_recording(store, video)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps({"robot": robot, "task": task, "episodes": reports}, indent=2))

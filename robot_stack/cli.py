@@ -24,7 +24,8 @@ def _bench_sim(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from robot_stack.bringup_demo import run_bringup_demo
 
-    return run_bringup_demo(args.robot, args.task, args.episodes, args.seed, args.video, args.json, args.image_size)
+    return run_bringup_demo(args.robot, args.task, args.episodes, args.seed, args.video, args.json, args.image_size,
+                            args.store)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_ros.add_argument("--image-size", type=int, default=128)
     demo_ros.add_argument("--video", metavar="DIR", help="write an MP4 per episode from the image topics")
     demo_ros.add_argument("--json", metavar="FILE")
+    demo_ros.add_argument("--store", metavar="STORE", help="also record the episodes into this zarr store and replay one")
     demo_ros.set_defaults(func=_demo)
 
     collect = sub.add_parser("collect", help="record teleoperated or scripted episodes into a zarr store")
@@ -86,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", metavar="FILE")
     replay.set_defaults(func=_replay)
 
+    from robot_stack.data_cli import add_parser as add_data_parser
+    add_data_parser(sub)
+
     launch = sub.add_parser("launch", help="run a ROS 2 YAML launch file: FILE [name:=value ...]", add_help=False)
     launch.add_argument("launch_argv", nargs=argparse.REMAINDER)
     launch.set_defaults(func=lambda a: __import__("robot_stack.launcher", fromlist=["main"]).main(a.launch_argv))
@@ -104,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     btr.add_argument("--seconds", type=float, default=60.0, help="for the 640x480 30 Hz stream")
     btr.add_argument("--json", metavar="FILE")
     btr.set_defaults(func=lambda a: __import__("robot_stack.bench.transport", fromlist=["main"]).main(a.seconds, a.json) and 0)
+    bdata = bench.add_parser("data", help="recording throughput, store size, training read throughput")
+    bdata.add_argument("--seconds", type=float, default=60.0, help="recording time for the write benchmark")
+    bdata.add_argument("--json", metavar="FILE")
+    bdata.set_defaults(func=lambda a: __import__("robot_stack.bench.data", fromlist=["main"]).main(a.seconds, a.json) and 0)
     return parser
 
 

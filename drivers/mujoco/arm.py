@@ -64,6 +64,7 @@ class MujocoArmDriver(ArmDriver):
         """Start a new seeded episode of the configured task."""
         self.config.seed = seed
         reset_episode(self.scene, self.arm, self.task, np.random.default_rng(seed))
+        self._next_tick = time.monotonic()       # pace from here: the reset's own time is not owed
 
     def reset_next(self) -> int:
         """Start the episode with the next unused seed (the first is the configured seed); returns it."""

@@ -320,6 +320,7 @@ class ArmNode(Node):
             if self._reset_request is not None:
                 self.driver.reset_next()
                 self._announce_episode()
+                self.stats = LoopStats(self.dt)         # a reset is not a control-loop overrun
                 self._reset_request.set()
                 self._reset_request = None
                 self._target, self._chunk = None, None

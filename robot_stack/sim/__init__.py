@@ -1,8 +1,4 @@
 """The MuJoCo twin: Panda and UR5e models, the scene, tasks, scripted experts, gymnasium envs."""
-import os
-
-# Off-screen rendering by default; MuJoCo picks its GL backend when first imported.
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def make_env(*args, **kwargs):

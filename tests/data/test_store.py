@@ -104,6 +104,8 @@ def test_misuse_errors(store, tmp_path):
         EpisodeStore.create(tmp_path / "store")
     with pytest.raises(StoreLockedError):
         EpisodeStore.open(tmp_path / "store", "a")
+    with pytest.raises(StoreLockedError):
+        EpisodeStore.create(tmp_path / "store", overwrite=True)
     w = store.begin_episode()
     with pytest.raises(StoreError, match="still open"):
         store.begin_episode()
@@ -132,3 +134,16 @@ def test_all_zero_rows_are_stored_not_mistaken_for_missing_chunks(store, tmp_pat
     assert r.read_stream(0, "gripper")["data"].tolist() == [[0.0]]
     assert r.episode_ends("late").tolist() == [0, 1]
     assert len(list((tmp_path / "store/streams/front/data/c").iterdir())) == 6
+
+
+def test_depth_frames_round_trip_through_the_fast_reader(store, tmp_path):
+    depth = np.random.default_rng(0).integers(0, 65535, (5, 96, 96), dtype=np.uint16)
+    w = store.begin_episode()
+    w.append_many("depth", depth, np.arange(5) / 30)
+    w.commit()
+    store.close()
+    r = EpisodeStore.open(tmp_path / "store")
+    assert r.streams["depth"].per_frame and r._fast_frames("depth")
+    got = r.read_stream(0, "depth")["data"]
+    assert got.dtype == np.uint16 and np.array_equal(got, depth)
+    assert np.array_equal(r._array("depth")[0:5], depth)

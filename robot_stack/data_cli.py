@@ -1,0 +1,55 @@
+"""`robot-stack data info|ls|show|video|verify STORE`: look into an episode store."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub) -> None:
+    data = sub.add_parser("data", help="inspect an episode store").add_subparsers(dest="data_command", required=True)
+    for name, help_text in (("info", "the store's summary"), ("ls", "the episode table"),
+                            ("verify", "integrity check of every episode and chunk")):
+        p = data.add_parser(name, help=help_text)
+        p.add_argument("store")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.set_defaults(func=_run)
+    show = data.add_parser("show", help="one episode: metadata, per-stream rates and gaps")
+    show.add_argument("store")
+    show.add_argument("--episode", type=int, default=0)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=_run)
+    video = data.add_parser("video", help="MP4 of an episode with the image streams side by side")
+    video.add_argument("store")
+    video.add_argument("--episode", type=int, default=0)
+    video.add_argument("--out", required=True, metavar="FILE")
+    video.set_defaults(func=_run, json=False)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from robot_stack.data import tools
+
+    cmd = args.data_command
+    if cmd == "info":
+        result = tools.info(args.store)
+    elif cmd == "ls":
+        result = tools.list_episodes(args.store)
+    elif cmd == "show":
+        result = tools.show(args.store, args.episode)
+    elif cmd == "video":
+        result = tools.export_video(args.store, args.episode, args.out)
+    else:
+        result = tools.verify(args.store)
+    if args.json or cmd in ("info", "show", "video"):
+        print(json.dumps(result, indent=2, default=str))
+    elif cmd == "ls":
+        if result:
+            keys = [k for k in ("episode", "task", "robot", "operator", "success", "duration_s", "instruction")
+                    if k in result[0]]
+            print("  ".join(f"{k:>10}" for k in keys))
+            for row in result:
+                print("  ".join(f"{str(row.get(k, '')):>10}" for k in keys))
+    else:
+        for problem in result:
+            print(f"episode {problem.get('episode')}: {problem.get('key')}: {problem.get('message')}")
+        print("ok: every episode reads back" if not result else f"{len(result)} problem(s)")
+    return 1 if cmd == "verify" and result else 0
