@@ -40,9 +40,6 @@ setup(
         "zarr>=3",
         "numcodecs>=0.13",
         "torch>=2.3",          # scripts/setup.sh installs it with constraints.txt: the 2.13.0 CPU build
-        "zarr>=3",
-        "numcodecs",
-        "torch>=2.3",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],

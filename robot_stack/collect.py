@@ -43,10 +43,9 @@ def run_collect(task: str, robot: str, teleop: str, episodes: int, out: str, see
     operator = "scripted" if teleop == "scripted" else "human"
     cmd = [sys.executable, "-m", "robot_stack.cli", "launch", "collect.launch.yaml", f"store:={out}",
            f"robot:={robot}", f"task:={task}", f"seed:={seed}", f"operator:={operator}"]
-    if teleop != "scripted":
-        raise ValueError("only --teleop scripted is wired into `collect` so far; for a human device run "
-                         "`robot-stack launch collect.launch.yaml` with teleop_node")
     graph = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if teleop != "scripted":
+        return _collect_human(graph, task, robot, teleop, episodes, out)
     rclpy.init()
     commander = ExpertCommander(robot, task)
     start = commander.create_client(Trigger, "recorder/start")
@@ -87,3 +86,66 @@ def run_collect(task: str, robot: str, teleop: str, episodes: int, out: str, see
     print(f"recorded {done} episodes ({ok} successful) into {out}: {total} episodes in the store, "
           f"{size / 1e6:.1f} MB on disk")
     return 0 if done == episodes else 1
+
+
+KEYS = ("keyboard: w/s a/d q/e move x/y/z, i/k j/l u/o rotate, space gripper, t take over (intervene), "
+        "enter start/stop, y success, n fail")
+
+
+def _collect_human(graph: subprocess.Popen, task: str, robot: str, device: str, episodes: int, out: str) -> int:
+    """The operator drives: the teleop node runs here (the keyboard needs this terminal); after each
+    saved episode the twin is reset for the next; progress comes from the recorder's status topic."""
+    import json
+
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import String
+    from std_srvs.srv import Trigger
+
+    from robot_stack.nodes.teleop_node import TeleopNode
+    from robot_stack.ros import qos
+
+    rclpy.init()
+    teleop = TeleopNode(parameter_overrides=[Parameter("device", value=device), Parameter("robot", value=robot),
+                                              Parameter("task", value=task)])
+    status: dict = {}
+    teleop.create_subscription(String, "recorder/status", lambda m: status.update(json.loads(m.data)), qos.LATCHED)
+    reset = teleop.create_client(Trigger, "sim/reset")
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(teleop)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    print(KEYS if device == "keyboard" else f"{device}: hold the intervene button to drive; buttons start/stop "
+          "and mark success or failure", flush=True)
+    saved = 0
+    try:
+        deadline = time.monotonic() + 60.0
+        while "episodes" not in status:
+            if time.monotonic() > deadline or graph.poll() is not None:
+                raise RuntimeError("the recorder did not come up")
+            time.sleep(0.05)
+        first = status["episodes"]
+        bar = tqdm(total=episodes, desc=f"collect {task} {robot} ({device})", unit="ep")
+        while saved < episodes:
+            if graph.poll() is not None:
+                raise RuntimeError(f"the graph exited with code {graph.returncode}")
+            now = status["episodes"] - first
+            if now > saved:
+                bar.update(now - saved)
+                saved = now
+                if saved < episodes:
+                    _call(teleop, reset)             # a fresh scene for the next episode
+            time.sleep(0.05)
+        bar.close()
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        spinner.join(timeout=2.0)
+        teleop.close()
+        teleop.destroy_node()
+        rclpy.try_shutdown()
+        if graph.poll() is None:
+            os.killpg(graph.pid, signal.SIGINT)
+            graph.wait(timeout=20)
+    print(f"recorded {saved} episodes into {out}")
+    return 0 if saved == episodes else 1

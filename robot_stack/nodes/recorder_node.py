@@ -71,6 +71,8 @@ class RecorderNode(Node):
         sub(Float64MultiArray, "sim/state", lambda m: setattr(self, "sim_state", list(m.data)), qos.SENSOR)
         for cam in [c for c in cameras.split(",") if c]:
             sub(Image, f"{cam}/color/image_raw", lambda m, c=cam: self._on_image(f"{c}_rgb", m), qos.IMAGE)
+        self.pub_status = self.create_publisher(String, "recorder/status", qos.LATCHED)
+        self._publish_status(False)
         for name, handler in (("start", self._srv_start), ("stop", self._srv_stop), ("success", self._srv_success),
                               ("fail", self._srv_fail), ("discard", self._srv_discard)):
             self.create_service(Trigger, f"recorder/{name}", handler)
@@ -78,6 +80,11 @@ class RecorderNode(Node):
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def _publish_status(self, recording: bool) -> None:
+        """Whether an episode is being recorded and how many the store holds (latched, for operators' tools)."""
+        self.pub_status.publish(String(data=json.dumps({"recording": recording,
+                                                        "episodes": self.store.num_episodes})))
 
     # --- samples -----------------------------------------------------------------------------
     def _sample(self, stream: str, value: np.ndarray, stamp) -> None:
@@ -146,6 +153,7 @@ class RecorderNode(Node):
                 meta.update(source="twin", seed=self.sim_episode.get("seed"), task=self.sim_episode.get("task", self.task))
             self._episode = _Episode(meta)
             self._queue.put(("begin", meta))
+        self._publish_status(True)
         response.success, response.message = True, f"recording episode {self.store.num_episodes}"
         return response
 
@@ -212,6 +220,7 @@ class RecorderNode(Node):
                         writer.discard()
                         done.update(ok=True, message="episode discarded")
                     writer = None
+                    self._publish_status(False)
                     done["event"].set()
             except StoreError as exc:
                 self.errors += 1

@@ -38,6 +38,8 @@ from robot_stack.drivers.teleop import EVENTS, FRAMES, DriverError, TeleopComman
 from robot_stack.nodes.common import declare_any, run_node
 from robot_stack.ros import convert, qos
 
+ANSWER_TIMEOUT = 30.0       # s: how long a service that exists may take to answer (the recorder's commit)
+
 
 def _as_bool(value) -> bool:
     if isinstance(value, str):
@@ -281,11 +283,12 @@ class TeleopNode(Node):
                 return False, f"no {name} service within {timeout:g} s ({hint})"
             time.sleep(0.02)
         future = client.call_async(Trigger.Request())
-        deadline = time.monotonic() + timeout
+        answer_timeout = max(timeout, ANSWER_TIMEOUT)          # a present service may take a while (a commit)
+        deadline = time.monotonic() + answer_timeout
         while not future.done():
             if time.monotonic() > deadline or not self._running:
                 future.cancel()
-                return False, f"{name} did not answer within {timeout:g} s"
+                return False, f"{name} did not answer within {answer_timeout:g} s"
             time.sleep(0.005)
         response = future.result()
         if response is None:
