@@ -44,8 +44,13 @@ def test_records_streams_at_their_rates_with_alignment(ros, tmp_path):
     meta = store.metadata(0)
     assert meta["success"] is True and meta["task"] == "lift" and meta["robot"] == "panda"
     ep = store.read_episode(0)
-    n_state, n_img, n_tick = len(ep["joint_pos"]["data"]), len(ep["front_rgb"]["data"]), len(ep["tick"]["data"])
-    assert 100 < n_state < 200 and 15 < n_img < 30 and 10 <= n_tick <= 17     # ~100 Hz, ~15 Hz, 10 Hz over 1.5 s
+    def rate(stream):
+        t = ep[stream]["capture_stamp"]
+        return (len(t) - 1) / (t[-1] - t[0])
+
+    # Each stream at its own rate (100 Hz state, 15 Hz camera, 10 Hz control clock); loose bounds for a loaded CI.
+    assert 50 < rate("joint_pos") < 110 and 8 < rate("front_rgb") < 17 and 7 < rate("tick") < 11
+    assert len(ep["joint_pos"]["data"]) > 3 * len(ep["front_rgb"]["data"])
     assert ep["front_rgb"]["data"].shape[1:] == (48, 64, 3)
     assert np.all(ep["joint_pos"]["receive_stamp"] >= ep["joint_pos"]["capture_stamp"])
     # Alignment: the sample chosen for each tick was captured at or before it, and is the latest such.
