@@ -9,8 +9,6 @@ graph with the expert commander and a viewer, runs the episodes, prints what hap
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_stack.child_graph import stop
 from robot_stack.video import write_mp4
 
 
@@ -160,13 +159,7 @@ def run_bringup_demo(robot: str, task: str, episodes: int, seed: int, video: str
         commander.destroy_node()
         viewer.node.destroy_node()
         rclpy.try_shutdown()
-        if graph.poll() is None:
-            os.killpg(graph.pid, signal.SIGINT)
-            try:
-                graph.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(graph.pid, signal.SIGKILL)
-                graph.wait()
+        stop(graph, timeout=15)
         print(f"graph stopped (launcher exit code {graph.returncode})", flush=True)
     successes = sum(r["success"] for r in reports)
     print(f"{successes}/{len(reports)} episodes succeeded through the ROS 2 graph")

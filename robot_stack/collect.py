@@ -8,8 +8,6 @@ end episodes; this process shows progress until the requested number are recorde
 """
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +15,8 @@ import time
 from pathlib import Path
 
 from tqdm import tqdm
+
+from robot_stack.child_graph import stop
 
 
 def _call(node, client, timeout: float = 30.0):
@@ -72,13 +72,7 @@ def run_collect(task: str, robot: str, teleop: str, episodes: int, out: str, see
         spinner.join(timeout=2.0)
         commander.destroy_node()
         rclpy.try_shutdown()
-        if graph.poll() is None:
-            os.killpg(graph.pid, signal.SIGINT)
-            try:
-                graph.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(graph.pid, signal.SIGKILL)
-                graph.wait()
+        stop(graph, timeout=20)
     from robot_stack.data import EpisodeStore
     with EpisodeStore.open(out) as store:
         total = store.num_episodes
@@ -144,8 +138,6 @@ def _collect_human(graph: subprocess.Popen, task: str, robot: str, device: str, 
         teleop.close()
         teleop.destroy_node()
         rclpy.try_shutdown()
-        if graph.poll() is None:
-            os.killpg(graph.pid, signal.SIGINT)
-            graph.wait(timeout=20)
+        stop(graph, timeout=20)
     print(f"recorded {saved} episodes into {out}")
     return 0 if saved == episodes else 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_stack.bench.graph import isolated_domain, spin_for, start, stop
+from robot_stack.child_graph import isolated_domain, spin_for, start, stop
 
 
 def measure(robot: str, seconds: float) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_stack.bench.graph import isolated_domain, start, stop
+from robot_stack.child_graph import isolated_domain, start, stop
 
 
 def _cpu_seconds(pid: int) -> float:

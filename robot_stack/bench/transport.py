@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_stack.bench.graph import isolated_domain, start, stop
+from robot_stack.child_graph import isolated_domain, start, stop
 
 CASES = (  # (label, width, height, rate, encoding, share of --seconds)
     ("640x480 rgb8 @30Hz", 640, 480, 30.0, "rgb8", 1.0),

@@ -1,4 +1,4 @@
-"""Helpers for benchmarks that run a graph in child processes on an isolated ROS domain."""
+"""A ROS 2 graph in child processes (our launcher): start, stop with SIGINT then SIGKILL, isolated domains."""
 from __future__ import annotations
 
 import os
