@@ -280,8 +280,11 @@ class EpisodeStore:
         except Exception as exc:
             raise CorruptEpisodeError(k, key, f"metadata unreadable: {exc}") from exc
 
-    def read_stream(self, k: int, stream: str, rows: slice | None = None) -> dict:
-        """``{"data", "capture_stamp", "receive_stamp"}`` of one stream of episode ``k`` (rows relative to it)."""
+    def read_stream(self, k: int, stream: str, rows: slice | None = None, parts=("data", "capture_stamp",
+                                                                                 "receive_stamp")) -> dict:
+        """``{"data", "capture_stamp", "receive_stamp"}`` of one stream of episode ``k`` (rows relative to it).
+
+        `parts` picks a subset, e.g. only the stamps of a long image stream (no frames decoded)."""
         start, end = self.episode_range(k, stream)
         step = 1
         if rows is not None:
@@ -291,7 +294,7 @@ class EpisodeStore:
             start, end = start + s, start + max(s, e)
         out = {}
         spec = self.streams[stream]
-        for part in ("data", "capture_stamp", "receive_stamp"):
+        for part in parts:
             key = f"streams/{stream}/{part}"
             try:
                 if part == "data" and spec.per_frame and self._fast_frames(stream):
@@ -303,7 +306,7 @@ class EpisodeStore:
                 raise CorruptEpisodeError(k, key, f"chunk {chunk!r} is missing") from exc
             except Exception as exc:
                 raise CorruptEpisodeError(k, key, f"{type(exc).__name__}: {exc}") from exc
-        if out["data"].shape[1:] != spec.shape:
+        if "data" in out and out["data"].shape[1:] != spec.shape:
             raise CorruptEpisodeError(k, f"streams/{stream}/data",
                                       f"rows have shape {out['data'].shape[1:]}, stream declares {spec.shape}")
         return out
