@@ -14,10 +14,20 @@ def _sim_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_sim(args: argparse.Namespace) -> int:
-    from robot_stack.bench.sim import main
+# name: (help, the option sizing the run, its default); each is robot_stack.bench.<name>.main(amount, json_path).
+BENCHES = {
+    "sim": ("physics+control real-time factor and rendering rates", "episodes", 5),
+    "control": ("arm_node loop rate, jitter and command latency with cameras running", "seconds", 30.0),
+    "transport": ("image latency and drops between two processes (seconds of the 640x480 stream)", "seconds", 60.0),
+    "recording": ("the recorder node on the live graph: drops, CPU, store size", "seconds", 600.0),
+    "data": ("codecs, writer throughput, store size, training read throughput", "seconds", 60.0),
+}
 
-    main(episodes=args.episodes, json_path=args.json)
+
+def _bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    importlib.import_module(f"robot_stack.bench.{args.bench}").main(args.amount, args.json)
     return 0
 
 
@@ -97,26 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks that print measured figures").add_subparsers(
         dest="bench_command", required=True)
-    bsim = bench.add_parser("sim", help="physics+control real-time factor and rendering rates")
-    bsim.add_argument("--episodes", type=int, default=5)
-    bsim.add_argument("--json", metavar="FILE")
-    bsim.set_defaults(func=_bench_sim)
-    bctl = bench.add_parser("control", help="arm_node loop rate, jitter and command latency with cameras running")
-    bctl.add_argument("--seconds", type=float, default=30.0)
-    bctl.add_argument("--json", metavar="FILE")
-    bctl.set_defaults(func=lambda a: __import__("robot_stack.bench.control", fromlist=["main"]).main(a.seconds, a.json) and 0)
-    btr = bench.add_parser("transport", help="image latency and drops between two processes")
-    btr.add_argument("--seconds", type=float, default=60.0, help="for the 640x480 30 Hz stream")
-    btr.add_argument("--json", metavar="FILE")
-    btr.set_defaults(func=lambda a: __import__("robot_stack.bench.transport", fromlist=["main"]).main(a.seconds, a.json) and 0)
-    brec = bench.add_parser("recording", help="the recorder node on the live graph: drops, CPU, store size")
-    brec.add_argument("--seconds", type=float, default=600.0)
-    brec.add_argument("--json", metavar="FILE")
-    brec.set_defaults(func=lambda a: __import__("robot_stack.bench.recording", fromlist=["main"]).main(a.seconds, a.json) and 0)
-    bdata = bench.add_parser("data", help="recording throughput, store size, training read throughput")
-    bdata.add_argument("--seconds", type=float, default=60.0, help="recording time for the write benchmark")
-    bdata.add_argument("--json", metavar="FILE")
-    bdata.set_defaults(func=lambda a: __import__("robot_stack.bench.data", fromlist=["main"]).main(a.seconds, a.json) and 0)
+    for name, (help_text, option, default) in BENCHES.items():
+        b = bench.add_parser(name, help=help_text)
+        b.add_argument(f"--{option}", type=type(default), default=default, dest="amount", metavar=option.upper())
+        b.add_argument("--json", metavar="FILE")
+        b.set_defaults(func=_bench, bench=name)
     return parser
 
 

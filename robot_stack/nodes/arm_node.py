@@ -95,6 +95,7 @@ class ArmNode(Node):
         self.dt = 1.0 / self.spec.control_hz
         self.stats = LoopStats(self.dt)
         self.kinematics = Scene(self.spec)          # MuJoCo as the kinematics library, any driver
+        self.joint_names = [f"{self.spec.name}_joint{i + 1}" for i in range(self.spec.dof)]
 
         self.driver = driver or make_arm_driver(self.cfg, clock=self.now)
         try:
@@ -416,8 +417,7 @@ class ArmNode(Node):
 
     # --- publishing ------------------------------------------------------------------------
     def _publish_state(self, s: RobotState) -> None:
-        names = [f"{self.spec.name}_joint{i + 1}" for i in range(self.spec.dof)]
-        self.pub_joints.publish(convert.joint_state_msg(names, s.q, s.dq, s.tau, s.stamp))
+        self.pub_joints.publish(convert.joint_state_msg(self.joint_names, s.q, s.dq, s.tau, s.stamp))
         self.pub_pose.publish(convert.pose_msg(s.ee_pos, s.ee_quat, s.stamp))
         self.pub_wrench.publish(convert.wrench_msg(s.wrench, s.stamp))
         self.pub_gripper.publish(convert.joint_state_msg(["gripper"], [s.gripper_width], [0.0], None, s.stamp))

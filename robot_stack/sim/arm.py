@@ -60,6 +60,9 @@ class SimArm:
         self._q_lo = np.array(self.spec.q_min)
         self._q_hi = np.array(self.spec.q_max)
         self._shoulder = np.array([0.0, 0.0, self.spec.d[0]])
+        g = self.gains                               # task-space gains, built once, not every 1 ms tick
+        self._kp = np.array([g.translation] * 3 + [g.rotation] * 3)
+        self._kd = 2.0 * g.damping_ratio * np.sqrt(self._kp)
         self.hold()
 
     # --- commands (policy rate) ------------------------------------------------------
@@ -166,9 +169,7 @@ class SimArm:
         err_r = np.empty(3)
         mujoco.mju_subQuat(err_r, tf.to_mj(quat), cur)            # in the TCP frame
         err_r = d.site_xmat[s.tcp_site].reshape(3, 3) @ err_r     # to the base frame
-        kp = np.array([g.translation] * 3 + [g.rotation] * 3)
-        kd = 2.0 * g.damping_ratio * np.sqrt(kp)
-        accel = kp * np.concatenate((err_p, err_r)) - kd * vel
+        accel = self._kp * np.concatenate((err_p, err_r)) - self._kd * vel
         tau = jac.T @ (lam @ accel)
         # Null-space posture: pull toward the posture held when the command began.
         jbar = minv_jt @ lam                                      # dynamically consistent inverse
