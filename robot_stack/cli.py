@@ -21,6 +21,7 @@ BENCHES = {
     "transport": ("image latency and drops between two processes (seconds of the 640x480 stream)", "seconds", 60.0),
     "recording": ("the recorder node on the live graph: drops, CPU, store size", "seconds", 600.0),
     "data": ("codecs, writer throughput, store size, training read throughput", "seconds", 60.0),
+    "policy": ("act() latency per policy; capture-to-arm latency through ROS 2 (seconds per policy)", "seconds", 60.0),
 }
 
 
@@ -29,6 +30,38 @@ def _bench(args: argparse.Namespace) -> int:
 
     importlib.import_module(f"robot_stack.bench.{args.bench}").main(args.amount, args.json)
     return 0
+
+
+def _sim_collect(args: argparse.Namespace) -> int:
+    import json
+
+    from robot_stack.sim.expert_data import generate
+
+    print(json.dumps(generate(args.task, args.robot, args.episodes, args.seed, args.out, args.image_size,
+                              overwrite=args.overwrite)))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from robot_stack.config import load_config
+    from robot_stack.policies.train import train
+
+    cfg = load_config("train", args.overrides)
+    OmegaConf.set_readonly(cfg, False)
+    cfg._argv = list(args.overrides)
+    train(cfg)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from robot_stack.evaluate import run_eval
+
+    report = run_eval(args.checkpoint, args.task, args.robot, args.episodes, args.seed, instruction=args.instruction,
+                      goal_seed=args.goal_seed, conditioning=args.conditioning, backend=args.backend,
+                      video=args.video, json_path=args.json)
+    return 0 if report["episodes"] else 1
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -68,6 +101,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", metavar="FILE", help="write the results as JSON")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=_sim_demo)
+
+    gen = sim.add_parser("collect", help="write scripted-expert episodes straight into a zarr store (no ROS graph)")
+    gen.add_argument("--task", default="pick_place")
+    gen.add_argument("--robot", default="panda", choices=["panda", "ur5e"])
+    gen.add_argument("--episodes", type=int, default=100)
+    gen.add_argument("--seed", type=int, default=1000, help="first seed; evaluation uses seeds below 1000 by default")
+    gen.add_argument("--image-size", type=int, default=128)
+    gen.add_argument("--out", required=True, metavar="STORE")
+    gen.add_argument("--overwrite", action="store_true")
+    gen.set_defaults(func=_sim_collect)
+
+    train = sub.add_parser("train", help="train a policy: policy=NAME task=T data=STORE [hydra overrides]")
+    train.add_argument("overrides", nargs="*", help="hydra overrides of conf/train.yaml, e.g. steps=5000")
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="closed-loop evaluation of a checkpoint in the twin")
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--task", default="pick_place")
+    ev.add_argument("--robot", default="panda", choices=["panda", "ur5e"])
+    ev.add_argument("--episodes", type=int, default=20)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--instruction", help="condition on this text; {object} {color} {target} are filled per episode")
+    ev.add_argument("--goal-seed", type=int, help="goal image from the expert on this seed (default: each episode's seed)")
+    ev.add_argument("--conditioning", choices=["goal_image", "instruction", "none"],
+                    help="default: instruction when --instruction is given, else goal_image")
+    ev.add_argument("--backend", default="ros", choices=["ros", "sim"],
+                    help="ros: through the ROS 2 graph in real time; sim: the same policy in-process, faster than real time")
+    ev.add_argument("--video", metavar="DIR")
+    ev.add_argument("--json", metavar="FILE")
+    ev.set_defaults(func=_eval)
 
     demo_ros = sub.add_parser("demo", help="bring up the twin's ROS 2 graph and run scripted episodes through it")
     demo_ros.add_argument("--robot", default="panda", choices=["panda", "ur5e"])

@@ -57,3 +57,59 @@ class ActionChunk:
 
     def __len__(self) -> int:
         return len(self.times)
+
+
+@dataclass
+class Observation:
+    """What a policy sees at one decision: the newest frame per camera plus proprio.
+
+    `stamp` is the capture time of the oldest input used (so chunk step times measure the
+    whole latency from capture); images are HxWx3 uint8 keyed by camera name.
+    """
+
+    stamp: float
+    images: dict[str, np.ndarray]
+    ee_pose: np.ndarray                    # (7,) position + xyzw quaternion in `base`
+    gripper: float                         # finger distance (m)
+    joint_pos: np.ndarray | None = None
+    contact: str | None = None             # "pre_contact" | "in_contact" | "post_contact", where known
+
+
+CONDITIONING = ("goal_image", "instruction", "sketch", "switch", "wrist_pose", "none")
+
+
+@dataclass
+class Task:
+    """The conditioning union: one object carries whatever a policy may be conditioned on.
+
+    - goal_image: `goal_image` (HxWx3), with `start_image` the frame the task started from
+      (GRIF encodes the change start -> goal; a server fills it from the first observation);
+    - instruction: `instruction` text;
+    - sketch: `sketch` image (RT-Trajectory), fixed for the episode;
+    - switch: `previous_instruction`, `instruction` and `contact_state` (SwitchVLA);
+    - wrist_pose: `wrist_pose` (7,) plus `goal_image` (ZeroMimic);
+    - none: nothing (a goal-free policy, e.g. BESO at guidance 0).
+    """
+
+    goal_image: np.ndarray | None = None
+    start_image: np.ndarray | None = None
+    instruction: str | None = None
+    sketch: np.ndarray | None = None
+    previous_instruction: str | None = None
+    contact_state: str | None = None
+    wrist_pose: np.ndarray | None = None
+
+    def provides(self) -> frozenset[str]:
+        """The conditioning kinds this task carries in full."""
+        kinds = {"none"}
+        if self.goal_image is not None:
+            kinds.add("goal_image")
+        if self.instruction:
+            kinds.add("instruction")
+        if self.sketch is not None:
+            kinds.add("sketch")
+        if self.instruction and self.previous_instruction is not None and self.contact_state:
+            kinds.add("switch")
+        if self.wrist_pose is not None and self.goal_image is not None:
+            kinds.add("wrist_pose")
+        return frozenset(kinds)

@@ -36,9 +36,10 @@ from robot_stack.nodes.common import declare_any, overrides_param, run_node
 from robot_stack.ros import convert, qos
 from robot_stack.sim.robots import get_robot
 from robot_stack.sim.scene import Scene
+from robot_stack.control.chunks import blend_chunks, chunk_target_at
 from robot_stack.types import ActionChunk, RobotState
 
-ARM_PARAMS = ("robot", "driver", "robot_ip", "task", "seed", "realtime")
+ARM_PARAMS = ("robot", "driver", "robot_ip", "task", "seed", "realtime", "chunk_blend")
 
 
 def make_arm_driver(cfg, clock) -> ArmDriver:
@@ -63,10 +64,15 @@ class LoopStats:
         self.nominal = nominal
         self.periods: deque[float] = deque(maxlen=size)
         self._last: float | None = None
+        self.ticks = 0
+        self.missed = 0          # since start: periods longer than 1.5 nominal (a tick that did not happen in time)
 
     def tick(self, now: float) -> None:
         if self._last is not None:
-            self.periods.append(now - self._last)
+            period = now - self._last
+            self.periods.append(period)
+            self.ticks += 1
+            self.missed += int(period > 1.5 * self.nominal)
         self._last = now
 
     def summary(self) -> dict[str, float]:
@@ -74,7 +80,8 @@ class LoopStats:
             return {"rate_hz": 0.0, "period_error_pct": 0.0, "jitter_p99_ms": 0.0}
         p = np.array(self.periods)
         return {"rate_hz": 1.0 / p.mean(), "period_error_pct": 100 * abs(p.mean() - self.nominal) / self.nominal,
-                "jitter_p99_ms": 1000 * float(np.percentile(np.abs(p - self.nominal), 99))}
+                "jitter_p99_ms": 1000 * float(np.percentile(np.abs(p - self.nominal), 99)),
+                "ticks": self.ticks, "missed_ticks": self.missed}
 
 
 class ArmNode(Node):
@@ -92,6 +99,9 @@ class ArmNode(Node):
         self.safety = SafetyEnvelope(limits, self.spec.q_min, self.spec.q_max)
         self.limits = limits
         self.watchdog = Watchdog(limits.watchdog_timeout)
+        self.chunk_blend = float(self.cfg.chunk_blend)
+        if not 0.0 <= self.chunk_blend < 1.0:
+            raise ValueError(f"chunk_blend must be in [0, 1), got {self.chunk_blend}")
         self.dt = 1.0 / self.spec.control_hz
         self.stats = LoopStats(self.dt)
         self.kinematics = Scene(self.spec)          # MuJoCo as the kinematics library, any driver
@@ -150,6 +160,7 @@ class ArmNode(Node):
             self._announce_episode()
         self.command_age = float("inf")
         self.command_latency: deque[float] = deque(maxlen=2000)
+        self.chunk_latency: deque[float] = deque(maxlen=20000)    # observation capture -> chunk received
         self._publish_every = max(1, round(self.spec.control_hz / self.cfg.publish_rate))
         # Published from the control thread, like the state: no timers, so any executor serves the node.
         self._diagnostics_every = max(1, round(self.spec.control_hz / self.cfg.diagnostics_rate))
@@ -197,7 +208,10 @@ class ArmNode(Node):
                     chunk.positions[i], chunk.quats[i], chunk.gripper[i])
         except (convert.MessageError, SafetyViolation) as exc:
             return self._reject("action chunk", exc)
+        self.chunk_latency.append(self.now() - convert.from_time(msg.header.stamp))
         with self._lock:
+            if self._chunk is not None and self.chunk_blend > 0:
+                chunk = blend_chunks(self._chunk, chunk, self.chunk_blend)
             self._chunk = chunk
             self._target = None
             self.watchdog.feed(time.monotonic())
@@ -388,16 +402,9 @@ class ArmNode(Node):
             self.setpoint = (state.ee_pos.copy(), state.ee_quat.copy())
             self.pose_interp.reset(*self.setpoint)
 
-    def _chunk_at(self, chunk: ActionChunk, t: float) -> tuple[np.ndarray, np.ndarray, float]:
-        """The chunk's target at time t: steps already past are skipped, between steps it interpolates."""
-        i = int(np.searchsorted(chunk.times, t))
-        if i == 0:
-            return chunk.positions[0], chunk.quats[0], float(chunk.gripper[0])
-        if i >= len(chunk):
-            return chunk.positions[-1], chunk.quats[-1], float(chunk.gripper[-1])
-        a = (t - chunk.times[i - 1]) / (chunk.times[i] - chunk.times[i - 1])
-        pos = (1 - a) * chunk.positions[i - 1] + a * chunk.positions[i]
-        return pos, tf.slerp(chunk.quats[i - 1], chunk.quats[i], a), float(chunk.gripper[i])
+    @staticmethod
+    def _chunk_at(chunk: ActionChunk, t: float) -> tuple[np.ndarray, np.ndarray, float]:
+        return chunk_target_at(chunk, t)
 
     def _pushes_into_joint_limit(self, state: RobotState, pos, quat) -> bool:
         near = self.safety.joints_near_limits(state.q)
@@ -428,6 +435,11 @@ class ArmNode(Node):
 
     def _publish_diagnostics(self) -> None:
         stats = self.stats.summary()
+        if self.chunk_latency:
+            lat = 1000 * np.array(self.chunk_latency)
+            stats["chunk_latency_p50_ms"] = float(np.percentile(lat, 50))
+            stats["chunk_latency_p99_ms"] = float(np.percentile(lat, 99))
+            stats["chunks_received"] = len(self.chunk_latency)
         if self.command_latency:
             lat = 1000 * np.array(self.command_latency)
             stats["command_latency_p50_ms"] = float(np.percentile(lat, 50))

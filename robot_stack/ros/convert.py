@@ -96,13 +96,15 @@ def wrench_msg(wrench: np.ndarray, stamp: float, frame_id: str = "base") -> Wren
 
 
 # --- action chunks ------------------------------------------------------------------------
-def chunk_msg(chunk: ActionChunk, frame_id: str = "base") -> MultiDOFJointTrajectory:
+def chunk_msg(chunk: ActionChunk, frame_id: str = "base", stamp: float | None = None) -> MultiDOFJointTrajectory:
     """Chunk as a two-joint trajectory: joint "ee" (the TCP target) and joint "gripper".
 
     Each point carries two transforms: joint 'ee' (the TCP target) and joint 'gripper'
-    (translation.x = command in [0, 1]); times are relative to header.stamp.
+    (translation.x = command in [0, 1]); times are relative to header.stamp, which is
+    `stamp` when given (a policy passes the capture time of its observation, so the arm
+    node can measure capture-to-arm latency) or the first step's time.
     """
-    t0 = float(chunk.times[0])
+    t0 = float(chunk.times[0] if stamp is None else stamp)
     msg = MultiDOFJointTrajectory(header=header(t0, frame_id))
     msg.joint_names = ["ee", "gripper"]
     for t, pos, quat, g in zip(chunk.times, chunk.positions, chunk.quats, chunk.gripper):

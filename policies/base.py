@@ -1,0 +1,188 @@
+"""The one Policy interface every method implements, and its checkpoint format.
+
+A policy declares what conditioning it accepts (`conditioning`, a subset of
+`robot_stack.types.CONDITIONING`) and what data it reads (`data_spec`). The server calls
+`reset(task)` when the task changes and `act(obs)` at the policy rate; the trainer calls
+`loss(batch)`. Checkpoints are a directory with `model.safetensors` and `config.json`
+(the method's name, its config dataclass, the normalisation statistics): no pickle.
+
+The training batch (built by `robot_stack.policies.batches`) is a dict:
+  images:        {camera: uint8 (B, To, H, W, 3)}
+  proprio:       float (B, To, 8)   normalised with stats["proprio"] (actions.proprio)
+  action:        float (B, Ta, 7)   policy-space actions (actions.encode), normalised with stats["action"]
+  action_is_pad: bool (B, Ta)       steps past the episode's end (repeat the last action)
+  goal_image:    uint8 (B, H, W, 3) a future frame of the goal camera (relabelled in hindsight)
+  start_image:   uint8 (B, H, W, 3) the episode's first frame of the goal camera
+  instruction:   list[str] (B)      the episode's instruction ("" where unlabelled)
+  labelled:      bool (B)           whether the instruction may be used
+"""
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from robot_stack.policies import actions as act_space
+from robot_stack.policies.errors import BadObservation, CheckpointMismatch, MissingConditioning, UnknownPolicy
+from robot_stack.types import ActionChunk, Observation, Task
+
+FORMAT_VERSION = 1
+REGISTRY: dict[str, type["Policy"]] = {}
+
+
+@dataclass
+class DataSpec:
+    """What a policy reads from an episode store and how its training targets are built."""
+
+    cameras: tuple[str, ...] = ("front", "wrist")
+    image_size: int = 128
+    obs_horizon: int = 2
+    action_horizon: int = 16            # steps predicted per chunk
+    goal_camera: str = "front"
+    goal_final_prob: float = 1.0        # hindsight goal: the final frame with this probability, else a uniform future frame
+    action_norm: str = "meanstd"
+    policy_dt: float = 0.1
+
+
+def register(cls: type["Policy"]) -> type["Policy"]:
+    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
+        raise ValueError(f"policy name {cls.name!r} registered twice")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def policy_class(name: str) -> type["Policy"]:
+    from robot_stack import policies  # noqa: F401  (imports every method, filling the registry)
+    if name not in REGISTRY:
+        raise UnknownPolicy(f"unknown policy {name!r}; registered: {', '.join(sorted(REGISTRY)) or 'none'}")
+    return REGISTRY[name]
+
+
+class Policy(torch.nn.Module):
+    name: ClassVar[str]
+    conditioning: ClassVar[frozenset[str]]
+    Config: ClassVar[type]
+
+    def __init__(self, config, stats: dict | None = None):
+        super().__init__()
+        self.config = config
+        self.stats = stats or {}
+        self.task: Task | None = None
+        self._history: deque[Observation] = deque(maxlen=self.data_spec().obs_horizon)
+
+    # --- what the method declares -------------------------------------------------------------
+    def data_spec(self) -> DataSpec:
+        raise NotImplementedError
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def predict(self, obs: list[Observation], task: Task) -> np.ndarray:
+        """Policy-space actions (Ta, 7), unnormalised, for an observation history (oldest first)."""
+        raise NotImplementedError
+
+    def _on_reset(self, task: Task) -> None:
+        """Per-method work when the task changes (encode the goal or instruction once)."""
+
+    # --- the interface ----------------------------------------------------------------------------
+    def reset(self, task: Task) -> None:
+        """Start a new task; refuses (MissingConditioning) a task this policy cannot be conditioned on."""
+        offered = task.provides()
+        if not offered & self.conditioning:
+            raise MissingConditioning(
+                f"policy {self.name!r} needs one of {sorted(self.conditioning)}; the task provides "
+                f"{sorted(offered - {'none'}) or 'nothing'}")
+        self._check_task_images(task)
+        self.task = task
+        self._history.clear()
+        self._on_reset(task)
+
+    @torch.no_grad()
+    def act(self, obs: Observation) -> ActionChunk:
+        """An action chunk for the newest observation; step k holds from obs.stamp + k * policy_dt."""
+        if self.task is None:
+            raise MissingConditioning(f"policy {self.name!r} has no task: call reset(task) first")
+        self.check_observation(obs)
+        self._history.append(obs)
+        history = list(self._history)
+        history = [history[0]] * (self._history.maxlen - len(history)) + history   # pad at the episode start
+        was_training = self.training
+        self.eval()
+        try:
+            pred = self.predict(history, self.task)
+        finally:
+            self.train(was_training)
+        spec = self.data_spec()
+        return act_space.decode(np.asarray(obs.ee_pose, dtype=np.float64), pred, obs.stamp, spec.policy_dt)
+
+    def check_observation(self, obs: Observation) -> None:
+        spec = self.data_spec()
+        for cam in spec.cameras:
+            image = obs.images.get(cam)
+            if image is None:
+                raise BadObservation(f"policy {self.name!r} needs camera {cam!r}; got {sorted(obs.images)}")
+            self._check_image(f"camera {cam!r}", image)
+        pose = np.asarray(obs.ee_pose, dtype=np.float64)
+        if pose.shape != (7,) or not np.all(np.isfinite(pose)) or not np.isfinite(obs.gripper):
+            raise BadObservation(f"ee_pose must be 7 finite numbers and gripper finite; got {pose.shape}")
+
+    def _check_task_images(self, task: Task) -> None:
+        for label in ("goal_image", "start_image", "sketch"):
+            image = getattr(task, label)
+            if image is not None:
+                self._check_image(label, image)
+
+    def _check_image(self, label: str, image) -> None:
+        size = self.data_spec().image_size
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.shape != (size, size, 3):
+            raise BadObservation(f"{label}: expected a {size}x{size}x3 uint8 image, got {image.shape} {image.dtype}")
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def save(self, path: str | Path, extra: dict | None = None) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(tensors, str(path / "model.safetensors"))
+        doc = {"format": FORMAT_VERSION, "policy": self.name, "config": asdict(self.config), "stats": self.stats,
+               **(extra or {})}
+        (path / "config.json").write_text(json.dumps(doc, indent=1))
+        return path
+
+    @classmethod
+    def from_config(cls, config: dict, stats: dict | None = None) -> "Policy":
+        known = {f.name for f in fields(cls.Config)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise CheckpointMismatch(f"{cls.name}: unknown config keys {unknown}; known: {sorted(known)}")
+        return cls(cls.Config(**config), stats)
+
+
+def load_policy(path: str | Path, device: str = "cpu") -> Policy:
+    """A checkpoint directory -> the policy it holds (any registered method), in eval mode."""
+    path = Path(path)
+    cfg_file, weights = path / "config.json", path / "model.safetensors"
+    if not cfg_file.is_file() or not weights.is_file():
+        raise CheckpointMismatch(f"{path}: a checkpoint is a directory with config.json and model.safetensors")
+    try:
+        doc = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointMismatch(f"{cfg_file}: not valid JSON ({exc})") from exc
+    if doc.get("format") != FORMAT_VERSION:
+        raise CheckpointMismatch(f"{cfg_file}: checkpoint format {doc.get('format')!r}, this build reads {FORMAT_VERSION}")
+    policy = policy_class(str(doc.get("policy"))).from_config(doc.get("config", {}), doc.get("stats"))
+    state, own = load_file(str(weights)), policy.state_dict()
+    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if not wrong:
+        policy.load_state_dict(state, strict=False)
+    if missing or unexpected or wrong:
+        raise CheckpointMismatch(f"{path}: weights do not match the config of {doc['policy']!r}: missing {missing[:5]}, "
+                                 f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
+    return policy.to(device).eval()

@@ -1,0 +1,117 @@
+"""BESO's score network: a small from-scratch CNN shared by observation and goal images, and a
+transformer over [sigma, goal, observations, noisy actions] whose action positions output F.
+
+Deviation from the official code (a causal GPT over interleaved (state, action) pairs that
+predicts one action per step): we predict a chunk of `action_horizon` actions, so attention is
+left unmasked (every token sees every token) — simpler, and nothing here is autoregressive.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
+    """DrQ-style shift (pad `pad` with edge pixels, random crop back) on uint8 (N, H, W, 3), without a padded copy."""
+    n, h, w, _ = images.shape
+    dy = torch.randint(-pad, pad + 1, (n, 1), device=images.device)
+    dx = torch.randint(-pad, pad + 1, (n, 1), device=images.device)
+    rows = (torch.arange(h, device=images.device) + dy).clamp(0, h - 1)    # (N, H): clamping = edge padding
+    cols = (torch.arange(w, device=images.device) + dx).clamp(0, w - 1)
+    out = torch.gather(images, 1, rows[:, :, None, None].expand(n, h, w, 3))
+    return torch.gather(out, 2, cols[:, None, :, None].expand(n, h, w, 3))
+
+
+class SpatialSoftmax(nn.Module):
+    """Feature map -> expected (x, y) of `k` learned keypoints: keeps where things are, which pooling would lose."""
+
+    def __init__(self, channels: int, k: int):
+        super().__init__()
+        self.proj = nn.Conv2d(channels, k, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)
+        n, k, h, w = x.shape
+        attn = x.flatten(2).softmax(-1)                                           # (N, K, H*W)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device),
+                                torch.linspace(-1, 1, w, device=x.device), indexing="ij")
+        grid = torch.stack((xs.flatten(), ys.flatten()), -1)                      # (H*W, 2)
+        return (attn @ grid).flatten(1)                                           # (N, 2K)
+
+
+class ImageEncoder(nn.Module):
+    """uint8 (N, H, W, 3) -> (N, width): stride-2 convs with GroupNorm/ReLU, spatial-softmax keypoints, a linear layer."""
+
+    def __init__(self, width: int, channels: tuple[int, ...], keypoints: int, shift_pad: int):
+        super().__init__()
+        layers, c_in = [], 3
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(max(1, c // 8), c), nn.ReLU(inplace=True)]
+            c_in = c
+        self.convs = nn.Sequential(*layers)
+        self.pool = SpatialSoftmax(c_in, keypoints)
+        self.out = nn.Linear(2 * keypoints, width)
+        self.shift_pad = shift_pad
+
+    def forward(self, images: torch.Tensor, augment: bool) -> torch.Tensor:
+        if augment and self.shift_pad > 0:
+            images = random_shift(images, self.shift_pad)
+        x = images.permute(0, 3, 1, 2).float().div(255).contiguous(memory_format=torch.channels_last)
+        return self.out(self.pool(self.convs(x)))
+
+
+def sinusoidal(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B,) -> (B, dim) sin/cos features at log-spaced frequencies."""
+    freqs = torch.exp(torch.arange(dim // 2, device=x.device) * (-math.log(1000.0) / (dim // 2 - 1)))
+    arg = x[:, None].float() * freqs * 100   # c_noise = ln(sigma)/4 spans about [-1.3, 0]: stretch before the sinusoids
+    return torch.cat((arg.sin(), arg.cos()), -1)
+
+
+class ScoreTransformer(nn.Module):
+    """F(c_in x, c_noise | observations, goal): tokens [sigma, goal, obs (cameras + proprio per step), actions]."""
+
+    def __init__(self, n_cameras: int, obs_horizon: int, action_horizon: int, action_dim: int, proprio_dim: int,
+                 width: int, layers: int, heads: int, dropout: float, channels: tuple[int, ...], keypoints: int,
+                 shift_pad: int):
+        super().__init__()
+        self.n_cameras, self.obs_horizon, self.action_horizon = n_cameras, obs_horizon, action_horizon
+        self.encoder = ImageEncoder(width, channels, keypoints, shift_pad)      # one encoder: state and goal share it
+        self.proprio_emb = nn.Linear(proprio_dim, width)
+        self.sigma_emb = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.action_emb = nn.Linear(action_dim, width)
+        self.null_goal = nn.Parameter(torch.zeros(1, 1, width))                  # the dropped / absent goal
+        n_tokens = 2 + obs_horizon * (n_cameras + 1) + action_horizon
+        self.pos_emb = nn.Parameter(torch.randn(1, n_tokens, width) * 0.02)
+        block = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, action_dim))
+        self.width = width
+
+    def encode_goal(self, goal_image: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> goal tokens (B, 1, width)."""
+        return self.encoder(goal_image, augment)[:, None]
+
+    def encode_obs(self, images: list[torch.Tensor], proprio: torch.Tensor, augment: bool = False,
+                   goal_image: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-camera uint8 (B, To, H, W, 3) and proprio (B, To, P) -> obs tokens (B, To*(cams+1), width)
+        and, when given a goal image, its tokens from the same CNN call (one batched pass)."""
+        b, t = proprio.shape[:2]
+        flat = [im.reshape(b * t, *im.shape[2:]) for im in images] + ([goal_image] if goal_image is not None else [])
+        feats = self.encoder(torch.cat(flat), augment)
+        cams = feats[: len(images) * b * t].reshape(len(images), b, t, -1).permute(1, 2, 0, 3)   # (B, To, cams, w)
+        tokens = torch.cat((cams, self.proprio_emb(proprio)[:, :, None]), 2).reshape(b, -1, self.width)
+        goal = feats[len(images) * b * t:][:, None] if goal_image is not None else None
+        return tokens, goal
+
+    def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, obs_tokens: torch.Tensor,
+                goal_tokens: torch.Tensor | None) -> torch.Tensor:
+        """x_in (B, Ta, A) = c_in * noisy actions; c_noise (B,); goal_tokens None = the null goal -> F (B, Ta, A)."""
+        b = x_in.shape[0]
+        if goal_tokens is None:
+            goal_tokens = self.null_goal.expand(b, -1, -1)
+        sigma = self.sigma_emb(sinusoidal(c_noise.reshape(-1).expand(b), self.width))[:, None]
+        seq = torch.cat((sigma, goal_tokens, obs_tokens, self.action_emb(x_in)), 1) + self.pos_emb
+        return self.head(self.blocks(seq)[:, -self.action_horizon:])

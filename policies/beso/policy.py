@@ -1,0 +1,156 @@
+"""BESO (Reuss et al. 2023): goal-conditioned imitation with a score-based diffusion policy.
+
+EDM-preconditioned denoiser over action chunks, trained on sigmas from a truncated log-logistic,
+sampled with 3 DPM-Solver-1 steps; the goal is dropped with p = goal_dropout so one network is
+both the goal-conditioned and the goal-free policy, mixed at inference by classifier-free guidance.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from robot_stack.policies import actions
+from robot_stack.policies.base import DataSpec, Policy, register
+from robot_stack.policies.beso import edm
+from robot_stack.policies.beso.model import ScoreTransformer
+from robot_stack.types import Observation, Task
+
+CAMERAS = ("front", "wrist")
+
+
+@dataclass
+class Config:
+    # data
+    image_size: int = 128
+    obs_horizon: int = 2
+    action_horizon: int = 10
+    goal_final_prob: float = 1.0
+    # network (CPU-sized; the paper's are 4-6 layers of width 240-360)
+    width: int = 128
+    layers: int = 4
+    heads: int = 4
+    dropout: float = 0.05
+    cnn_channels: tuple = (8, 16, 32, 64)
+    keypoints: int = 32
+    shift_pad: int = 4                   # random-shift augmentation in training; 0 turns it off
+    # diffusion
+    sigma_data: float = 0.5
+    sigma_min: float = 0.005
+    sigma_max: float = 1.0
+    sigma_loc: float | None = None       # log-logistic loc; None = ln(sigma_data) as in the official code
+    sigma_scale: float = 0.5
+    sampling_steps: int = 3
+    action_scale: float = 0.5            # meanstd-normalised actions * this -> data std ~ sigma_data
+    # guidance
+    goal_dropout: float = 0.1
+    guidance: float = 1.0                # 0 = goal-free, 1 = plain conditional
+    # optimisation (read by the trainer)
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+
+
+@register
+class BESOPolicy(Policy):
+    name = "beso"
+    conditioning = frozenset({"goal_image", "none"})
+    Config = Config
+
+    def __init__(self, config: Config, stats: dict | None = None):
+        super().__init__(config, stats)
+        c = config
+        self.net = ScoreTransformer(len(CAMERAS), c.obs_horizon, c.action_horizon, actions.ACTION_DIM,
+                                    actions.PROPRIO_DIM, c.width, c.layers, c.heads, c.dropout,
+                                    tuple(c.cnn_channels), c.keypoints, c.shift_pad)
+        self._goal_tokens: torch.Tensor | None = None
+
+    def data_spec(self) -> DataSpec:
+        c = self.config
+        return DataSpec(cameras=CAMERAS, image_size=c.image_size, obs_horizon=c.obs_horizon,
+                        action_horizon=c.action_horizon, goal_camera="front", goal_final_prob=c.goal_final_prob,
+                        action_norm="meanstd")
+
+    # --- training ---------------------------------------------------------------------------
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        c = self.config
+        dev = self.net.pos_emb.device
+        a = torch.as_tensor(batch["action"], dtype=torch.float32, device=dev) * c.action_scale
+        b = a.shape[0]
+        obs, goal = self.net.encode_obs(self._images(batch["images"]), self._t(batch["proprio"]),
+                                        augment=self.training, goal_image=torch.as_tensor(batch["goal_image"], device=dev))
+        if self.training and c.goal_dropout > 0:
+            drop = torch.rand(b, device=dev) < c.goal_dropout
+            goal = torch.where(drop[:, None, None], self.net.null_goal.to(goal.dtype), goal)
+        loc = math.log(c.sigma_data) if c.sigma_loc is None else c.sigma_loc
+        sigma = edm.sample_sigmas(b, loc, c.sigma_scale, c.sigma_min, c.sigma_max).to(dev)
+        x_noisy = a + edm._bcast(sigma, a) * torch.randn_like(a)
+        _, _, c_in, c_noise = edm.scalings(sigma, c.sigma_data)
+        out = self.net(edm._bcast(c_in.to(dev), a) * x_noisy, c_noise.to(dev), obs, goal)
+        loss = F.mse_loss(out, edm.training_target(a, x_noisy, sigma, c.sigma_data))
+        return loss, {"loss": loss.item(), "sigma_mean": sigma.mean().item()}
+
+    # --- inference ----------------------------------------------------------------------------
+    def denoiser(self, obs_tokens: torch.Tensor, goal_tokens: torch.Tensor | None, guidance: float) -> edm.Denoiser:
+        """D(x, sigma) with guidance; one network call per D: cond and uncond share one batched forward."""
+        sd = self.config.sigma_data
+        if goal_tokens is None or guidance == 0:
+            return lambda x, s: edm.denoise(lambda xi, cn: self.net(xi, cn, obs_tokens, None), x, s, sd)
+        if guidance == 1:
+            return lambda x, s: edm.denoise(lambda xi, cn: self.net(xi, cn, obs_tokens, goal_tokens), x, s, sd)
+        null = self.net.null_goal.expand_as(goal_tokens)
+        obs2, goal2 = torch.cat((obs_tokens, obs_tokens)), torch.cat((goal_tokens, null))
+
+        def guided(x, s):
+            d = edm.denoise(lambda xi, cn: self.net(xi, cn, obs2, goal2), torch.cat((x, x)), torch.cat((s, s)), sd)
+            d_cond, d_uncond = d.chunk(2)
+            return edm.guide(d_cond, d_uncond, guidance)
+        return guided
+
+    @torch.no_grad()
+    def sample(self, images: dict, proprio, goal_image=None, method: str = "beso", steps: int | None = None,
+               guidance: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Batch-format inputs -> normalised actions (B, Ta, 7), the space of batch["action"].
+        method: "beso" (3 DPM-1 steps), "ddim" (16 deterministic steps), "ddpm" (100 ancestral steps)."""
+        goal = None if goal_image is None else torch.as_tensor(goal_image, device=self.net.pos_emb.device)
+        obs, goal_tokens = self.net.encode_obs(self._images(images), self._t(proprio), goal_image=goal)
+        return self._sample(obs, goal_tokens, method, steps, guidance, generator)
+
+    def _sample(self, obs, goal_tokens, method="beso", steps=None, guidance=None, generator=None) -> torch.Tensor:
+        c = self.config
+        guidance = c.guidance if guidance is None else guidance
+        if method == "beso" and steps is None:
+            steps = c.sampling_steps
+        shape = (obs.shape[0], c.action_horizon, actions.ACTION_DIM)
+        x = edm.sample(self.denoiser(obs, goal_tokens, guidance), shape, c.sigma_min, c.sigma_max, method, steps,
+                       generator)
+        return x / c.action_scale
+
+    def _on_reset(self, task: Task) -> None:
+        """Encode the goal once per task; the policy must be reset again after its weights change."""
+        self._goal_tokens = None
+        if task.goal_image is not None:
+            with torch.no_grad():
+                img = torch.as_tensor(np.asarray(task.goal_image), device=self.net.pos_emb.device)[None]
+                self._goal_tokens = self.net.encode_goal(img, augment=False)
+
+    def predict(self, obs: list[Observation], task: Task) -> np.ndarray:
+        dev = self.net.pos_emb.device
+        images = [torch.as_tensor(np.stack([o.images[cam] for o in obs]), device=dev)[None] for cam in CAMERAS]
+        prop = actions.proprio(np.stack([np.asarray(o.ee_pose, dtype=np.float64) for o in obs]),
+                               np.array([o.gripper for o in obs]))
+        prop = actions.normalise(prop, self.stats["proprio"], "meanstd")
+        obs_tokens, _ = self.net.encode_obs(images, torch.as_tensor(prop, dtype=torch.float32, device=dev)[None])
+        goal = self._goal_tokens if task.goal_image is not None else None
+        pred = self._sample(obs_tokens, goal)[0].cpu().numpy()
+        return actions.unnormalise(pred, self.stats["action"], self.data_spec().action_norm).astype(np.float64)
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _t(self, x) -> torch.Tensor:
+        return torch.as_tensor(x, dtype=torch.float32, device=self.net.pos_emb.device)
+
+    def _images(self, images: dict) -> list[torch.Tensor]:
+        return [torch.as_tensor(images[cam], device=self.net.pos_emb.device) for cam in CAMERAS]

@@ -1,0 +1,130 @@
+"""GRIF's networks: the image task encoder f(s0, g), the language projection of h(l), and the
+FiLM-conditioned ResNet policy shared by both task modalities.
+
+CPU-sized stand-ins for the paper's ResNet-34s: a stride-2 stem plus max-pool, then one
+residual block per stage, each stage halving the resolution. GroupNorm instead of BatchNorm so
+that training and act() (batch 1, eval) see the same normalisation.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, channels), channels)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.norm1 = _norm(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.norm2 = _norm(cout)
+        self.skip = (nn.Identity() if stride == 1 and cin == cout else
+                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), _norm(cout)))
+
+    def forward(self, x):
+        y = F.relu(self.norm1(self.conv1(x)))
+        return F.relu(self.norm2(self.conv2(y)) + self.skip(x))
+
+
+def make_stem(in_channels: int, out_channels: int, kind: str) -> nn.Sequential:
+    """Both stems divide the resolution by 4. "conv": 3x3 stride-2 conv + 2x2 max-pool (ResNet-like);
+    "patch": a 4x4 stride-4 conv, about half the cost on CPU."""
+    if kind == "patch":
+        return nn.Sequential(nn.Conv2d(in_channels, out_channels, 4, 4, bias=False), _norm(out_channels), nn.ReLU())
+    if kind == "conv":
+        return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, 2, 1, bias=False), _norm(out_channels),
+                             nn.ReLU(), nn.MaxPool2d(2, 2))
+    raise ValueError(f"stem must be 'conv' or 'patch', got {kind!r}")
+
+
+class ResNetTrunk(nn.Module):
+    """Stem (resolution / 4) then stages of `blocks` residual blocks, the first strided."""
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...], blocks: int = 1, stem: str = "conv"):
+        super().__init__()
+        self.stem = make_stem(in_channels, channels[0], stem)
+        stages, cin = [], channels[0]
+        for cout in channels:
+            stages.append(nn.Sequential(*[BasicBlock(cin if i == 0 else cout, cout, 2 if i == 0 else 1)
+                                          for i in range(blocks)]))
+            cin = cout
+        self.stages = nn.ModuleList(stages)
+        self.channels = tuple(channels)
+
+
+def pool(x: torch.Tensor, how: str) -> torch.Tensor:
+    return x.mean((2, 3)) if how == "avg" else x.flatten(1)
+
+
+def pooled_dim(channels: tuple[int, ...], image_size: int, how: str) -> int:
+    if how == "avg":
+        return channels[-1]
+    side = image_size // 4                  # both stems divide by 4 (sizes are multiples of 4)
+    for _ in channels:                      # one strided block per stage
+        side = (side + 1) // 2
+    return channels[-1] * side * side
+
+
+class ImageTaskEncoder(nn.Module):
+    """f(s0, g): start and goal stacked channel-wise (6 channels), so it encodes the change."""
+
+    def __init__(self, channels, task_dim: int, blocks: int = 1, stem: str = "conv"):
+        super().__init__()
+        self.trunk = ResNetTrunk(6, channels, blocks, stem)
+        self.proj = nn.Linear(channels[-1], task_dim)
+
+    def forward(self, s0: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        x = self.trunk.stem(torch.cat((s0, goal), dim=1))
+        for stage in self.trunk.stages:
+            x = stage(x)
+        return F.normalize(self.proj(x.mean((2, 3))), dim=-1)
+
+
+class LanguageProjection(nn.Module):
+    """The trained part of h(l): frozen sentence embedding -> MLP -> the shared task space."""
+
+    def __init__(self, text_dim: int, hidden: int, task_dim: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(text_dim, hidden), nn.ReLU(), nn.Linear(hidden, task_dim))
+
+    def forward(self, text_emb: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.mlp(text_emb), dim=-1)
+
+
+class FiLMPolicy(nn.Module):
+    """ResNet on the current frame; after each stage x <- x * (1 + gamma(z)) + beta(z); MLP head."""
+
+    def __init__(self, channels, task_dim: int, film_hidden: int, head_hidden: int, action_horizon: int,
+                 action_dim: int, image_size: int, pooling: str = "avg", blocks: int = 1, stem: str = "conv"):
+        super().__init__()
+        self.trunk = ResNetTrunk(3, channels, blocks, stem)
+        self.film = nn.Sequential(nn.Linear(task_dim, film_hidden), nn.ReLU(),
+                                  nn.Linear(film_hidden, 2 * sum(channels)))
+        nn.init.zeros_(self.film[-1].weight)     # starts as the identity modulation
+        nn.init.zeros_(self.film[-1].bias)
+        self.pooling = pooling
+        self.head = nn.Sequential(nn.Linear(pooled_dim(tuple(channels), image_size, pooling), head_hidden), nn.ReLU(),
+                                  nn.Linear(head_hidden, head_hidden), nn.ReLU(),
+                                  nn.Linear(head_hidden, action_horizon * action_dim))
+        self.out_shape = (action_horizon, action_dim)
+
+    def forward(self, image: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """image (B, 3, H, W) float, z (B, task_dim) -> (B, Ta, action_dim)."""
+        return self.from_stem(self.stem(image), z)
+
+    def stem(self, image: torch.Tensor) -> torch.Tensor:
+        """The part before the first FiLM: independent of z, so training computes it once per frame."""
+        return self.trunk.stem(image)
+
+    def from_stem(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        film = self.film(z).split([c for c in self.trunk.channels for _ in (0, 1)], dim=-1)
+        for i, stage in enumerate(self.trunk.stages):
+            x = stage(x)
+            gamma, beta = film[2 * i], film[2 * i + 1]
+            x = x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        return self.head(pool(x, self.pooling)).view(-1, *self.out_shape)

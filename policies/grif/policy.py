@@ -1,0 +1,193 @@
+"""GRIFPolicy: behaviour cloning conditioned on a task embedding z from either a goal image or an
+instruction, with the two encoders aligned contrastively so language inherits what goal images teach.
+
+Training (Myers et al.): L = BC(f(s0, g), all rows) + BC(h(l), labelled rows) + align_weight * InfoNCE(f, h)
+over the labelled rows. Labelled rows use the episode's final frame as g (batch key
+"final_goal_image" when the trainer provides it); unlabelled rows use the hindsight goal.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from robot_stack.policies import actions as act_space
+from robot_stack.policies.base import DataSpec, Policy, register
+from robot_stack.policies.errors import BadObservation, CheckpointMismatch, MissingConditioning
+from robot_stack.policies.grif import language
+from robot_stack.policies.grif.losses import alignment_loss
+from robot_stack.policies.grif.model import FiLMPolicy, ImageTaskEncoder, LanguageProjection
+from robot_stack.types import Observation, Task
+
+
+@dataclass
+class GRIFConfig:
+    image_size: int = 128
+    action_horizon: int = 4              # paper: 1 step; a short chunk executes more smoothly at 10 Hz
+    task_dim: int = 128                  # shared embedding space of f(s0, g) and h(l)
+    channels: tuple = (32, 64, 128)      # policy ResNet stages
+    task_channels: tuple = (32, 64, 128)  # image task encoder stages
+    blocks_per_stage: int = 1
+    stem: str = "conv"                   # "conv" (3x3 stride 2 + max-pool) or "patch" (4x4 stride 4, cheaper)
+    pooling: str = "avg"                 # "avg" (paper's ResNet) or "flatten" (keeps the spatial layout)
+    film_hidden: int = 256
+    head_hidden: int = 256
+    lang_hidden: int = 256
+    text_dim: int = language.TEXT_DIM    # all-MiniLM-L6-v2 sentence embedding
+    tau_init: float = 0.07
+    tau_min: float = 0.01
+    tau_max: float = 1.0
+    align_weight: float = 1.0            # 0 = the "without alignment" ablation
+    aug_pad: int = 4                     # random shift (pad, random crop) in training; 0 turns it off
+    prefer: str = "goal_image"           # modality used when a task carries both: "goal_image" | "instruction"
+
+    def __post_init__(self):
+        self.channels, self.task_channels = tuple(self.channels), tuple(self.task_channels)
+        if self.prefer not in ("goal_image", "instruction"):
+            raise ValueError(f"prefer must be 'goal_image' or 'instruction', got {self.prefer!r}")
+        if self.stem not in ("conv", "patch"):
+            raise ValueError(f"stem must be 'conv' or 'patch', got {self.stem!r}")
+        if self.pooling not in ("avg", "flatten"):
+            raise ValueError(f"pooling must be 'avg' or 'flatten', got {self.pooling!r}")
+
+
+def to_float_image(image, device) -> torch.Tensor:
+    """uint8 (..., H, W, 3), numpy or torch -> float (N, 3, H, W) in [0, 1]."""
+    x = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image, device=device)
+    x = x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2)
+    return x.float().div_(255.0)
+
+
+def random_shift(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """DrQ-style augmentation: replicate-pad by `pad` and crop back at a random offset per image."""
+    if pad <= 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n)).tolist()
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+
+
+@register
+class GRIFPolicy(Policy):
+    """GRIF with a frozen MiniLM instruction encoder; one camera ("front"), current frame, no proprio."""
+
+    name = "grif"
+    conditioning = frozenset({"goal_image", "instruction"})
+    Config = GRIFConfig
+
+    def __init__(self, config: GRIFConfig | None = None, stats: dict | None = None):
+        super().__init__(config or GRIFConfig(), stats)
+        c = self.config
+        self.task_encoder = ImageTaskEncoder(c.task_channels, c.task_dim, c.blocks_per_stage, c.stem)
+        self.language_projection = LanguageProjection(c.text_dim, c.lang_hidden, c.task_dim)
+        self.policy = FiLMPolicy(c.channels, c.task_dim, c.film_hidden, c.head_hidden, c.action_horizon,
+                                 act_space.ACTION_DIM, c.image_size, c.pooling, c.blocks_per_stage, c.stem)
+        self.log_tau = torch.nn.Parameter(torch.tensor(math.log(c.tau_init)))
+        self._z: torch.Tensor | None = None          # the episode's task embedding, set by reset / first act
+        self._pending_goal: np.ndarray | None = None  # goal whose start frame is the first observation
+
+    def data_spec(self) -> DataSpec:
+        """One camera, current frame only. action_horizon > 1 is ours: the paper predicts a single step;
+        a short chunk executes more smoothly at 10 Hz. Unlabelled goals: final frame w.p. 0.5, else a
+        uniform future frame (the paper's relabelling)."""
+        return DataSpec(cameras=("front",), image_size=self.config.image_size, obs_horizon=1,
+                        action_horizon=self.config.action_horizon, goal_camera="front", goal_final_prob=0.5,
+                        action_norm="meanstd")
+
+    # --- encoders ---------------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        return self.log_tau.device
+
+    def tau(self) -> torch.Tensor:
+        return self.log_tau.clamp(math.log(self.config.tau_min), math.log(self.config.tau_max)).exp()
+
+    def _z_images(self, s0: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            s0, goal = random_shift(s0, self.config.aug_pad), random_shift(goal, self.config.aug_pad)
+        return self.task_encoder(s0, goal)
+
+    def _z_language(self, texts: list[str]) -> torch.Tensor:
+        return self.language_projection(language.embed(texts).to(self._device()))
+
+    @torch.no_grad()
+    def embed_images(self, s0, goal) -> torch.Tensor:
+        """f(s0, g) for uint8 images (H, W, 3) or (N, H, W, 3): (N, task_dim), unit norm, no augmentation."""
+        dev = self._device()
+        return self.task_encoder(to_float_image(s0, dev), to_float_image(goal, dev))
+
+    @torch.no_grad()
+    def embed_instructions(self, texts: list[str]) -> torch.Tensor:
+        """h(l) for each string: (N, task_dim), unit norm."""
+        return self._z_language(list(texts))
+
+    # --- training ---------------------------------------------------------------------------------
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        dev = self._device()
+        frames = torch.as_tensor(batch["images"]["front"])[:, -1]
+        labelled = torch.as_tensor(np.asarray(batch["labelled"]), dtype=torch.bool)
+        texts = list(batch["instruction"])
+        labelled &= torch.tensor([bool(t) for t in texts], dtype=torch.bool)
+        goal = torch.as_tensor(batch["goal_image"])
+        if batch.get("final_goal_image") is not None:
+            goal = torch.where(labelled[:, None, None, None], torch.as_tensor(batch["final_goal_image"]), goal)
+
+        obs = to_float_image(frames, dev)
+        if self.training:
+            obs = random_shift(obs, self.config.aug_pad)
+        z_img = self._z_images(to_float_image(batch["start_image"], dev), to_float_image(goal, dev))
+        target = torch.as_tensor(batch["action"], dtype=torch.float32, device=dev)
+        rows = labelled.nonzero().flatten().to(dev)
+        lab_texts = [texts[i] for i in rows.tolist()]
+        n = len(obs)
+
+        # One policy pass: every row with its image-task z, then the labelled rows again with h(l).
+        feats = self.policy.stem(obs)
+        if lab_texts:
+            z_lang = self._z_language(lab_texts)
+            pred = self.policy.from_stem(torch.cat((feats, feats[rows])), torch.cat((z_img, z_lang)))
+            bc_language = F.mse_loss(pred[n:], target[rows])
+            align = alignment_loss(z_img[rows], z_lang, lab_texts, self.tau())
+        else:
+            pred = self.policy.from_stem(feats, z_img)
+            bc_language = align = torch.zeros((), device=dev)
+        bc_image = F.mse_loss(pred[:n], target)
+        total = bc_image + bc_language + self.config.align_weight * align
+        metrics = {"loss": total.item(), "bc_image": bc_image.item(), "bc_language": bc_language.item(),
+                   "align": align.item(), "tau": self.tau().item(), "n_labelled": float(len(lab_texts))}
+        return total, metrics
+
+    # --- inference --------------------------------------------------------------------------------
+    def _on_reset(self, task: Task) -> None:
+        self._z, self._pending_goal = self._task_z(task, first_frame=None)
+
+    def _task_z(self, task: Task, first_frame):
+        """(z, pending goal): z now, or the goal to pair with the first observation when start_image is missing."""
+        use_image = task.goal_image is not None and not (self.config.prefer == "instruction" and task.instruction)
+        if use_image:
+            s0 = task.start_image if task.start_image is not None else first_frame
+            if s0 is None:
+                return None, task.goal_image
+            return self.embed_images(s0, task.goal_image), None
+        if task.instruction:
+            return self.embed_instructions([task.instruction]), None
+        raise MissingConditioning(f"policy {self.name!r} needs a goal image or an instruction")
+
+    def predict(self, obs: list[Observation], task: Task) -> np.ndarray:
+        frame = obs[-1].images.get("front")
+        if frame is None:
+            raise BadObservation(f"policy {self.name!r} needs camera 'front'; got {sorted(obs[-1].images)}")
+        if task is self.task:
+            if self._z is None:     # goal given without a start frame: the episode's first frame is s0
+                self._z, self._pending_goal = self._task_z(task, first_frame=obs[0].images["front"])
+            z = self._z
+        else:
+            z, _ = self._task_z(task, first_frame=obs[0].images["front"])
+        with torch.no_grad():
+            pred = self.policy(to_float_image(frame, self._device()), z)[0].cpu().numpy().astype(np.float64)
+        if "action" not in self.stats:
+            raise CheckpointMismatch(f"policy {self.name!r} has no action statistics to unnormalise with")
+        return act_space.unnormalise(pred, self.stats["action"], "meanstd")

@@ -1,0 +1,181 @@
+"""`robot-stack train policy=NAME task=T data=STORE ...`: the one training loop for every policy.
+
+AdamW on `policy.loss(batch)`, EMA weights (the deployed checkpoint), validation loss on
+held-out episodes, checkpoints, resume from the last training state, a loss-curve PNG.
+Training state (raw weights, EMA, optimiser moments, step) is safetensors + JSON, like the
+checkpoints: no pickle.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import time
+from copy import deepcopy
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from robot_stack.policies.base import Policy, policy_class
+from robot_stack.policies.batches import PolicyBatches, split_episodes
+
+
+class EMA:
+    """Exponential moving average of the weights; warm-up as in diffusion_policy (decay grows with the step)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.model = deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for e, p in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if e.dtype.is_floating_point:
+                e.mul_(d).add_(p.detach(), alpha=1 - d)
+            else:
+                e.copy_(p)
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _save_state(out: Path, step: int, policy: Policy, ema: EMA, opt: torch.optim.Optimizer, history: list) -> None:
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in policy.state_dict().items()}
+    tensors.update({f"ema.{k}": v.detach().contiguous() for k, v in ema.model.state_dict().items()})
+    for i, st in opt.state_dict()["state"].items():
+        for name, v in st.items():
+            tensors[f"opt.{i}.{name}"] = torch.as_tensor(v).detach().contiguous()
+    tmp = out / "train_state.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    tmp.replace(out / "train_state.safetensors")
+    (out / "train_state.json").write_text(json.dumps({"step": step, "history": history}))
+
+
+def _load_state(out: Path, policy: Policy, ema: EMA, opt: torch.optim.Optimizer) -> tuple[int, list]:
+    doc = json.loads((out / "train_state.json").read_text())
+    tensors = load_file(str(out / "train_state.safetensors"))
+    policy.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    sd = opt.state_dict()
+    state: dict = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+    return int(doc["step"]), list(doc["history"])
+
+
+def plot_curves(history: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    val = [(h["step"], h["val_loss"]) for h in history if "val_loss" in h]
+    if train:
+        ax.plot(*zip(*train), label="train loss", alpha=0.7)
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation loss (EMA weights)")
+    ax.set_yscale("log")
+    ax.set_xlabel("gradient step")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def validation_loss(model: Policy, batches: PolicyBatches, batch_size: int, seed: int, max_batches: int = 8) -> float:
+    rng = np.random.default_rng(seed)
+    torch_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    idx = rng.permutation(len(batches))[: batch_size * max_batches]
+    losses = [float(model.loss(batches.batch(idx[i:i + batch_size], rng))[0])
+              for i in range(0, len(idx), batch_size)]
+    torch.set_rng_state(torch_state)
+    return float(np.mean(losses)) if losses else float("nan")
+
+
+def train(cfg) -> dict:
+    torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cls = policy_class(cfg.policy.name)
+    probe = cls.from_config(OmegaConf.to_container(cfg.policy.config, resolve=True))
+    spec = probe.data_spec()
+    train_eps, val_eps = split_episodes(cfg.data, cfg.val_fraction, cfg.seed, task=cfg.task)
+    data = PolicyBatches(cfg.data, spec, train_eps, language_fraction=cfg.language_fraction, seed=cfg.seed)
+    val = PolicyBatches(cfg.data, spec, val_eps, stats=data.stats, language_fraction=1.0, seed=cfg.seed) \
+        if val_eps else None
+    policy = cls.from_config(OmegaConf.to_container(cfg.policy.config, resolve=True), data.stats)
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.policy.lr,
+                            weight_decay=cfg.policy.weight_decay)
+    ema = EMA(policy, cfg.policy.ema_decay)
+    step, history = 0, []
+    if cfg.resume and (out / "train_state.json").exists():
+        step, history = _load_state(out, policy, ema, opt)
+        print(f"resumed from {out} at step {step}")
+    manifest = {"command": "robot-stack train " + " ".join(getattr(cfg, "_argv", [])), "policy": cfg.policy.name,
+                "task": cfg.task, "data": str(cfg.data), "train_episodes": train_eps, "val_episodes": val_eps,
+                "labelled_episodes": int(data.labelled.sum()), "commit": _git_commit(),
+                "config": OmegaConf.to_container(cfg, resolve=True)}
+    rng = np.random.default_rng(cfg.seed + step)
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.policy.name}", unit="step")
+    t0, running = time.time(), []
+    policy.train()
+    while step < cfg.steps:
+        for idx in np.array_split(rng.permutation(len(data)), max(1, len(data) // cfg.batch_size)):
+            if step >= cfg.steps:
+                break
+            loss, metrics = policy.loss(data.batch(idx[: cfg.batch_size], rng))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {float(loss)} at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+            opt.step()
+            ema.update(policy, step)
+            step += 1
+            running.append(float(loss.detach()))
+            bar.update(1)
+            if step % cfg.log_every == 0:
+                entry = {"step": step, "loss": float(np.mean(running)), "time_s": time.time() - t0,
+                         **{k: float(v) for k, v in metrics.items()}}
+                running = []
+                if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+                    entry["val_loss"] = validation_loss(ema.model, val, cfg.batch_size, cfg.seed)
+                history.append(entry)
+                bar.set_postfix(loss=f"{entry['loss']:.4f}",
+                                **({"val": f"{entry['val_loss']:.4f}"} if "val_loss" in entry else {}))
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                _checkpoint(out, step, policy, ema, opt, history, manifest)
+    bar.close()
+    _checkpoint(out, step, policy, ema, opt, history, manifest)
+    final = {"checkpoint": str(out / "checkpoint"), "steps": step, "minutes": (time.time() - t0) / 60,
+             "final_loss": history[-1]["loss"] if history else math.nan,
+             "val_loss": next((h["val_loss"] for h in reversed(history) if "val_loss" in h), None)}
+    print(json.dumps(final))
+    return final
+
+
+def _checkpoint(out: Path, step: int, policy: Policy, ema: EMA, opt, history: list, manifest: dict) -> None:
+    ema.model.stats = policy.stats
+    ema.model.save(out / "checkpoint", extra={"manifest": {**manifest, "step": step}})
+    _save_state(out, step, policy, ema, opt, history)
+    (out / "history.json").write_text(json.dumps(history))
+    if history:
+        plot_curves(history, out / "loss.png", f"{manifest['policy']} on {manifest['task']}")

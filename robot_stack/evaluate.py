@@ -1,0 +1,153 @@
+"""`robot-stack eval`: closed-loop success of a policy in the twin, with a 95% interval.
+
+Backends run the same Policy object on the same seeded episodes:
+- `ros`: the ROS 2 graph (launch/policy.launch.yaml: arm_node over the twin, two twin
+  cameras, the policy server) in real time; this process resets the twin, publishes the
+  task on /task/goal_image and /task/instruction, enables the server and watches the twin's
+  state for success.
+- `sim`: in-process and faster than real time (no transport, no camera latency): the
+  policy acts every 0.1 s on rendered frames, and the first step of each chunk is executed
+  (the server republishes every tick and the arm node plays a chunk's current step, so
+  both backends replan at 10 Hz).
+
+`--checkpoint expert` and `--checkpoint random` run the scripted expert and a random policy
+(uniform TCP targets in the workspace, random gripper) on the same seeds, as baselines.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from robot_stack.sim.env import make_env
+from robot_stack.sim.rollout import run_expert
+from robot_stack.types import Observation, Task
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate (well-behaved at 0% and 100%, unlike the normal one)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def fill_instruction(text: str, params: dict) -> str:
+    """Fill {object} {color} {target} from the episode's task parameters."""
+    try:
+        return text.format(**{k: params.get(k, "") for k in ("object", "color", "target")})
+    except (KeyError, IndexError) as exc:
+        raise ValueError(f"instruction {text!r}: unknown placeholder {exc}; use {{object}}, {{color}} or {{target}}") \
+            from exc
+
+
+class GoalImages:
+    """Goal images from the scripted expert run on a seed (cached): its settled final front frame."""
+
+    def __init__(self, task: str, robot: str, size: int):
+        self.env = make_env(task, robot=robot, cameras=("front",), image_size=size)
+        self.size = size
+        self.cache: dict[int, tuple[np.ndarray, dict, bool]] = {}
+
+    def __call__(self, seed: int) -> tuple[np.ndarray, dict, bool]:
+        if seed not in self.cache:
+            ep = run_expert(self.env, seed, goal_size=(self.size, self.size))
+            self.cache[seed] = (ep.goal_image, ep.params, ep.success)
+        return self.cache[seed]
+
+
+def _make_task(conditioning: str, goal: np.ndarray | None, start: np.ndarray | None, instruction: str | None) -> Task:
+    if conditioning == "goal_image":
+        return Task(goal_image=goal, start_image=start)
+    if conditioning == "instruction":
+        return Task(instruction=instruction)
+    return Task()
+
+
+def _random_actor(env, rng):
+    from robot_stack.sim.tasks.base import top_down
+    low, high = np.array([0.3, -0.25, 0.02]), np.array([0.65, 0.25, 0.3])
+    return lambda obs: np.concatenate((rng.uniform(low, high), top_down(rng.uniform(-1, 1)), [float(rng.random() > 0.5)]))
+
+
+def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], goals: GoalImages,
+             goal_seed: int | None, conditioning: str, instruction: str | None, video: str | None) -> list[dict]:
+    cams = policy.data_spec().cameras if policy is not None else ("front",)
+    size = policy.data_spec().image_size if policy is not None else goals.size
+    env = make_env(task, robot=robot, cameras=tuple(cams), image_size=size)
+    records = []
+    for seed in tqdm(seeds, desc=f"eval {policy_name} {task} (sim)", unit="ep"):
+        goal, params, _ = goals(seed if goal_seed is None else goal_seed)
+        obs, info = env.reset(seed=seed)
+        text = fill_instruction(instruction, info["task_params"]) if instruction else None
+        if policy_name == "expert":
+            expert = env.task.expert(env.scene, np.random.default_rng(seed + 1), env.policy_dt)
+            actor = lambda o: expert.act(env.scene)            # noqa: E731
+        elif policy_name == "random":
+            actor = _random_actor(env, np.random.default_rng(seed + 12345))
+        else:
+            policy.reset(_make_task(conditioning, goal, obs[policy.data_spec().goal_camera], text))
+
+            def actor(o):
+                chunk = policy.act(Observation(stamp=env.steps * env.policy_dt, images={c: o[c] for c in cams},
+                                               ee_pose=o["ee_pose"], gripper=float(o["gripper"][0])))
+                return np.concatenate((chunk.positions[0], chunk.quats[0], [chunk.gripper[0]]))
+        frames, success, t0 = [], False, time.perf_counter()
+        for _ in range(env.task.max_steps):
+            if video:
+                frames.append(np.concatenate([obs[c] for c in cams], axis=1))
+            obs, _, terminated, truncated, info = env.step(actor(obs))
+            if info["success"]:
+                success = True
+                break
+        if video:
+            from robot_stack.video import write_mp4
+            Path(video).mkdir(parents=True, exist_ok=True)
+            write_mp4(Path(video) / f"{policy_name}_{task}_seed{seed}.mp4", frames + [frames[-1]] * 5, fps=10)
+        records.append({"seed": seed, "success": success, "steps": int(info["steps"]), "instruction": text,
+                        "params": info["task_params"], "seconds": time.perf_counter() - t0})
+    env.close()
+    return records
+
+
+def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, instruction: str | None = None,
+             goal_seed: int | None = None, conditioning: str | None = None, backend: str = "ros",
+             video: str | None = None, json_path: str | None = None) -> dict:
+    from robot_stack.policies import load_policy
+
+    if episodes < 1:
+        raise ValueError("--episodes must be at least 1")
+    policy = None if checkpoint in ("expert", "random") else load_policy(checkpoint)
+    conditioning = conditioning or ("instruction" if instruction else "goal_image")
+    if policy is not None and conditioning not in policy.conditioning:
+        raise ValueError(f"policy {policy.name!r} accepts {sorted(policy.conditioning)}, not {conditioning!r}")
+    if conditioning == "instruction" and not instruction:
+        raise ValueError("instruction conditioning needs --instruction TEXT")
+    seeds = list(range(seed, seed + episodes))
+    goals = GoalImages(task, robot, policy.data_spec().image_size if policy is not None else 128)
+    name = checkpoint if policy is None else policy.name
+    if backend == "sim" or policy is None:
+        records = _run_sim(name, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction, video)
+    else:
+        from robot_stack.eval_ros import run_ros
+        records = run_ros(checkpoint, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction, video)
+    n_ok = sum(r["success"] for r in records)
+    lo, hi = wilson_interval(n_ok, len(records))
+    report = {"checkpoint": checkpoint, "policy": name, "task": task, "robot": robot, "backend": backend,
+              "conditioning": conditioning, "instruction": instruction, "goal_seed": goal_seed, "seeds": [seeds[0], seeds[-1]],
+              "episodes": len(records), "successes": n_ok, "success_rate": n_ok / max(1, len(records)),
+              "ci95": [lo, hi], "mean_steps": float(np.mean([r["steps"] for r in records])) if records else None,
+              "records": records}
+    print(f"{name} on {task} ({robot}, {backend}, {conditioning}): {n_ok}/{len(records)} = "
+          f"{100 * report['success_rate']:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}%), "
+          f"mean length {report['mean_steps']:.1f} steps")
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(report, indent=1))
+    return report

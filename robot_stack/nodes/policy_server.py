@@ -1,0 +1,226 @@
+"""policy_server: hosts trained policies and turns synchronised observations into action chunks.
+
+Loads one or more checkpoints (parameter `checkpoints`: comma-separated directories; each
+is served under its policy name, or `alias=DIR`). The active one is the `policy`
+parameter, switched at run time with the standard parameter service
+(`ros2 param set /policy_server policy grif`); an unknown name is refused and the old one
+keeps serving. The task comes from /task/instruction and /task/goal_image (latched);
+`policy_server/enable` (std_srvs/SetBool) starts an episode — the policy is reset with the
+task and the first frames captured after the call as the start image — or pauses it.
+A task or policy change takes effect at the next chunk.
+
+At `rate` Hz the newest frame of each camera the policy reads, with the newest TCP pose
+and gripper width, make an Observation stamped with the oldest capture time among them;
+the chunk goes out on /arm/action_chunk with that stamp in its header, so the arm node
+measures capture-to-arm latency and drops steps already stale. Bad input (missing
+conditioning, a wrong image size or encoding, a bad checkpoint) is reported on
+/diagnostics and in the log; no chunk goes out, the arm node's watchdog holds the arm,
+and the server goes on with the next valid request.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from std_srvs.srv import SetBool
+from trajectory_msgs.msg import MultiDOFJointTrajectory
+
+from robot_stack.nodes.common import declare_any, run_node
+from robot_stack.policies import PolicyError, load_policy
+from robot_stack.ros import convert, qos
+from robot_stack.types import Observation, Task
+
+
+def parse_checkpoints(value: str) -> list[tuple[str | None, str]]:
+    """'a=/x, /y' -> [("a", "/x"), (None, "/y")]."""
+    out = []
+    for item in [v.strip() for v in str(value).split(",") if v.strip()]:
+        alias, _, path = item.rpartition("=") if "=" in item else ("", "", item)
+        out.append((alias or None, path))
+    return out
+
+
+class PolicyServer(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("policy_server", **node_kwargs)
+        specs = parse_checkpoints(declare_any(self, "checkpoints"))
+        if not specs:
+            raise ValueError("policy_server needs the checkpoints parameter (comma-separated checkpoint directories)")
+        self.policies = {}
+        for alias, path in specs:
+            try:
+                policy = load_policy(path)
+            except (PolicyError, OSError) as exc:
+                raise ValueError(f"cannot load checkpoint {path}: {exc}") from exc
+            self.policies[alias or policy.name] = policy
+        active = str(declare_any(self, "policy") or next(iter(self.policies)))
+        if active not in self.policies:
+            raise ValueError(f"policy {active!r} is not loaded; loaded: {sorted(self.policies)}")
+        self.active = active
+        self.rate = float(declare_any(self, "rate") or 10.0)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._lock = threading.Lock()
+        self.images: dict[str, tuple[float, np.ndarray]] = {}
+        self.pose: tuple[float, np.ndarray] | None = None
+        self.gripper: float | None = None
+        self.instruction: str | None = None
+        self.goal_image: np.ndarray | None = None
+        self.enabled = False
+        self._episode_start: float | None = None     # enabled, waiting for frames captured after this time
+        self._task_dirty = False
+        self._start_image: np.ndarray | None = None
+        self.errors = 0
+        self.last_error = ""
+        self.published = 0
+        self.act_ms: deque[float] = deque(maxlen=2000)
+
+        cameras = sorted({c for p in self.policies.values() for c in p.data_spec().cameras})
+        for cam in cameras:
+            self.create_subscription(Image, f"{cam}/color/image_raw", lambda m, c=cam: self._on_image(c, m), qos.IMAGE)
+        self.create_subscription(PoseStamped, "arm/ee_pose", self._on_pose, qos.SENSOR)
+        self.create_subscription(JointState, "arm/gripper", self._on_gripper, qos.SENSOR)
+        self.create_subscription(String, "task/instruction", self._on_instruction, qos.LATCHED)
+        self.create_subscription(Image, "task/goal_image", self._on_goal, qos.LATCHED)
+        self.create_service(SetBool, "policy_server/enable", self._srv_enable)
+        self.pub_chunk = self.create_publisher(MultiDOFJointTrajectory, "arm/action_chunk", qos.COMMAND)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "diagnostics", 10)
+        self.create_timer(1.0 / self.rate, self._tick)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.get_logger().info(f"policy_server up: {sorted(self.policies)} loaded, {self.active!r} active, "
+                               f"{self.rate:g} Hz")
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    @property
+    def policy(self):
+        return self.policies[self.active]
+
+    # --- inputs ---------------------------------------------------------------------------------
+    def _on_image(self, cam: str, msg: Image) -> None:
+        try:
+            image = convert.parse_image(msg)
+        except convert.MessageError as exc:
+            return self._error(f"{cam} image: {exc}")
+        with self._lock:
+            self.images[cam] = (convert.from_time(msg.header.stamp), image)
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        p, o = msg.pose.position, msg.pose.orientation
+        with self._lock:
+            self.pose = (convert.from_time(msg.header.stamp), np.array([p.x, p.y, p.z, o.x, o.y, o.z, o.w]))
+
+    def _on_gripper(self, msg: JointState) -> None:
+        if msg.position:
+            with self._lock:
+                self.gripper = float(msg.position[0])
+
+    def _on_instruction(self, msg: String) -> None:
+        with self._lock:
+            self.instruction = msg.data or None
+            self._task_dirty = True
+
+    def _on_goal(self, msg: Image) -> None:
+        if msg.height == 0 or msg.width == 0:       # an empty image clears the goal
+            with self._lock:
+                self.goal_image, self._task_dirty = None, True
+            return
+        try:
+            image = convert.parse_image(msg)
+        except convert.MessageError as exc:
+            return self._error(f"goal image: {exc}")
+        with self._lock:
+            self.goal_image = np.array(image)
+            self._task_dirty = True
+
+    def _srv_enable(self, request, response):
+        with self._lock:
+            self.enabled = bool(request.data)
+            self._episode_start = self.now() if request.data else None
+        response.success, response.message = True, f"{'enabled' if request.data else 'paused'}: {self.active}"
+        return response
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for p in params:
+            if p.name == "policy":
+                if p.value not in self.policies:
+                    return SetParametersResult(successful=False,
+                                               reason=f"policy {p.value!r} is not loaded; loaded: {sorted(self.policies)}")
+                with self._lock:
+                    self.active = str(p.value)
+                    self._task_dirty = True
+                self.get_logger().info(f"switched to policy {self.active!r}")
+        return SetParametersResult(successful=True)
+
+    # --- the decision -------------------------------------------------------------------------
+    def _task(self) -> Task:
+        return Task(goal_image=self.goal_image, start_image=self._start_image, instruction=self.instruction)
+
+    def _tick(self) -> None:
+        with self._lock:
+            if not self.enabled:
+                return
+            policy = self.policy
+            cams = policy.data_spec().cameras
+            if any(c not in self.images for c in cams) or self.pose is None or self.gripper is None:
+                return
+            frames = {c: self.images[c] for c in cams}
+            if self._episode_start is not None:
+                if min(s for s, _ in frames.values()) < self._episode_start:
+                    return                      # wait for frames captured after the episode started
+                self._start_image = frames[policy.data_spec().goal_camera][1]
+                self._episode_start = None
+                self._task_dirty = True
+            stamp = min([s for s, _ in frames.values()] + [self.pose[0]])
+            obs = Observation(stamp=stamp, images={c: im for c, (_, im) in frames.items()}, ee_pose=self.pose[1],
+                              gripper=self.gripper)
+            dirty, self._task_dirty = self._task_dirty, False
+            task = self._task()
+        try:
+            if dirty or policy.task is None:
+                policy.reset(task)
+            t0 = time.perf_counter()
+            chunk = policy.act(obs)
+            self.act_ms.append(1000 * (time.perf_counter() - t0))
+        except PolicyError as exc:
+            with self._lock:
+                self._task_dirty = True          # retry the reset once the input is fixed
+            return self._error(str(exc))
+        self.pub_chunk.publish(convert.chunk_msg(chunk, stamp=obs.stamp))
+        self.published += 1
+
+    # --- reporting ----------------------------------------------------------------------------
+    def _error(self, text: str) -> None:
+        self.errors += 1
+        self.last_error = text
+        self.get_logger().error(text, throttle_duration_sec=1.0)
+
+    def _publish_diagnostics(self) -> None:
+        status = DiagnosticStatus(name="policy_server", hardware_id=self.active)
+        status.level = DiagnosticStatus.ERROR if self.last_error else DiagnosticStatus.OK
+        status.message = self.last_error or ("serving" if self.enabled else "paused")
+        values = {"policy": self.active, "loaded": ",".join(sorted(self.policies)), "enabled": str(self.enabled),
+                  "chunks_published": str(self.published), "errors": str(self.errors)}
+        if self.act_ms:
+            values["act_p50_ms"] = f"{np.percentile(self.act_ms, 50):.2f}"
+            values["act_p99_ms"] = f"{np.percentile(self.act_ms, 99):.2f}"
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        self.pub_diag.publish(DiagnosticArray(header=convert.header(self.now(), ""), status=[status]))
+        self.last_error = ""
+
+
+def main(argv=None) -> int:
+    return run_node(PolicyServer, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""The Policy interface: conditioning checks, observation checks, checkpoints and their failures."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from robot_stack.policies import (BadObservation, CheckpointMismatch, MissingConditioning, UnknownPolicy, load_policy,
+                                  policy_class)
+from robot_stack.types import Observation, Task
+from tests.policies.toy import ToyPolicy, toy_stats
+
+
+def obs(size=32, stamp=10.0):
+    return Observation(stamp=stamp, images={"front": np.full((size, size, 3), 100, np.uint8)},
+                       ee_pose=np.array([0.4, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0]), gripper=0.08)
+
+
+def toy():
+    return ToyPolicy(ToyPolicy.Config(), toy_stats())
+
+
+def test_task_provides_only_complete_conditioning():
+    img = np.zeros((4, 4, 3), np.uint8)
+    assert Task().provides() == {"none"}
+    assert Task(goal_image=img).provides() == {"none", "goal_image"}
+    assert "switch" not in Task(instruction="a").provides()
+    assert "switch" in Task(instruction="b", previous_instruction="a", contact_state="in_contact").provides()
+    assert "wrist_pose" not in Task(wrist_pose=np.zeros(7)).provides()
+    assert "wrist_pose" in Task(wrist_pose=np.zeros(7), goal_image=img).provides()
+
+
+def test_reset_refuses_missing_conditioning_and_act_needs_a_task():
+    p = toy()
+    with pytest.raises(MissingConditioning, match="needs one of"):
+        p.reset(Task(sketch=np.zeros((32, 32, 3), np.uint8)))
+    with pytest.raises(MissingConditioning, match="no task"):
+        p.act(obs())
+
+
+def test_act_returns_times_from_the_capture_stamp_and_checks_images():
+    p = toy()
+    p.reset(Task(instruction="put the red block in the bowl"))
+    chunk = p.act(obs(stamp=5.0))
+    assert len(chunk) == 3
+    np.testing.assert_allclose(chunk.times, [5.1, 5.2, 5.3])
+    with pytest.raises(BadObservation, match="32x32x3"):
+        p.act(obs(size=48))
+    with pytest.raises(BadObservation, match="camera 'front'"):
+        p.act(Observation(stamp=1.0, images={"wrist": np.zeros((32, 32, 3), np.uint8)}, ee_pose=np.zeros(7), gripper=0.0))
+    with pytest.raises(BadObservation, match="goal_image"):
+        p.reset(Task(goal_image=np.zeros((32, 32), np.uint8)))
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    p = toy()
+    p.save(tmp_path / "ck")
+    q = load_policy(tmp_path / "ck")
+    assert isinstance(q, ToyPolicy) and q.stats == p.stats
+    for pol in (p, q):
+        pol.reset(Task(instruction="x"))
+    np.testing.assert_allclose(p.act(obs()).positions, q.act(obs()).positions)
+
+
+def test_checkpoint_failures_are_clear(tmp_path):
+    with pytest.raises(UnknownPolicy, match="registered"):
+        policy_class("no_such_policy")
+    with pytest.raises(CheckpointMismatch, match="config.json and model.safetensors"):
+        load_policy(tmp_path)
+    path = toy().save(tmp_path / "ck")
+    doc = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointMismatch, match="not valid JSON"):
+        load_policy(path)
+    for change, message in (({"format": 99}, "format"), ({"config": {"bogus": 1}}, "unknown config keys"),
+                            ({"config": {"hidden": 8}}, "do not match"), ({"policy": "nope"}, "unknown policy")):
+        (path / "config.json").write_text(json.dumps({**doc, **change}))
+        with pytest.raises((CheckpointMismatch, UnknownPolicy), match=message):
+            load_policy(path)
