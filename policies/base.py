@@ -57,8 +57,16 @@ def register(cls: type["Policy"]) -> type["Policy"]:
     return cls
 
 
-def policy_class(name: str) -> type["Policy"]:
+def policy_class(name: str, module: str | None = None) -> type["Policy"]:
+    """The registered class; `module` (recorded in checkpoints) is imported first for policies defined elsewhere."""
+    import importlib
+
     from robot_stack import policies  # noqa: F401  (imports every method, filling the registry)
+    if name not in REGISTRY and module:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UnknownPolicy(f"policy {name!r}: cannot import its module {module!r} ({exc})") from exc
     if name not in REGISTRY:
         raise UnknownPolicy(f"unknown policy {name!r}; registered: {', '.join(sorted(REGISTRY)) or 'none'}")
     return REGISTRY[name]
@@ -150,7 +158,8 @@ class Policy(torch.nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(tensors, str(path / "model.safetensors"))
-        doc = {"format": FORMAT_VERSION, "policy": self.name, "config": asdict(self.config), "stats": self.stats,
+        doc = {"format": FORMAT_VERSION, "policy": self.name, "module": type(self).__module__,
+               "config": asdict(self.config), "stats": self.stats,
                **(extra or {})}
         (path / "config.json").write_text(json.dumps(doc, indent=1))
         return path
@@ -176,7 +185,7 @@ def load_policy(path: str | Path, device: str = "cpu") -> Policy:
         raise CheckpointMismatch(f"{cfg_file}: not valid JSON ({exc})") from exc
     if doc.get("format") != FORMAT_VERSION:
         raise CheckpointMismatch(f"{cfg_file}: checkpoint format {doc.get('format')!r}, this build reads {FORMAT_VERSION}")
-    policy = policy_class(str(doc.get("policy"))).from_config(doc.get("config", {}), doc.get("stats"))
+    policy = policy_class(str(doc.get("policy")), doc.get("module")).from_config(doc.get("config", {}), doc.get("stats"))
     state, own = load_file(str(weights)), policy.state_dict()
     wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))

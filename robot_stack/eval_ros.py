@@ -36,7 +36,7 @@ def _set_enabled(node, client, value: bool) -> None:
 
 
 def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], goals, goal_seed, conditioning: str,
-            instruction: str | None, video: str | None, realtime: bool = True) -> list[dict]:
+            instruction: str | None, video: str | None, realtime: bool = True) -> tuple[list[dict], dict]:
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from sensor_msgs.msg import Image
@@ -65,7 +65,7 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], go
     executor.add_node(viewer.node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
-    records = []
+    records, diagnostics = [], {}
     try:
         monitor.wait_for_graph(timeout=90.0)
         _set_enabled(monitor, enable, False)
@@ -101,7 +101,7 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], go
                 write_mp4(Path(video) / f"{policy.name}_{task}_seed{seed}_ros.mp4", frames, fps=10)
             records.append({"seed": seed, "success": success, "steps": steps, "instruction": text or None,
                             "params": params, "seconds": time.monotonic() - start})
-        records and print(f"arm node: {dict(viewer.diagnostics)}", flush=True)
+        diagnostics = dict(viewer.diagnostics)
     finally:
         executor.shutdown(timeout_sec=2.0)
         spinner.join(timeout=2.0)
@@ -109,4 +109,4 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], go
         viewer.node.destroy_node()
         rclpy.try_shutdown()
         stop(graph)
-    return records
+    return records, diagnostics

@@ -132,11 +132,13 @@ def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, i
     seeds = list(range(seed, seed + episodes))
     goals = GoalImages(task, robot, policy.data_spec().image_size if policy is not None else 128)
     name = checkpoint if policy is None else policy.name
+    arm = None
     if backend == "sim" or policy is None:
         records = _run_sim(name, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction, video)
     else:
         from robot_stack.eval_ros import run_ros
-        records = run_ros(checkpoint, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction, video)
+        records, arm = run_ros(checkpoint, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction,
+                               video)
     n_ok = sum(r["success"] for r in records)
     lo, hi = wilson_interval(n_ok, len(records))
     report = {"checkpoint": checkpoint, "policy": name, "task": task, "robot": robot, "backend": backend,
@@ -144,6 +146,11 @@ def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, i
               "episodes": len(records), "successes": n_ok, "success_rate": n_ok / max(1, len(records)),
               "ci95": [lo, hi], "mean_steps": float(np.mean([r["steps"] for r in records])) if records else None,
               "records": records}
+    if arm is not None:
+        report["arm_diagnostics"] = arm
+        print(f"arm node: chunks received {arm.get('chunks_received')}, capture->arm latency p50 "
+              f"{arm.get('chunk_latency_p50_ms')} ms p99 {arm.get('chunk_latency_p99_ms')} ms, loop {arm.get('rate_hz')} Hz,"
+              f" missed ticks {arm.get('missed_ticks')}")
     print(f"{name} on {task} ({robot}, {backend}, {conditioning}): {n_ok}/{len(records)} = "
           f"{100 * report['success_rate']:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}%), "
           f"mean length {report['mean_steps']:.1f} steps")

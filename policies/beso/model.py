@@ -13,15 +13,25 @@ import torch
 from torch import nn
 
 
-def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
-    """DrQ-style shift (pad `pad` with edge pixels, random crop back) on uint8 (N, H, W, 3), without a padded copy."""
+def to_float(images: torch.Tensor, shift: int = 0) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [0, 1], channels-last (no copy for the permute).
+
+    With shift > 0, each image is first translated by a random integer offset in [-shift, shift]
+    with edge pixels repeated: DrQ's pad-`shift`-(replicate)-and-random-crop, fused into the
+    uint8 -> float copy (one pass; a per-image loop of slices beats batched gathers on CPU here).
+    """
     n, h, w, _ = images.shape
-    dy = torch.randint(-pad, pad + 1, (n, 1), device=images.device)
-    dx = torch.randint(-pad, pad + 1, (n, 1), device=images.device)
-    rows = (torch.arange(h, device=images.device) + dy).clamp(0, h - 1)    # (N, H): clamping = edge padding
-    cols = (torch.arange(w, device=images.device) + dx).clamp(0, w - 1)
-    out = torch.gather(images, 1, rows[:, :, None, None].expand(n, h, w, 3))
-    return torch.gather(out, 2, cols[:, None, :, None].expand(n, h, w, 3))
+    if shift <= 0:
+        out = images.float()
+    else:
+        out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
+        for i, (dy, dx) in enumerate(torch.randint(-shift, shift + 1, (n, 2)).tolist()):
+            r0, r1, c0, c1 = max(0, -dy), h - max(0, dy), max(0, -dx), w - max(0, dx)
+            o = out[i]
+            o[r0:r1, c0:c1] = images[i, r0 + dy:r1 + dy, c0 + dx:c1 + dx]
+            o[:r0], o[r1:] = o[r0], o[r1 - 1]
+            o[:, :c0], o[:, c1:] = o[:, c0:c0 + 1], o[:, c1 - 1:c1]
+    return out.mul_(1 / 255).permute(0, 3, 1, 2)
 
 
 class SpatialSoftmax(nn.Module):
@@ -42,13 +52,18 @@ class SpatialSoftmax(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """uint8 (N, H, W, 3) -> (N, width): stride-2 convs with GroupNorm/ReLU, spatial-softmax keypoints, a linear layer."""
+    """uint8 (N, H, W, 3) -> (N, width): strided convs with GroupNorm/ReLU, spatial-softmax keypoints, a linear layer.
 
-    def __init__(self, width: int, channels: tuple[int, ...], keypoints: int, shift_pad: int):
+    A layer with stride >= 4 is a patchify stem (kernel = stride, no overlap): on a 2-core CPU the
+    full-resolution activations of a stride-2 first layer cost more than the rest of the model.
+    """
+
+    def __init__(self, width: int, channels: tuple[int, ...], strides: tuple[int, ...], keypoints: int, shift_pad: int):
         super().__init__()
         layers, c_in = [], 3
-        for c in channels:
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(max(1, c // 8), c), nn.ReLU(inplace=True)]
+        for c, s in zip(channels, strides, strict=True):
+            k, pad = (s, 0) if s >= 4 else (3, 1)
+            layers += [nn.Conv2d(c_in, c, k, stride=s, padding=pad), nn.GroupNorm(max(1, c // 8), c), nn.ReLU(inplace=True)]
             c_in = c
         self.convs = nn.Sequential(*layers)
         self.pool = SpatialSoftmax(c_in, keypoints)
@@ -56,9 +71,7 @@ class ImageEncoder(nn.Module):
         self.shift_pad = shift_pad
 
     def forward(self, images: torch.Tensor, augment: bool) -> torch.Tensor:
-        if augment and self.shift_pad > 0:
-            images = random_shift(images, self.shift_pad)
-        x = images.permute(0, 3, 1, 2).float().div(255).contiguous(memory_format=torch.channels_last)
+        x = to_float(images, self.shift_pad if augment else 0)
         return self.out(self.pool(self.convs(x)))
 
 
@@ -73,11 +86,11 @@ class ScoreTransformer(nn.Module):
     """F(c_in x, c_noise | observations, goal): tokens [sigma, goal, obs (cameras + proprio per step), actions]."""
 
     def __init__(self, n_cameras: int, obs_horizon: int, action_horizon: int, action_dim: int, proprio_dim: int,
-                 width: int, layers: int, heads: int, dropout: float, channels: tuple[int, ...], keypoints: int,
-                 shift_pad: int):
+                 width: int, layers: int, heads: int, dropout: float, channels: tuple[int, ...],
+                 strides: tuple[int, ...], keypoints: int, shift_pad: int):
         super().__init__()
         self.n_cameras, self.obs_horizon, self.action_horizon = n_cameras, obs_horizon, action_horizon
-        self.encoder = ImageEncoder(width, channels, keypoints, shift_pad)      # one encoder: state and goal share it
+        self.encoder = ImageEncoder(width, channels, strides, keypoints, shift_pad)      # one encoder: state and goal share it
         self.proprio_emb = nn.Linear(proprio_dim, width)
         self.sigma_emb = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.action_emb = nn.Linear(action_dim, width)

@@ -74,7 +74,8 @@ def test_checkpoint_failures_are_clear(tmp_path):
     with pytest.raises(CheckpointMismatch, match="not valid JSON"):
         load_policy(path)
     for change, message in (({"format": 99}, "format"), ({"config": {"bogus": 1}}, "unknown config keys"),
-                            ({"config": {"hidden": 8}}, "do not match"), ({"policy": "nope"}, "unknown policy")):
+                            ({"config": {"hidden": 8}}, "do not match"), ({"policy": "nope", "module": None}, "unknown policy"),
+                            ({"policy": "nope", "module": "no.such.module"}, "cannot import")):
         (path / "config.json").write_text(json.dumps({**doc, **change}))
         with pytest.raises((CheckpointMismatch, UnknownPolicy), match=message):
             load_policy(path)

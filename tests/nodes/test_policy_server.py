@@ -1,0 +1,105 @@
+"""policy_server on real rclpy: chunks stamped at capture, bad input refused and survived, runtime switching."""
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from std_srvs.srv import SetBool
+from trajectory_msgs.msg import MultiDOFJointTrajectory
+
+from robot_stack.nodes.policy_server import PolicyServer, parse_checkpoints
+from robot_stack.ros import convert, qos
+from tests.nodes.conftest import wait_for
+from tests.policies.toy import ToyPolicy, toy_stats
+
+
+def test_parse_checkpoints():
+    assert parse_checkpoints(" a=/x/y , /z ") == [("a", "/x/y"), (None, "/z")]
+
+
+@pytest.fixture
+def graph(ros, tmp_path):
+    ToyPolicy(ToyPolicy.Config(), toy_stats()).save(tmp_path / "toy")
+    ToyPolicy(ToyPolicy.Config(action_horizon=5), toy_stats()).save(tmp_path / "toy5")
+    server = ros.add(PolicyServer(context=ros.context, parameter_overrides=[
+        Parameter("checkpoints", value=f"{tmp_path / 'toy'},long={tmp_path / 'toy5'}"), Parameter("rate", value=20.0)]))
+    io = ros.node("io")
+    g = {"server": server, "io": io, "chunks": [], "diag": []}
+    io.create_subscription(MultiDOFJointTrajectory, "arm/action_chunk", g["chunks"].append, qos.COMMAND)
+    io.create_subscription(DiagnosticArray, "diagnostics", lambda m: g["diag"].extend(m.status), 10)
+    g["image"] = io.create_publisher(Image, "front/color/image_raw", qos.IMAGE)
+    g["pose"] = io.create_publisher(PoseStamped, "arm/ee_pose", qos.SENSOR)
+    g["grip"] = io.create_publisher(JointState, "arm/gripper", qos.SENSOR)
+    g["text"] = io.create_publisher(String, "task/instruction", qos.LATCHED)
+    g["enable"] = io.create_client(SetBool, "policy_server/enable")
+    return g
+
+
+def feed(g, t, size=32):
+    g["image"].publish(convert.image_msg(np.full((size, size, 3), 90, np.uint8), t, "front"))
+    g["pose"].publish(convert.pose_msg(np.array([0.4, 0.0, 0.2]), np.array([1.0, 0, 0, 0]), t + 0.004))
+    g["grip"].publish(convert.joint_state_msg(["gripper"], [0.08], [0.0], None, t))
+
+
+def enable(g, on=True):
+    assert g["enable"].wait_for_service(timeout_sec=10)
+    future = g["enable"].call_async(SetBool.Request(data=on))
+    wait_for(future.done, what="enable answered")
+
+
+def pump(g, seconds, size=32):
+    import time
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        feed(g, g["server"].now(), size)
+        time.sleep(0.02)
+
+
+def test_chunks_carry_the_capture_stamp_and_bad_input_is_survived(graph):
+    g = graph
+    g["text"].publish(String(data="put the red block in the bowl"))
+    enable(g)
+    pump(g, 0.5)
+    wait_for(lambda: len(g["chunks"]) > 2, what="chunks")
+    chunk = convert.parse_chunk(g["chunks"][-1])
+    assert len(chunk) == 3
+    stamp = convert.from_time(g["chunks"][-1].header.stamp)
+    np.testing.assert_allclose(chunk.times - stamp, [0.1, 0.2, 0.3], atol=1e-6)   # relative to the observation
+    # a wrong image size: an error on /diagnostics, no chunk
+    pump(g, 0.3, size=48)
+    n = len(g["chunks"])
+    pump(g, 0.5, size=48)
+    assert len(g["chunks"]) == n
+    wait_for(lambda: any(s.name == "policy_server" and "32x32" in s.message for s in g["diag"]), what="diagnostic")
+    pump(g, 0.5)                                     # valid input again: serving resumes
+    assert len(g["chunks"]) > n
+
+
+def test_missing_conditioning_publishes_nothing(graph):
+    g = graph
+    enable(g)
+    pump(g, 1.2)
+    assert g["chunks"] == []
+    wait_for(lambda: any("needs one of" in s.message for s in g["diag"]), what="diagnostic")
+    assert g["server"].errors > 0
+
+
+def test_switching_policy_at_runtime(graph):
+    g = graph
+    g["text"].publish(String(data="go"))
+    enable(g)
+    pump(g, 0.4)
+    wait_for(lambda: g["chunks"], what="chunks")
+    assert len(g["chunks"][-1].points) == 3
+    refused = g["server"].set_parameters([Parameter("policy", value="nope")])[0]
+    assert not refused.successful and "not loaded" in refused.reason and g["server"].active == "toy"
+    assert g["server"].set_parameters([Parameter("policy", value="long")])[0].successful
+    pump(g, 0.4)
+    assert len(g["chunks"][-1].points) == 5          # the next chunk comes from the other policy
+    enable(g, False)
+    pump(g, 0.2)
+    n = len(g["chunks"])
+    pump(g, 0.4)
+    assert len(g["chunks"]) == n                     # paused: nothing goes out

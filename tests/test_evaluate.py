@@ -1,0 +1,52 @@
+"""robot-stack eval: interval, instruction templates, the in-process and the ROS 2 backends."""
+import json
+from pathlib import Path
+
+import pytest
+
+from robot_stack.evaluate import fill_instruction, run_eval, wilson_interval
+from tests.policies.toy import ToyPolicy, toy_stats
+
+
+def test_wilson_interval():
+    lo, hi = wilson_interval(80, 100)
+    assert lo == pytest.approx(0.7112, abs=1e-3) and hi == pytest.approx(0.8666, abs=1e-3)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+
+
+def test_fill_instruction():
+    params = {"object": "red block", "color": "red", "target": "bowl"}
+    assert fill_instruction("drop the {color} cube into the {target}", params) == "drop the red cube into the bowl"
+    with pytest.raises(ValueError, match="placeholder"):
+        fill_instruction("the {shape}", params)
+
+
+def test_expert_and_random_baselines_in_process(tmp_path):
+    expert = run_eval("expert", "reach", "panda", 2, seed=0, backend="sim", json_path=str(tmp_path / "e.json"))
+    assert expert["successes"] == 2 and json.loads((tmp_path / "e.json").read_text())["episodes"] == 2
+    rand = run_eval("random", "reach", "panda", 2, seed=0, backend="sim")
+    assert rand["episodes"] == 2 and all(r["steps"] >= 1 for r in rand["records"])
+
+
+def test_checkpoint_conditioning_is_checked(tmp_path):
+    ToyPolicy(ToyPolicy.Config(), toy_stats()).save(tmp_path / "toy")
+    with pytest.raises(ValueError, match="accepts"):
+        run_eval(str(tmp_path / "toy"), "reach", "panda", 1, seed=0, conditioning="none", backend="sim")
+    with pytest.raises(ValueError, match="--instruction"):
+        run_eval(str(tmp_path / "toy"), "reach", "panda", 1, seed=0, conditioning="instruction", backend="sim")
+    report = run_eval(str(tmp_path / "toy"), "reach", "panda", 1, seed=3, instruction="touch the {target}",
+                      backend="sim")
+    assert report["records"][0]["instruction"].startswith("touch the ") and report["records"][0]["seed"] == 3
+
+
+def test_ros_backend_drives_the_twin_through_the_policy_server(tmp_path, monkeypatch):
+    """One episode through launch/policy.launch.yaml: the arm node receives the server's chunks."""
+    from robot_stack.child_graph import isolated_domain
+    isolated_domain()
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))     # the server imports tests.policies.toy
+    ToyPolicy(ToyPolicy.Config(), toy_stats()).save(tmp_path / "toy")
+    monkeypatch.setattr("robot_stack.sim.tasks.reach.Reach.max_steps", 15)
+    report = run_eval(str(tmp_path / "toy"), "reach", "panda", 1, seed=7, instruction="reach the {target}",
+                      backend="ros")
+    assert report["records"][0]["seed"] == 7 and report["episodes"] == 1
+    assert float(report["arm_diagnostics"]["chunks_received"]) >= 5
