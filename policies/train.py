@@ -109,7 +109,7 @@ def validation_loss(model: Policy, batches: PolicyBatches, batch_size: int, seed
     return float(np.mean(losses)) if losses else float("nan")
 
 
-def train(cfg) -> dict:
+def train(cfg, argv: list[str] | None = None) -> dict:
     torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
@@ -129,7 +129,7 @@ def train(cfg) -> dict:
     if cfg.resume and (out / "train_state.json").exists():
         step, history = _load_state(out, policy, ema, opt)
         print(f"resumed from {out} at step {step}")
-    manifest = {"command": "robot-stack train " + " ".join(getattr(cfg, "_argv", [])), "policy": cfg.policy.name,
+    manifest = {"command": "robot-stack train " + " ".join(argv or []), "policy": cfg.policy.name,
                 "task": cfg.task, "data": str(cfg.data), "train_episodes": train_eps, "val_episodes": val_eps,
                 "labelled_episodes": int(data.labelled.sum()), "commit": _git_commit(),
                 "config": OmegaConf.to_container(cfg, resolve=True)}

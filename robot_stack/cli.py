@@ -50,8 +50,7 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = load_config("train", args.overrides)
     OmegaConf.set_readonly(cfg, False)
-    cfg._argv = list(args.overrides)
-    train(cfg)
+    train(cfg, argv=list(args.overrides))
     return 0
 
 

@@ -18,7 +18,8 @@ import torch
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _bcast(sigma, x: torch.Tensor) -> torch.Tensor:
+def bcast(sigma, x: torch.Tensor) -> torch.Tensor:
+    """A per-sample (B,) or scalar sigma shaped to multiply x (B, ...)."""
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
     return sigma.reshape(sigma.shape + (1,) * (x.ndim - sigma.ndim)) if sigma.ndim else sigma
 
@@ -33,18 +34,20 @@ def scalings(sigma, sigma_data: float = 0.5):
 def denoise(net: Callable, x: torch.Tensor, sigma, sigma_data: float = 0.5) -> torch.Tensor:
     """D(x; s) = c_skip x + c_out F(c_in x, c_noise); c_noise keeps the shape of sigma."""
     c_skip, c_out, c_in, c_noise = scalings(sigma, sigma_data)
-    return _bcast(c_skip, x) * x + _bcast(c_out, x) * net(_bcast(c_in, x) * x, c_noise)
+    return bcast(c_skip, x) * x + bcast(c_out, x) * net(bcast(c_in, x) * x, c_noise)
 
 
 def training_target(a: torch.Tensor, x_noisy: torch.Tensor, sigma, sigma_data: float = 0.5) -> torch.Tensor:
     """What F must output so that D(x_noisy) = a: (a - c_skip x) / c_out (the EDM-weighted denoiser loss)."""
     c_skip, c_out, _, _ = scalings(sigma, sigma_data)
-    return (a - _bcast(c_skip, a) * x_noisy) / _bcast(c_out, a)
+    return (a - bcast(c_skip, a) * x_noisy) / bcast(c_out, a)
 
 
 def sample_sigmas(n: int, loc: float, scale: float, lo: float, hi: float,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Truncated log-logistic training sigmas by inverse CDF on [cdf(lo), cdf(hi)] (official BESO: loc ln sigma_data, scale 0.5)."""
+    """Truncated log-logistic training sigmas, by inverse CDF restricted to [cdf(lo), cdf(hi)].
+
+    Official BESO (utils.rand_log_logistic): loc = ln(sigma_data), scale = 0.5, [sigma_min, sigma_max]."""
     cdf = lambda s: torch.sigmoid(torch.tensor((math.log(s) - loc) / scale, dtype=torch.float64))
     u = torch.rand(n, generator=generator, dtype=torch.float64)
     u = cdf(lo) + u * (cdf(hi) - cdf(lo))
@@ -98,13 +101,13 @@ SAMPLERS = {  # method -> (default steps, schedule, step function)
 
 
 def sample(denoiser: Denoiser, shape: tuple, sigma_min: float, sigma_max: float, method: str = "beso",
-           steps: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+           steps: int | None = None, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """Draw x ~ N(0, sigma_max^2) and integrate down the schedule; one denoiser call per noise level."""
     if method not in SAMPLERS:
         raise ValueError(f"unknown sampler {method!r}; known: {sorted(SAMPLERS)}")
     default_steps, kind, step = SAMPLERS[method]
-    sigmas = sigma_schedule(steps or default_steps, sigma_min, sigma_max, kind)
-    x = torch.randn(shape, generator=generator) * sigmas[0]
+    sigmas = sigma_schedule(steps or default_steps, sigma_min, sigma_max, kind).to(device)
+    x = torch.randn(shape, generator=generator, device=device) * sigmas[0]
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
         d = denoiser(x, s.expand(shape[0]))
         x = dpm1_step(x, s, s_next, d) if step == "dpm1" else ddpm_step(x, s, s_next, d, generator)

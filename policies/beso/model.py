@@ -63,7 +63,8 @@ class ImageEncoder(nn.Module):
         layers, c_in = [], 3
         for c, s in zip(channels, strides, strict=True):
             k, pad = (s, 0) if s >= 4 else (3, 1)
-            layers += [nn.Conv2d(c_in, c, k, stride=s, padding=pad), nn.GroupNorm(max(1, c // 8), c), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(c_in, c, k, stride=s, padding=pad), nn.GroupNorm(max(1, c // 8), c),
+                       nn.ReLU(inplace=True)]
             c_in = c
         self.convs = nn.Sequential(*layers)
         self.pool = SpatialSoftmax(c_in, keypoints)
@@ -78,7 +79,7 @@ class ImageEncoder(nn.Module):
 def sinusoidal(x: torch.Tensor, dim: int) -> torch.Tensor:
     """(B,) -> (B, dim) sin/cos features at log-spaced frequencies."""
     freqs = torch.exp(torch.arange(dim // 2, device=x.device) * (-math.log(1000.0) / (dim // 2 - 1)))
-    arg = x[:, None].float() * freqs * 100   # c_noise = ln(sigma)/4 spans about [-1.3, 0]: stretch before the sinusoids
+    arg = x[:, None].float() * freqs * 10   # c_noise = ln(sigma)/4 spans ~[-1.3, 0]: fastest feature ~2 cycles
     return torch.cat((arg.sin(), arg.cos()), -1)
 
 
@@ -90,7 +91,7 @@ class ScoreTransformer(nn.Module):
                  strides: tuple[int, ...], keypoints: int, shift_pad: int):
         super().__init__()
         self.n_cameras, self.obs_horizon, self.action_horizon = n_cameras, obs_horizon, action_horizon
-        self.encoder = ImageEncoder(width, channels, strides, keypoints, shift_pad)      # one encoder: state and goal share it
+        self.encoder = ImageEncoder(width, channels, strides, keypoints, shift_pad)   # state and goal share it
         self.proprio_emb = nn.Linear(proprio_dim, width)
         self.sigma_emb = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.action_emb = nn.Linear(action_dim, width)

@@ -45,14 +45,15 @@ class Config:
     sigma_loc: float | None = None       # log-logistic loc; None = ln(sigma_data) as in the official code
     sigma_scale: float = 0.5
     sampling_steps: int = 3
+    sampler: str = "beso"              # beso (DPM-Solver-1) | ddim | ddpm: the latter two for the speed comparison
     action_scale: float = 0.5            # meanstd-normalised actions * this -> data std ~ sigma_data
     # guidance
     goal_dropout: float = 0.1
     guidance: float = 1.0                # 0 = goal-free, 1 = plain conditional
-    # optimisation (read by the trainer)
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    ema_decay: float = 0.999
+    # optimiser settings (AdamW 1e-4, EMA 0.999) live in robot_stack/conf/policy/beso.yaml, read by the trainer
+
+    def __post_init__(self):
+        self.cnn_channels, self.cnn_strides = tuple(self.cnn_channels), tuple(self.cnn_strides)   # JSON gives lists
 
 
 @register
@@ -66,7 +67,7 @@ class BESOPolicy(Policy):
         c = config
         self.net = ScoreTransformer(len(CAMERAS), c.obs_horizon, c.action_horizon, actions.ACTION_DIM,
                                     actions.PROPRIO_DIM, c.width, c.layers, c.heads, c.dropout,
-                                    tuple(c.cnn_channels), tuple(c.cnn_strides), c.keypoints, c.shift_pad)
+                                    c.cnn_channels, c.cnn_strides, c.keypoints, c.shift_pad)
         self._goal_tokens: torch.Tensor | None = None
 
     def data_spec(self) -> DataSpec:
@@ -81,16 +82,17 @@ class BESOPolicy(Policy):
         dev = self.net.pos_emb.device
         a = torch.as_tensor(batch["action"], dtype=torch.float32, device=dev) * c.action_scale
         b = a.shape[0]
+        goal_image = torch.as_tensor(batch["goal_image"], device=dev)
         obs, goal = self.net.encode_obs(self._images(batch["images"]), self._t(batch["proprio"]),
-                                        augment=self.training, goal_image=torch.as_tensor(batch["goal_image"], device=dev))
+                                        augment=self.training, goal_image=goal_image)
         if self.training and c.goal_dropout > 0:
             drop = torch.rand(b, device=dev) < c.goal_dropout
             goal = torch.where(drop[:, None, None], self.net.null_goal.to(goal.dtype), goal)
         loc = math.log(c.sigma_data) if c.sigma_loc is None else c.sigma_loc
         sigma = edm.sample_sigmas(b, loc, c.sigma_scale, c.sigma_min, c.sigma_max).to(dev)
-        x_noisy = a + edm._bcast(sigma, a) * torch.randn_like(a)
+        x_noisy = a + edm.bcast(sigma, a) * torch.randn_like(a)
         _, _, c_in, c_noise = edm.scalings(sigma, c.sigma_data)
-        out = self.net(edm._bcast(c_in.to(dev), a) * x_noisy, c_noise.to(dev), obs, goal)
+        out = self.net(edm.bcast(c_in.to(dev), a) * x_noisy, c_noise.to(dev), obs, goal)
         loss = F.mse_loss(out, edm.training_target(a, x_noisy, sigma, c.sigma_data))
         return loss, {"loss": loss.item(), "sigma_mean": sigma.mean().item()}
 
@@ -120,14 +122,15 @@ class BESOPolicy(Policy):
         obs, goal_tokens = self.net.encode_obs(self._images(images), self._t(proprio), goal_image=goal)
         return self._sample(obs, goal_tokens, method, steps, guidance, generator)
 
-    def _sample(self, obs, goal_tokens, method="beso", steps=None, guidance=None, generator=None) -> torch.Tensor:
+    def _sample(self, obs, goal_tokens, method=None, steps=None, guidance=None, generator=None) -> torch.Tensor:
         c = self.config
         guidance = c.guidance if guidance is None else guidance
-        if method == "beso" and steps is None:
+        method = method or c.sampler
+        if steps is None:
             steps = c.sampling_steps
         shape = (obs.shape[0], c.action_horizon, actions.ACTION_DIM)
         x = edm.sample(self.denoiser(obs, goal_tokens, guidance), shape, c.sigma_min, c.sigma_max, method, steps,
-                       generator)
+                       generator, obs.device)
         return x / c.action_scale
 
     def _on_reset(self, task: Task) -> None:
@@ -138,6 +141,7 @@ class BESOPolicy(Policy):
                 img = torch.as_tensor(np.asarray(task.goal_image), device=self.net.pos_emb.device)[None]
                 self._goal_tokens = self.net.encode_goal(img, augment=False)
 
+    @torch.no_grad()
     def predict(self, obs: list[Observation], task: Task) -> np.ndarray:
         dev = self.net.pos_emb.device
         images = [torch.as_tensor(np.stack([o.images[cam] for o in obs]), device=dev)[None] for cam in CAMERAS]

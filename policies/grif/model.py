@@ -1,9 +1,10 @@
 """GRIF's networks: the image task encoder f(s0, g), the language projection of h(l), and the
 FiLM-conditioned ResNet policy shared by both task modalities.
 
-CPU-sized stand-ins for the paper's ResNet-34s: a stride-2 stem plus max-pool, then one
-residual block per stage, each stage halving the resolution. GroupNorm instead of BatchNorm so
-that training and act() (batch 1, eval) see the same normalisation.
+CPU-sized stand-ins for the paper's ResNets: a stem dividing the resolution by 4, then one
+residual block per stage, each stage halving it again. GroupNorm instead of BatchNorm so that
+training and act() (batch 1, eval) see the same normalisation, and the labelled rows passing
+the policy twice (image z and language z) do not skew batch statistics.
 """
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ class FiLMPolicy(nn.Module):
         self.trunk = ResNetTrunk(3, channels, blocks, stem)
         self.film = nn.Sequential(nn.Linear(task_dim, film_hidden), nn.ReLU(),
                                   nn.Linear(film_hidden, 2 * sum(channels)))
-        nn.init.zeros_(self.film[-1].weight)     # starts as the identity modulation
+        nn.init.zeros_(self.film[-1].weight)     # identity modulation at init (z gets gradients from step 2)
         nn.init.zeros_(self.film[-1].bias)
         self.pooling = pooling
         self.head = nn.Sequential(nn.Linear(pooled_dim(tuple(channels), image_size, pooling), head_hidden), nn.ReLU(),

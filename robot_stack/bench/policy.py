@@ -57,10 +57,10 @@ def act_latency(n: int = 100) -> dict:
         rows[name] = _time(lambda: policy.act(_obs(size, time.time())), n)
         if name == "beso":
             for method, steps in (("ddim", 16), ("ddpm", 100)):
-                saved = (policy.config.sampler, policy.config.num_steps)
-                policy.config.sampler, policy.config.num_steps = method, steps
+                saved = (policy.config.sampler, policy.config.sampling_steps)
+                policy.config.sampler, policy.config.sampling_steps = method, steps
                 rows[f"beso_{method}{steps}"] = _time(lambda: policy.act(_obs(size, time.time())), max(10, n // 5))
-                policy.config.sampler, policy.config.num_steps = saved
+                policy.config.sampler, policy.config.sampling_steps = saved
     return rows
 
 
