@@ -78,12 +78,12 @@ def _random_actor(env, rng):
 
 def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], goals: GoalImages,
              goal_seed: int | None, conditioning: str, instruction: str | None, video: str | None) -> list[dict]:
-    cams = policy.data_spec().cameras if policy is not None else ("front",)
+    cams = policy.data_spec().cameras if policy is not None else (("front",) if video else ())
     size = policy.data_spec().image_size if policy is not None else goals.size
     env = make_env(task, robot=robot, cameras=tuple(cams), image_size=size)
     records = []
     for seed in tqdm(seeds, desc=f"eval {policy_name} {task} (sim)", unit="ep"):
-        goal, params, _ = goals(seed if goal_seed is None else goal_seed)
+        goal = goals(seed if goal_seed is None else goal_seed)[0] if policy is not None else None
         obs, info = env.reset(seed=seed)
         text = fill_instruction(instruction, info["task_params"]) if instruction else None
         if policy_name == "expert":
