@@ -119,8 +119,11 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
 def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, instruction: str | None = None,
              goal_seed: int | None = None, conditioning: str | None = None, backend: str = "ros",
              video: str | None = None, json_path: str | None = None) -> dict:
+    import torch
+
     from robot_stack.policies import load_policy
 
+    torch.set_num_threads(1)      # batch-1 inference gains little from threads; two threads thrash on a busy 2-core CPU
     if episodes < 1:
         raise ValueError("--episodes must be at least 1")
     policy = None if checkpoint in ("expert", "random") else load_policy(checkpoint)

@@ -51,6 +51,8 @@ def parse_checkpoints(value: str) -> list[tuple[str | None, str]]:
 class PolicyServer(Node):
     def __init__(self, **node_kwargs):
         super().__init__("policy_server", **node_kwargs)
+        import torch
+        torch.set_num_threads(int(declare_any(self, "threads") or 1))    # leave the other cores to the arm and cameras
         specs = parse_checkpoints(declare_any(self, "checkpoints"))
         if not specs:
             raise ValueError("policy_server needs the checkpoints parameter (comma-separated checkpoint directories)")
