@@ -59,7 +59,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     report = run_eval(args.checkpoint, args.task, args.robot, args.episodes, args.seed, instruction=args.instruction,
                       goal_seed=args.goal_seed, conditioning=args.conditioning, backend=args.backend,
-                      video=args.video, json_path=args.json)
+                      video=args.video, json_path=args.json, execute_steps=args.execute_steps)
     return 0 if report["episodes"] else 1
 
 
@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default: instruction when --instruction is given, else goal_image")
     ev.add_argument("--backend", default="ros", choices=["ros", "sim"],
                     help="ros: through the ROS 2 graph in real time; sim: the same policy in-process, faster than real time")
+    ev.add_argument("--execute-steps", type=int, default=1,
+                    help="sim backend: chunk steps executed open-loop before replanning (1 = replan every step)")
     ev.add_argument("--video", metavar="DIR")
     ev.add_argument("--json", metavar="FILE")
     ev.set_defaults(func=_eval)

@@ -77,7 +77,8 @@ def _random_actor(env, rng):
 
 
 def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], goals: GoalImages,
-             goal_seed: int | None, conditioning: str, instruction: str | None, video: str | None) -> list[dict]:
+             goal_seed: int | None, conditioning: str, instruction: str | None, video: str | None,
+             execute_steps: int = 1) -> list[dict]:
     cams = policy.data_spec().cameras if policy is not None else (("front",) if video else ())
     size = policy.data_spec().image_size if policy is not None else goals.size
     env = make_env(task, robot=robot, cameras=tuple(cams), image_size=size)
@@ -94,10 +95,15 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
         else:
             policy.reset(_make_task(conditioning, goal, obs[policy.data_spec().goal_camera], text))
 
+            plan: list[np.ndarray] = []
+
             def actor(o):
-                chunk = policy.act(Observation(stamp=env.steps * env.policy_dt, images={c: o[c] for c in cams},
-                                               ee_pose=o["ee_pose"], gripper=float(o["gripper"][0])))
-                return np.concatenate((chunk.positions[0], chunk.quats[0], [chunk.gripper[0]]))
+                if not plan:           # replan every `execute_steps` policy steps (1 = every step)
+                    chunk = policy.act(Observation(stamp=env.steps * env.policy_dt, images={c: o[c] for c in cams},
+                                                   ee_pose=o["ee_pose"], gripper=float(o["gripper"][0])))
+                    n = min(execute_steps, len(chunk))
+                    plan.extend(np.concatenate((chunk.positions[k], chunk.quats[k], [chunk.gripper[k]])) for k in range(n))
+                return plan.pop(0)
         frames, success, t0 = [], False, time.perf_counter()
         for _ in range(env.task.max_steps):
             if video:
@@ -118,7 +124,7 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
 
 def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, instruction: str | None = None,
              goal_seed: int | None = None, conditioning: str | None = None, backend: str = "ros",
-             video: str | None = None, json_path: str | None = None) -> dict:
+             video: str | None = None, json_path: str | None = None, execute_steps: int = 1) -> dict:
     import torch
 
     from robot_stack.policies import load_policy
@@ -137,7 +143,8 @@ def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, i
     name = checkpoint if policy is None else policy.name
     arm = None
     if backend == "sim" or policy is None:
-        records = _run_sim(name, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction, video)
+        records = _run_sim(name, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction, video,
+                           execute_steps)
     else:
         from robot_stack.eval_ros import run_ros
         records, arm = run_ros(checkpoint, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction,
@@ -145,7 +152,7 @@ def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, i
     n_ok = sum(r["success"] for r in records)
     lo, hi = wilson_interval(n_ok, len(records))
     report = {"checkpoint": checkpoint, "policy": name, "task": task, "robot": robot, "backend": backend,
-              "conditioning": conditioning, "instruction": instruction, "goal_seed": goal_seed, "seeds": [seeds[0], seeds[-1]],
+              "conditioning": conditioning, "execute_steps": execute_steps, "instruction": instruction, "goal_seed": goal_seed, "seeds": [seeds[0], seeds[-1]],
               "episodes": len(records), "successes": n_ok, "success_rate": n_ok / max(1, len(records)),
               "ci95": [lo, hi], "mean_steps": float(np.mean([r["steps"] for r in records])) if records else None,
               "records": records}
