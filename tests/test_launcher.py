@@ -296,8 +296,8 @@ def test_executable_resolution_order_and_error(prefix, tmp_path, monkeypatch):
 
 
 REQUIRED_ARGS = {"franka.launch.yaml": {"robot_ip": "172.16.0.2"}, "ur.launch.yaml": {"robot_ip": "192.168.1.10"},
-                 "collect.launch.yaml": {"store": "/tmp/demos"}}
-EXTRA_NODES = {"collect.launch.yaml": ["recorder_node"]}
+                 "collect.launch.yaml": {"store": "/tmp/demos"}, "policy.launch.yaml": {"checkpoints": "/tmp/ckpt"}}
+EXTRA_NODES = {"collect.launch.yaml": ["recorder_node"], "policy.launch.yaml": ["policy_server"]}
 
 
 @pytest.mark.parametrize("path", sorted((REPO_ROOT / "launch").glob("*.yaml")), ids=lambda p: p.name)
