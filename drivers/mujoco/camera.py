@@ -7,6 +7,7 @@ graph has the same processes and topics as the real robot's.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -53,7 +54,10 @@ class MujocoCamera(CameraDriver):
             raise DriverError(f"twin has no camera {self.name!r}")
         self._renderer = CameraRenderer(self._scene, self.config.height, self.config.width)
         self.k = intrinsics(self._scene, self.name, self.config.height, self.config.width)
-        self._next = time.monotonic()
+        # Trigger on the shared monotonic clock's multiples of the period, so every twin camera at the same
+        # rate captures the same instant (as hardware-synchronised cameras do) and a policy gets matching frames.
+        period = 1.0 / self.config.fps
+        self._next = math.floor(time.monotonic() / period) * period
 
     def disconnect(self) -> None:
         if self._renderer is not None:
