@@ -89,17 +89,16 @@ class PolicyBatches:
     def batch(self, idx, rng: np.random.Generator) -> dict:
         idx = np.asarray(idx, dtype=np.int64)
         b, prop, acts = self._raw(idx)
-        goals, finals, starts = [], [], []
+        eps, goals, finals, starts = [], [], [], []
         for j in idx:
             i, t = self.ds.window(int(j))
             last = self.ds.last_tick(i)
             g = last if rng.random() < self.spec.goal_final_prob else int(rng.integers(t, last + 1))
-            goals.append(g)
-            rows = self.ds.rows_at(self.goal_key, i, [g, last, 0])
-            finals.append(rows[1])
-            starts.append(rows[2])
-            goals[-1] = rows[0]
-        eps = [self.ds.window(int(j))[0] for j in idx]
+            goal, final, start = self.ds.rows_at(self.goal_key, i, [g, last, 0])
+            eps.append(i)
+            goals.append(goal)
+            finals.append(final)
+            starts.append(start)
         return {
             "images": {c: b["obs"][k] for c, k in zip(self.spec.cameras, self.image_keys)},
             "proprio": torch.from_numpy(act_space.normalise(prop, self.stats["proprio"], "meanstd")),

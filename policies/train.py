@@ -114,14 +114,13 @@ def train(cfg, argv: list[str] | None = None) -> dict:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    cls = policy_class(cfg.policy.name)
-    probe = cls.from_config(OmegaConf.to_container(cfg.policy.config, resolve=True))
-    spec = probe.data_spec()
+    policy = policy_class(cfg.policy.name).from_config(OmegaConf.to_container(cfg.policy.config, resolve=True))
+    spec = policy.data_spec()
     train_eps, val_eps = split_episodes(cfg.data, cfg.val_fraction, cfg.seed, task=cfg.task)
     data = PolicyBatches(cfg.data, spec, train_eps, language_fraction=cfg.language_fraction, seed=cfg.seed)
     val = PolicyBatches(cfg.data, spec, val_eps, stats=data.stats, language_fraction=1.0, seed=cfg.seed) \
         if val_eps else None
-    policy = cls.from_config(OmegaConf.to_container(cfg.policy.config, resolve=True), data.stats)
+    policy.stats = data.stats            # the normalisers travel in every checkpoint's config.json
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.policy.lr,
                             weight_decay=cfg.policy.weight_decay)
     ema = EMA(policy, cfg.policy.ema_decay)
@@ -173,7 +172,6 @@ def train(cfg, argv: list[str] | None = None) -> dict:
 
 
 def _checkpoint(out: Path, step: int, policy: Policy, ema: EMA, opt, history: list, manifest: dict) -> None:
-    ema.model.stats = policy.stats
     ema.model.save(out / "checkpoint", extra={"manifest": {**manifest, "step": step}})
     _save_state(out, step, policy, ema, opt, history)
     (out / "history.json").write_text(json.dumps(history))

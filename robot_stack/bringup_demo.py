@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_stack.child_graph import stop
+from robot_stack.child_graph import BackgroundSpin, call, stop
 from robot_stack.video import write_mp4
 
 
@@ -76,10 +76,8 @@ def _show_recording(store: str, video: str | None) -> None:
 def run_bringup_demo(robot: str, task: str, episodes: int, seed: int, video: str | None, json_path: str | None,
                      image_size: int = 128, store: str | None = None) -> int:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from std_srvs.srv import Trigger
 
-    from robot_stack.collect import _call
     from robot_stack.nodes.expert_commander import ExpertCommander
 
     if store:       # the twin graph plus the recorder (collect.launch.yaml includes sim.launch.yaml)
@@ -97,11 +95,7 @@ def run_bringup_demo(robot: str, task: str, episodes: int, seed: int, video: str
     rec_start = commander.create_client(Trigger, "recorder/start")
     rec_success = commander.create_client(Trigger, "recorder/success")
     rec_fail = commander.create_client(Trigger, "recorder/fail")
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(commander)
-    executor.add_node(viewer.node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spin = BackgroundSpin(commander, viewer.node)
     reports = []
     try:
         commander.wait_for_graph(timeout=60.0)
@@ -128,9 +122,9 @@ def run_bringup_demo(robot: str, task: str, episodes: int, seed: int, video: str
                 viewer.latency[c].clear()
             grabber = threading.Thread(target=grab, daemon=True)
             grabber.start()
-            report = commander.run_episode(on_start=(lambda: _call(commander, rec_start)) if store else None)
+            report = commander.run_episode(on_start=(lambda: call(rec_start)) if store else None)
             if store:
-                saved = _call(commander, rec_success if report.success else rec_fail)
+                saved = call(rec_success if report.success else rec_fail)
                 print(f"  recorder: {saved.message}", flush=True)
             grabbing.clear()
             grabber.join()
@@ -154,11 +148,7 @@ def run_bringup_demo(robot: str, task: str, episodes: int, seed: int, video: str
                             "steps": report.steps, "seconds": round(report.seconds, 2), "phases": phases,
                             "images": images, "median_image_latency_ms": lat, "arm_diagnostics": diag})
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        spinner.join(timeout=2.0)
-        commander.destroy_node()
-        viewer.node.destroy_node()
-        rclpy.try_shutdown()
+        spin.close()
         stop(graph, timeout=15)
         print(f"graph stopped (launcher exit code {graph.returncode})", flush=True)
     successes = sum(r["success"] for r in reports)

@@ -1,4 +1,5 @@
-"""A ROS 2 graph in child processes (our launcher): start, stop with SIGINT then SIGKILL, isolated domains."""
+"""A ROS 2 graph in child processes (our launcher): start, stop with SIGINT then SIGKILL, isolated domains;
+and the side of this process that joins it: nodes spun in the background, blocking service calls."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 
@@ -35,3 +37,43 @@ def spin_for(node, seconds: float, done=lambda: False) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not done():
         rclpy.spin_once(node, timeout_sec=0.01)
+
+
+class BackgroundSpin:
+    """Spin `nodes` on a multi-threaded executor in a daemon thread; `close()` stops it, then closes (where they
+    have `close`) and destroys the nodes and shuts rclpy down."""
+
+    def __init__(self, *nodes, threads: int = 3):
+        from rclpy.executors import MultiThreadedExecutor
+        self.nodes = nodes
+        self.executor = MultiThreadedExecutor(num_threads=threads)
+        for node in nodes:
+            self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        import rclpy
+        self.executor.shutdown(timeout_sec=2.0)
+        self.thread.join(timeout=2.0)
+        for node in self.nodes:
+            if hasattr(node, "close"):
+                node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def call(client, request=None, timeout: float = 30.0):
+    """Call a service from a thread other than the spinning one; `request` defaults to std_srvs/Trigger's."""
+    if request is None:
+        from std_srvs.srv import Trigger
+        request = Trigger.Request()
+    if not client.wait_for_service(timeout_sec=timeout):
+        raise RuntimeError(f"service {client.srv_name} is not available")
+    future = client.call_async(request)
+    deadline = time.monotonic() + timeout
+    while not future.done():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{client.srv_name} did not answer")
+        time.sleep(0.005)
+    return future.result()

@@ -10,31 +10,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
-from robot_stack.child_graph import stop
-
-
-def _call(node, client, timeout: float = 30.0):
-    from std_srvs.srv import Trigger
-    if not client.wait_for_service(timeout_sec=timeout):
-        raise RuntimeError(f"service {client.srv_name} is not available")
-    future = client.call_async(Trigger.Request())
-    deadline = time.monotonic() + timeout
-    while not future.done():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{client.srv_name} did not answer")
-        time.sleep(0.005)
-    return future.result()
+from robot_stack.child_graph import BackgroundSpin, call, stop
 
 
 def run_collect(task: str, robot: str, teleop: str, episodes: int, out: str, seed: int = 0) -> int:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from std_srvs.srv import Trigger
 
     from robot_stack.nodes.expert_commander import ExpertCommander
@@ -51,27 +36,21 @@ def run_collect(task: str, robot: str, teleop: str, episodes: int, out: str, see
     start = commander.create_client(Trigger, "recorder/start")
     success = commander.create_client(Trigger, "recorder/success")
     fail = commander.create_client(Trigger, "recorder/fail")
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(commander)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spin = BackgroundSpin(commander, threads=2)
     done = ok = 0
     try:
         commander.wait_for_graph(timeout=60.0)
         bar = tqdm(range(episodes), desc=f"collect {task} {robot}", unit="ep")
         for _ in bar:
-            report = commander.run_episode(on_start=lambda: _call(commander, start))
-            result = _call(commander, success if report.success else fail)
+            report = commander.run_episode(on_start=lambda: call(start))
+            result = call(success if report.success else fail)
             if not result.success:
                 raise RuntimeError(f"recorder could not save the episode: {result.message}")
             done += 1
             ok += report.success
             bar.set_postfix(success=f"{ok}/{done}", steps=report.steps)
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        spinner.join(timeout=2.0)
-        commander.destroy_node()
-        rclpy.try_shutdown()
+        spin.close()
         stop(graph, timeout=20)
     from robot_stack.data import EpisodeStore
     with EpisodeStore.open(out) as store:
@@ -92,7 +71,6 @@ def _collect_human(graph: subprocess.Popen, task: str, robot: str, device: str, 
     import json
 
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from std_msgs.msg import String
     from std_srvs.srv import Trigger
@@ -106,10 +84,7 @@ def _collect_human(graph: subprocess.Popen, task: str, robot: str, device: str, 
     status: dict = {}
     teleop.create_subscription(String, "recorder/status", lambda m: status.update(json.loads(m.data)), qos.LATCHED)
     reset = teleop.create_client(Trigger, "sim/reset")
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(teleop)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spin = BackgroundSpin(teleop, threads=2)
     print(KEYS if device == "keyboard" else f"{device}: hold the intervene button to drive; buttons start/stop "
           "and mark success or failure", flush=True)
     saved = 0
@@ -129,15 +104,11 @@ def _collect_human(graph: subprocess.Popen, task: str, robot: str, device: str, 
                 bar.update(now - saved)
                 saved = now
                 if saved < episodes:
-                    _call(teleop, reset)             # a fresh scene for the next episode
+                    call(reset)             # a fresh scene for the next episode
             time.sleep(0.05)
         bar.close()
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        spinner.join(timeout=2.0)
-        teleop.close()
-        teleop.destroy_node()
-        rclpy.try_shutdown()
+        spin.close()
         stop(graph, timeout=20)
     print(f"recorded {saved} episodes into {out}")
     return 0 if saved == episodes else 1

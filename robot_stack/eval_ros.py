@@ -12,33 +12,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from robot_stack.child_graph import stop
+from robot_stack.child_graph import BackgroundSpin, call, stop
 from robot_stack.video import write_mp4
-
-
-def _set_enabled(node, client, value: bool) -> None:
-    from std_srvs.srv import SetBool
-    if not client.wait_for_service(timeout_sec=30.0):
-        raise RuntimeError("policy_server/enable is not available: did the policy server start?")
-    future = client.call_async(SetBool.Request(data=value))
-    deadline = time.monotonic() + 10.0
-    while not future.done():
-        if time.monotonic() > deadline:
-            raise RuntimeError("policy_server/enable did not answer")
-        time.sleep(0.005)
 
 
 def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], goals, goal_seed, conditioning: str,
             instruction: str | None, video: str | None, realtime: bool = True) -> tuple[list[dict], dict]:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
     from std_srvs.srv import SetBool
@@ -60,31 +46,28 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], go
     pub_goal = monitor.create_publisher(Image, "task/goal_image", qos.LATCHED)
     pub_text = monitor.create_publisher(String, "task/instruction", qos.LATCHED)
     enable = monitor.create_client(SetBool, "policy_server/enable")
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(monitor)
-    executor.add_node(viewer.node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spin = BackgroundSpin(monitor, viewer.node)
+    set_enabled = lambda on: call(enable, SetBool.Request(data=on))     # noqa: E731
     records, diagnostics = [], {}
     try:
         monitor.wait_for_graph(timeout=90.0)
-        _set_enabled(monitor, enable, False)
+        set_enabled(False)
         for expected in tqdm(seeds, desc=f"eval {policy.name} {task} (ros)", unit="ep"):
             if graph.poll() is not None:
                 raise RuntimeError(f"the graph exited with code {graph.returncode}")
-            _set_enabled(monitor, enable, False)
+            set_enabled(False)
             seed = monitor.reset()
             if seed != expected:
                 raise RuntimeError(f"the twin started seed {seed}, expected {expected}")
-            goal, _, _ = goals(seed if goal_seed is None else goal_seed)
             params = monitor.task.params.as_dict()
             text = fill_instruction(instruction, params) if instruction else ""
             now = monitor.now()
-            pub_goal.publish(convert.image_msg(goal, now, "front_color_optical_frame") if conditioning == "goal_image"
+            pub_goal.publish(convert.image_msg(goals(seed if goal_seed is None else goal_seed)[0], now,
+                                               "front_color_optical_frame") if conditioning == "goal_image"
                              else convert.image_msg(np.zeros((0, 0, 3), np.uint8), now, ""))
             pub_text.publish(String(data=text if conditioning == "instruction" else ""))
             time.sleep(0.15)
-            _set_enabled(monitor, enable, True)
+            set_enabled(True)
             frames, success, steps = [], False, 0
             start = next_tick = time.monotonic()
             for steps in range(1, monitor.task.max_steps + 1):
@@ -96,17 +79,13 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], go
                 if monitor.task.success(monitor.scene):
                     success = True
                     break
-            _set_enabled(monitor, enable, False)
+            set_enabled(False)
             if video and frames:
                 write_mp4(Path(video) / f"{policy.name}_{task}_seed{seed}_ros.mp4", frames, fps=10)
             records.append({"seed": seed, "success": success, "steps": steps, "instruction": text or None,
                             "params": params, "seconds": time.monotonic() - start})
         diagnostics = dict(viewer.diagnostics)
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        spinner.join(timeout=2.0)
-        monitor.destroy_node()
-        viewer.node.destroy_node()
-        rclpy.try_shutdown()
+        spin.close()
         stop(graph)
     return records, diagnostics

@@ -84,7 +84,7 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
     env = make_env(task, robot=robot, cameras=tuple(cams), image_size=size)
     records = []
     for seed in tqdm(seeds, desc=f"eval {policy_name} {task} (sim)", unit="ep"):
-        goal = goals(seed if goal_seed is None else goal_seed)[0] if policy is not None else None
+        goal = goals(seed if goal_seed is None else goal_seed)[0] if conditioning == "goal_image" and policy else None
         obs, info = env.reset(seed=seed)
         text = fill_instruction(instruction, info["task_params"]) if instruction else None
         if policy_name == "expert":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_stack.child_graph import isolated_domain, start, stop
+from robot_stack.child_graph import call, isolated_domain, start, stop
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -41,7 +41,6 @@ def main(seconds: float = 60.0, json_path: str | None = None, width: int = 640, 
     import rclpy
     from std_srvs.srv import Trigger
 
-    from robot_stack.collect import _call
     from robot_stack.data import EpisodeStore
 
     isolated_domain()
@@ -59,11 +58,11 @@ def main(seconds: float = 60.0, json_path: str | None = None, width: int = 640, 
         pid = _recorder_pid(lines)
         start_cli = node.create_client(Trigger, "recorder/start")
         stop_cli = node.create_client(Trigger, "recorder/stop")
-        _call(node, start_cli, timeout=60.0)
+        call(start_cli, timeout=60.0)
         cpu0, t0 = _cpu_seconds(pid), time.monotonic()
         time.sleep(seconds)
         cpu1, t1 = _cpu_seconds(pid), time.monotonic()
-        result = _call(node, stop_cli, timeout=120.0)
+        result = call(stop_cli, timeout=120.0)
         if not result.success:
             raise RuntimeError(f"recorder could not commit: {result.message}")
     finally:

@@ -362,7 +362,7 @@ class ArmNode(Node):
             self.mode = "target"
         elif chunk is not None:
             t = self.now()
-            pos, quat, gripper = self._chunk_at(chunk, t)
+            pos, quat, gripper = chunk_target_at(chunk, t)
             self.pose_interp.set_goal(pos, quat, self.dt)
             self.mode = "chunk"
             if t <= chunk.times[-1]:
@@ -402,9 +402,6 @@ class ArmNode(Node):
             self.setpoint = (state.ee_pos.copy(), state.ee_quat.copy())
             self.pose_interp.reset(*self.setpoint)
 
-    @staticmethod
-    def _chunk_at(chunk: ActionChunk, t: float) -> tuple[np.ndarray, np.ndarray, float]:
-        return chunk_target_at(chunk, t)
 
     def _pushes_into_joint_limit(self, state: RobotState, pos, quat) -> bool:
         near = self.safety.joints_near_limits(state.q)

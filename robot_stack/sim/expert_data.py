@@ -15,23 +15,17 @@ from tqdm import tqdm
 
 from robot_stack.data import EpisodeStore
 from robot_stack.sim.env import make_env
-from robot_stack.sim.rollout import SETTLE_STEPS
+from robot_stack.sim.rollout import expert_steps
 
 
 def record_expert_episode(env, writer, seed: int) -> dict:
     """One seeded expert episode into an open EpisodeWriter; returns its metadata."""
-    obs, info = env.reset(seed=seed)
-    expert = env.task.expert(env.scene, np.random.default_rng(seed + 1), env.policy_dt)
-    rows, success, after, phases = [], False, 0, []
-    while True:
-        action = expert.act(env.scene)
-        rows.append((obs, action))
-        obs, _, _, truncated, info = env.step(action)
-        phases.append(info["contact_phase"])
-        success = success or info["success"]
-        after += success
-        if after > SETTLE_STEPS or (truncated and not success) or env.steps >= env.task.max_steps + SETTLE_STEPS:
-            break
+    rows, phases, obs = [], [], None
+    for next_obs, action, info in expert_steps(env, seed):
+        if action is not None:
+            rows.append((obs, action))
+            phases.append(info["contact_phase"])
+        obs = next_obs
     hold = np.concatenate((obs["ee_pose"], rows[-1][1][7:8]))
     rows.append((obs, hold))
     dt = env.policy_dt

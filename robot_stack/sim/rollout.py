@@ -44,28 +44,38 @@ def gripper_events(commands: np.ndarray) -> list[tuple[int, str]]:
     return events
 
 
-def run_expert(env: TwinEnv, seed: int, record_frames: bool = False, goal_size: tuple[int, int] | None = None,
-               frame_size: tuple[int, int] = (240, 320)) -> ExpertEpisode:
-    """Run the task's scripted expert for one seeded episode and label it in hindsight."""
+def expert_steps(env: TwinEnv, seed: int):
+    """One seeded expert episode as (obs, action, info): first the reset (action None), then each step's result.
+
+    The one place an expert episode ends: SETTLE_STEPS steps after success (so the last frame shows
+    the outcome at rest), at the time limit without success, or at the limit plus the settling steps.
+    """
     obs, info = env.reset(seed=seed)
+    yield obs, None, info
     expert = env.task.expert(env.scene, np.random.default_rng(seed + 1), env.policy_dt)
-    actions, path, phases, frames = [], [obs["ee_pose"]], [], []
-    grab = lambda: np.concatenate([env.render_camera(c, frame_size) for c in ("front", "wrist")], axis=1)  # noqa: E731
-    if record_frames:
-        frames.append(grab())
     success, after = False, 0
     while True:
         action = expert.act(env.scene)
-        obs, _, terminated, truncated, info = env.step(action)
-        actions.append(action)
-        path.append(obs["ee_pose"])
-        phases.append(info["contact_phase"])
-        if record_frames:
-            frames.append(grab())
+        obs, _, _, truncated, info = env.step(action)
+        yield obs, action, info
         success = success or info["success"]
         after += success
         if after > SETTLE_STEPS or (truncated and not success) or env.steps >= env.task.max_steps + SETTLE_STEPS:
-            break
+            return
+
+
+def run_expert(env: TwinEnv, seed: int, record_frames: bool = False, goal_size: tuple[int, int] | None = None,
+               frame_size: tuple[int, int] = (240, 320)) -> ExpertEpisode:
+    """Run the task's scripted expert for one seeded episode and label it in hindsight."""
+    actions, path, phases, frames = [], [], [], []
+    grab = lambda: np.concatenate([env.render_camera(c, frame_size) for c in ("front", "wrist")], axis=1)  # noqa: E731
+    for obs, action, info in expert_steps(env, seed):
+        path.append(obs["ee_pose"])
+        if record_frames:
+            frames.append(grab())
+        if action is not None:
+            actions.append(action)
+            phases.append(info["contact_phase"])
     success = info["success"]
     actions = np.array(actions)
     goal = env.render_camera("front", goal_size) if goal_size else None
