@@ -51,6 +51,11 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], go
     records, diagnostics = [], {}
     try:
         monitor.wait_for_graph(timeout=90.0)
+        deadline = time.monotonic() + 30.0
+        while viewer.frame() is None:           # cameras publishing and discovered, as the server needs them
+            if time.monotonic() > deadline or graph.poll() is not None:
+                raise RuntimeError("no camera images from the graph within 30 s")
+            time.sleep(0.05)
         set_enabled(False)
         for expected in tqdm(seeds, desc=f"eval {policy.name} {task} (ros)", unit="ep"):
             if graph.poll() is not None:
@@ -84,6 +89,7 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], go
                 write_mp4(Path(video) / f"{policy.name}_{task}_seed{seed}_ros.mp4", frames, fps=10)
             records.append({"seed": seed, "success": success, "steps": steps, "instruction": text or None,
                             "params": params, "seconds": time.monotonic() - start})
+        time.sleep(1.2)                         # one more 1 Hz diagnostics message, covering the last episode
         diagnostics = dict(viewer.diagnostics)
     finally:
         spin.close()
