@@ -6,7 +6,9 @@ names the recorder node uses (`front_rgb`, `wrist_rgb`, `ee_pose`, `gripper`, `j
 `action_pose`, `action_gripper`, `tick`), so a policy trained on these episodes reads
 recordings from the graph unchanged. Row t holds the observation at tick t and the action
 commanded at tick t; the last row is the settled final observation (its action holds the pose),
-which is the episode's hindsight goal frame.
+which is the episode's hindsight goal frame. Two twin-only streams ride along for the online
+learner's demos: `task_state` (the privileged object pose, the state observation) and `reward`
+(1.0 when the task succeeds after row t's action, else 0.0).
 """
 from __future__ import annotations
 
@@ -20,14 +22,16 @@ from robot_stack.sim.rollout import expert_steps
 
 def record_expert_episode(env, writer, seed: int) -> dict:
     """One seeded expert episode into an open EpisodeWriter; returns its metadata."""
-    rows, phases, obs = [], [], None
+    rows, phases, rewards, obs = [], [], [], None
     for next_obs, action, info in expert_steps(env, seed):
         if action is not None:
             rows.append((obs, action))
             phases.append(info["contact_phase"])
+            rewards.append(float(info["success"]))
         obs = next_obs
     hold = np.concatenate((obs["ee_pose"], rows[-1][1][7:8]))
     rows.append((obs, hold))
+    rewards.append(float(info["success"]))
     dt = env.policy_dt
     for t, (o, a) in enumerate(rows):
         stamp = t * dt
@@ -39,6 +43,8 @@ def record_expert_episode(env, writer, seed: int) -> dict:
         writer.append("action_pose", a[:7], stamp, stamp)
         writer.append("action_gripper", a[7:8], stamp, stamp)
         writer.append("tick", np.array(stamp), stamp, stamp)
+        writer.append("task_state", o["task_state"], stamp, stamp)
+        writer.append("reward", np.array(rewards[t]), stamp, stamp)
     return {"task": env.task.name, "robot": env.scene.spec.name, "seed": seed, "success": bool(info["success"]),
             "instruction": env.instruction, "params": env.task.params.as_dict(), "operator": "scripted",
             "steps": len(rows) - 1, "contact_phase": phases, "goal_frame": len(rows) - 1}

@@ -1,0 +1,179 @@
+"""Online RLPD in the twin in one process: the Actor and the Learner called directly, no transport.
+
+This is the reproducible path for results and tests; the ROS 2 nodes run the same two roles
+apart. Training episodes use seeds from `train_seed` upwards, evaluation seeds from `eval.seed`
+(disjoint), with the deterministic policy. Writes `curve.png` (success against env steps and
+wall time), `curve.json`, and checkpoints (`checkpoint/`, resumable) to `out`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from robot_stack.evaluate import wilson_interval
+from robot_stack.learner.demos import demo_transitions
+from robot_stack.learner.rlpd import RLPDAgent, RLPDConfig
+from robot_stack.learner.roles import Actor, Learner, LearnerSettings
+from robot_stack.learner.spaces import ActionSpec, ObsSpec, agent_obs
+
+
+def make_learning_env(cfg: DictConfig):
+    from robot_stack.sim.env import DeltaAction, make_env
+
+    # Exploration pushes targets past the workspace all the time; the clip is the intended behaviour.
+    logging.getLogger("robot_stack.sim.arm").setLevel(logging.ERROR)
+    env = make_env(cfg.task, robot=cfg.robot, cameras=tuple(cfg.obs.cameras), image_size=cfg.obs.image_size,
+                   reward=cfg.reward)
+    return DeltaAction(env, cfg.action.max_translation, cfg.action.max_rotation)
+
+
+def make_agent(cfg: DictConfig, env) -> RLPDAgent:
+    obs, _ = env.reset(seed=cfg.train_seed)
+    obs_spec = ObsSpec.from_env(obs, tuple(cfg.obs.state_keys), tuple(cfg.obs.cameras), cfg.obs.image_size)
+    action_spec = ActionSpec(tuple(cfg.action.twist_axes), bool(cfg.action.discrete_gripper))
+    agent_cfg = RLPDConfig.from_dict(OmegaConf.to_container(cfg.agent, resolve=True))
+    return RLPDAgent(obs_spec, action_spec, agent_cfg, seed=cfg.seed)
+
+
+def load_demos(cfg: DictConfig, agent: RLPDAgent) -> list:
+    if not cfg.demos:
+        return []
+    return demo_transitions(cfg.demos, agent.obs_spec, agent.action_spec, cfg.action.max_translation,
+                            cfg.action.max_rotation, penalty=cfg.grasp_penalty)
+
+
+def evaluate(env, actor: Actor, episodes: int, seed: int) -> dict:
+    """Deterministic policy on seeds seed .. seed + episodes - 1: success rate with a 95% Wilson interval."""
+    successes, lengths = 0, []
+    for k in range(episodes):
+        env_obs, _ = env.reset(seed=seed + k)
+        actor.reset()
+        done, info = False, {"success": False}
+        while not done:
+            act, _ = actor.act(agent_obs(env_obs, actor.agent.obs_spec), deterministic=True)
+            env_obs, _, terminated, truncated, info = env.step(act)
+            done = terminated or truncated
+        successes += int(info["success"])
+        lengths.append(env.unwrapped.steps)
+    lo, hi = wilson_interval(successes, episodes)
+    return {"success_rate": successes / episodes, "successes": successes, "episodes": episodes,
+            "ci95": [lo, hi], "mean_length": float(np.mean(lengths))}
+
+
+def plot_curve(curve: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, key, label in ((axes[0], "env_steps", "env steps"), (axes[1], "wall_s", "wall time (s)")):
+        x = [p[key] for p in curve]
+        y = [p["success_rate"] for p in curve]
+        lo = [p["ci95"][0] for p in curve]
+        hi = [p["ci95"][1] for p in curve]
+        ax.plot(x, y, marker="o")
+        ax.fill_between(x, lo, hi, alpha=0.2)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("evaluation success (95% CI)")
+    axes[0].set_ylim(-0.02, 1.02)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(cfg: DictConfig, progress: bool = True) -> dict:
+    torch.set_num_threads(int(cfg.threads))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = make_learning_env(cfg)
+    ckpt = out / "checkpoint"
+    if (ckpt / "state.json").exists():
+        learner = Learner.load(ckpt, LearnerSettings(cfg.buffer_capacity, cfg.seed))
+        state = json.loads((ckpt / "state.json").read_text())
+    else:
+        agent = make_agent(cfg, env)
+        learner = Learner(agent, load_demos(cfg, agent), LearnerSettings(cfg.buffer_capacity, cfg.seed))
+        state = {"env_steps": 0, "episodes": 0, "wall_s": 0.0, "curve": [], "train_successes": []}
+    agent = learner.agent
+    actor = Actor(agent, seed=cfg.seed + state["episodes"], grasp_penalty=cfg.grasp_penalty)
+    actor.episodes = state["episodes"]
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    start = time.monotonic() - state["wall_s"]
+    next_eval = (state["env_steps"] // cfg.eval.every + 1) * cfg.eval.every
+    next_ckpt = (state["env_steps"] // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    metrics: dict = {}
+    bar = tqdm(total=cfg.env_steps, initial=state["env_steps"], desc=f"rlpd {cfg.task}", unit="step",
+               disable=not progress)
+
+    def record_eval(episodes: int) -> dict:
+        result = evaluate(env, actor, episodes, cfg.eval.seed)
+        point = {"env_steps": state["env_steps"], "wall_s": round(time.monotonic() - start, 1),
+                 "updates": agent.updates, **result}
+        state["curve"].append(point)
+        plot_curve(state["curve"], out / "curve.png", f"RLPD {cfg.task} ({cfg.robot}), "
+                   f"{'state' if not cfg.obs.cameras else '+'.join(cfg.obs.cameras)} observations")
+        (out / "curve.json").write_text(json.dumps(state["curve"], indent=1))
+        bar.write(f"eval at {point['env_steps']} steps ({point['wall_s']:.0f} s): "
+                  f"{result['successes']}/{episodes} success")
+        return point
+
+    while state["env_steps"] < cfg.env_steps:
+        env_obs, _ = env.reset(seed=cfg.train_seed + state["episodes"])
+        actor.reset()
+        obs = agent_obs(env_obs, agent.obs_spec)
+        done = False
+        while not done:
+            act, chosen = actor.random_act() if state["env_steps"] < cfg.random_steps else actor.act(obs)
+            env_obs, reward, terminated, truncated, info = env.step(act)
+            next_obs = agent_obs(env_obs, agent.obs_spec)
+            learner.ingest(actor.transition(obs, chosen, reward, next_obs, terminated, truncated, info))
+            obs, done = next_obs, terminated or truncated
+            state["env_steps"] += 1
+            bar.update(1)
+            if len(learner.online_buffer) >= cfg.learning_starts:
+                for _ in range(cfg.updates_per_step):
+                    metrics = learner.update()
+        state["episodes"] += 1
+        state["train_successes"].append(bool(info["success"]))
+        recent = state["train_successes"][-20:]
+        bar.set_postfix(train_success=f"{np.mean(recent):.2f}", q=f"{metrics.get('q_mean', 0):.2f}",
+                        alpha=f"{metrics.get('alpha', 0):.3f}")
+        if state["env_steps"] >= next_eval and state["env_steps"] < cfg.env_steps:
+            record_eval(cfg.eval.episodes)
+            next_eval += cfg.eval.every
+        if state["env_steps"] >= next_ckpt:
+            save_checkpoint(learner, ckpt, state, start)
+            next_ckpt += cfg.checkpoint_every
+    bar.close()
+    final = record_eval(cfg.eval.final_episodes)
+    save_checkpoint(learner, ckpt, state, start)
+    summary = {"task": cfg.task, "robot": cfg.robot, "env_steps": state["env_steps"], "episodes": state["episodes"],
+               "updates": agent.updates, "wall_s": final["wall_s"], "final": final,
+               "rejected_transitions": dict(learner.rejected), "out": str(out)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    env.close()
+    return summary
+
+
+def save_checkpoint(learner: Learner, path: Path, state: dict, start: float) -> None:
+    """Write to a sibling folder, then swap it in: a kill while saving leaves the previous checkpoint."""
+    import shutil
+    state = {**state, "wall_s": time.monotonic() - start}
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    learner.save(tmp)
+    (tmp / "state.json").write_text(json.dumps(state))
+    old = path.with_name(path.name + ".old")
+    if path.exists():
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
