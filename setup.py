@@ -58,5 +58,7 @@ setup(
         "recorder_node = robot_stack.nodes.recorder_node:main",
         "teleop_node = robot_stack.nodes.teleop_node:main",
         "policy_server = robot_stack.nodes.policy_server:main",
+        "actor_node = robot_stack.nodes.actor_node:main",
+        "learner_node = robot_stack.nodes.learner_node:main",
     ]},
 )

@@ -43,6 +43,9 @@ def _sim_collect(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.overrides[:1] == ["reward_classifier"]:   # robot-stack train reward_classifier data=STORE out=DIR ...
+        from robot_stack.learner.reward_classifier import main as train_reward_classifier
+        return train_reward_classifier(args.overrides[1:])
     from omegaconf import OmegaConf
 
     from robot_stack.config import load_config
@@ -51,6 +54,16 @@ def _train(args: argparse.Namespace) -> int:
     cfg = load_config("train", args.overrides)
     OmegaConf.set_readonly(cfg, False)
     train(cfg, argv=list(args.overrides))
+    return 0
+
+
+def _learn(args: argparse.Namespace) -> int:
+    import json
+
+    from robot_stack.config import load_config
+    from robot_stack.learner.loop import run
+
+    print(json.dumps(run(load_config("learn", args.overrides)), indent=1))
     return 0
 
 
@@ -114,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a policy: policy=NAME task=T data=STORE [hydra overrides]")
     train.add_argument("overrides", nargs="*", help="hydra overrides of conf/train.yaml, e.g. steps=5000")
     train.set_defaults(func=_train)
+
+    learn = sub.add_parser("learn", help="online RLPD in the twin in one process: task=T demos=STORE [overrides]")
+    learn.add_argument("overrides", nargs="*", help="hydra overrides of conf/learn.yaml, e.g. env_steps=20000")
+    learn.set_defaults(func=_learn)
 
     ev = sub.add_parser("eval", help="closed-loop evaluation of a checkpoint in the twin")
     ev.add_argument("--checkpoint", required=True)

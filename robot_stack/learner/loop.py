@@ -21,7 +21,8 @@ from robot_stack.evaluate import wilson_interval
 from robot_stack.learner.demos import demo_transitions
 from robot_stack.learner.rlpd import RLPDAgent, RLPDConfig
 from robot_stack.learner.roles import Actor, Learner, LearnerSettings
-from robot_stack.learner.spaces import ActionSpec, ObsSpec, agent_obs
+from robot_stack.learner.spaces import agent_obs
+from robot_stack.learner.specs import specs_for
 
 
 def make_learning_env(cfg: DictConfig):
@@ -34,10 +35,8 @@ def make_learning_env(cfg: DictConfig):
     return DeltaAction(env, cfg.action.max_translation, cfg.action.max_rotation)
 
 
-def make_agent(cfg: DictConfig, env) -> RLPDAgent:
-    obs, _ = env.reset(seed=cfg.train_seed)
-    obs_spec = ObsSpec.from_env(obs, tuple(cfg.obs.state_keys), tuple(cfg.obs.cameras), cfg.obs.image_size)
-    action_spec = ActionSpec(tuple(cfg.action.twist_axes), bool(cfg.action.discrete_gripper))
+def make_agent(cfg: DictConfig) -> RLPDAgent:
+    obs_spec, action_spec = specs_for(cfg)
     agent_cfg = RLPDConfig.from_dict(OmegaConf.to_container(cfg.agent, resolve=True))
     return RLPDAgent(obs_spec, action_spec, agent_cfg, seed=cfg.seed)
 
@@ -100,7 +99,7 @@ def run(cfg: DictConfig, progress: bool = True) -> dict:
         learner = Learner.load(ckpt, LearnerSettings(cfg.buffer_capacity, cfg.seed))
         state = json.loads((ckpt / "state.json").read_text())
     else:
-        agent = make_agent(cfg, env)
+        agent = make_agent(cfg)
         learner = Learner(agent, load_demos(cfg, agent), LearnerSettings(cfg.buffer_capacity, cfg.seed))
         state = {"env_steps": 0, "episodes": 0, "wall_s": 0.0, "curve": [], "train_successes": []}
     agent = learner.agent

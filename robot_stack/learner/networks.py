@@ -106,11 +106,12 @@ class ObservationEncoder(nn.Module):
         self.convs = nn.ModuleDict()
         self.heads = nn.ModuleDict()
         for cam in spec.cameras:
+            # A 4x4 patch stem first: a CPU learner cannot afford full-resolution convolutions at batch 256.
             conv = nn.Sequential(
-                nn.Conv2d(3, channels, 3, stride=2), nn.ReLU(),
-                nn.Conv2d(channels, channels, 3, stride=2), nn.ReLU(),
-                nn.Conv2d(channels, channels, 3, stride=2), nn.ReLU(),
-                nn.Conv2d(channels, channels, 3, stride=1), nn.ReLU(), nn.Flatten())
+                nn.Conv2d(3, channels, 4, stride=4), nn.ReLU(),
+                nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(channels, channels, 3, stride=1, padding=1), nn.ReLU(),
+                nn.Conv2d(channels, channels, 3, stride=1, padding=1), nn.ReLU(), nn.Flatten())
             with torch.no_grad():
                 flat = conv(torch.zeros(1, 3, spec.image_size, spec.image_size)).shape[1]
             self.convs[cam] = conv

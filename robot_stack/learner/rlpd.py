@@ -118,13 +118,18 @@ class RLPDAgent(nn.Module):
         return action[0].numpy(), grip
 
     # --- learning --------------------------------------------------------------------
-    def critic_target(self, batch: dict) -> torch.Tensor:
+    def next_features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encodings of s' by the online and the target encoder (no gradients), shared by both targets."""
+        with torch.no_grad():
+            pad = self.cfg.augment_pad
+            return self.encoder(batch["next_obs"], pad), self.target["encoder"](batch["next_obs"], pad)
+
+    def critic_target(self, batch: dict, features=None) -> torch.Tensor:
         """r + gamma * (1 - terminated) * (min over a random critic subset of Q'(s', a') - alpha log pi(a'|s'))."""
         c = self.cfg
+        next_feat, target_feat = features or self.next_features(batch)
         with torch.no_grad():
-            next_feat = self.encoder(batch["next_obs"], c.augment_pad)
             next_action, next_log_prob = self.actor(next_feat)
-            target_feat = self.target["encoder"](batch["next_obs"], c.augment_pad)
             q_next = self.target["critic"](target_feat, next_action)                  # (N, B)
             subset = torch.randperm(c.num_critics)[:c.critic_subset]
             q_next = q_next[subset].min(0).values
@@ -133,23 +138,28 @@ class RLPDAgent(nn.Module):
             not_done = 1.0 - batch["terminated"].float()                             # truncation still bootstraps
             return batch["reward"].float() + c.discount * not_done * q_next
 
-    def grasp_target(self, batch: dict) -> torch.Tensor:
+    def grasp_target(self, batch: dict, features=None) -> torch.Tensor:
         """Double DQN: the online gripper critic picks the next action, the target critic values it."""
+        next_feat, target_feat = features or self.next_features(batch)
         with torch.no_grad():
-            next_feat = self.encoder(batch["next_obs"], self.cfg.augment_pad)
             best = self.grasp(next_feat).argmax(-1, keepdim=True)
-            target_feat = self.target["encoder"](batch["next_obs"], self.cfg.augment_pad)
             value = self.target["grasp"](target_feat).gather(-1, best).squeeze(-1)
             reward = batch["reward"].float() + batch["grasp_penalty"].float()
             return reward + self.cfg.discount * (1.0 - batch["terminated"].float()) * value
 
     def update(self, batch: dict) -> dict[str, float]:
-        """One learner step on a torch batch (see module docstring); returns losses and statistics."""
+        """One learner step on a torch batch (see module docstring); returns losses and statistics.
+
+        Each encoder pass is done once per critic step and reused: s' by the online and target
+        encoders for both targets, s by the online encoder for the critic, then detached for the
+        gripper critic and the actor (the actor never trains the encoder, as in DrQ)."""
         c = self.cfg
         info: dict[str, float] = {}
         for _ in range(c.critic_actor_ratio):
-            target = self.critic_target(batch)
-            q = self.critic(self.encoder(batch["obs"], c.augment_pad), batch["action"].float())
+            next_features = self.next_features(batch)
+            target = self.critic_target(batch, next_features)
+            features = self.encoder(batch["obs"], c.augment_pad)
+            q = self.critic(features, batch["action"].float())
             critic_loss = ((q - target.unsqueeze(0)) ** 2).mean(1).sum()
             self.critic_opt.zero_grad(set_to_none=True)
             critic_loss.backward()
@@ -157,12 +167,11 @@ class RLPDAgent(nn.Module):
             self._polyak(self.encoder, self.target["encoder"])
             self._polyak(self.critic, self.target["critic"])
         info.update(critic_loss=critic_loss.item(), q_mean=q.mean().item(), target_mean=target.mean().item())
+        features = features.detach()
 
         if self.grasp is not None:
-            target = self.grasp_target(batch)
-            with torch.no_grad():
-                feat = self.encoder(batch["obs"], c.augment_pad)
-            q_grip = self.grasp(feat).gather(-1, batch["grip"].long().unsqueeze(-1)).squeeze(-1)
+            target = self.grasp_target(batch, next_features)
+            q_grip = self.grasp(features).gather(-1, batch["grip"].long().unsqueeze(-1)).squeeze(-1)
             grasp_loss = F.mse_loss(q_grip, target)
             self.grasp_opt.zero_grad(set_to_none=True)
             grasp_loss.backward()
@@ -170,10 +179,8 @@ class RLPDAgent(nn.Module):
             self._polyak(self.grasp, self.target["grasp"])
             info["grasp_loss"] = grasp_loss.item()
 
-        with torch.no_grad():      # the actor reads the critic's encoder without training it (DrQ)
-            feat = self.encoder(batch["obs"], c.augment_pad)
-        action, log_prob = self.actor(feat)
-        q = self.critic(feat, action).mean(0)
+        action, log_prob = self.actor(features)
+        q = self.critic(features, action).mean(0)
         actor_loss = (self.alpha.detach() * log_prob - q).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()

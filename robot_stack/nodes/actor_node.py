@@ -1,0 +1,209 @@
+"""actor_node: runs the current policy on the arm and streams every transition to the learner.
+
+`backend: sim` steps the twin in this process (faster than real time, for experiments);
+`backend: ros` drives the arm through the graph at 10 Hz (learner/ros_env.py), so every action
+passes the arm node's safety envelope, twin or real arm alike. Weights arrive on
+`learner/weights` and are swapped in between steps; weights for another spec are refused and
+the previous ones kept. Every transition gets the next sequence number and stays in an outbox
+until the learner's `learner/status` says it is durable (checkpointed); when the learner is
+gone the actor keeps acting on its last weights and keeps queueing (bounded, oldest dropped
+and counted), and when `received` lags what was sent it resends from there. Episode outcomes
+and periodic evaluations go to `actor/episodes` for the learning curve.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from rclpy.node import Node
+from std_msgs.msg import String, UInt8MultiArray
+
+from robot_stack.config import load_config
+from robot_stack.evaluate import wilson_interval
+from robot_stack.learner.loop import make_agent, make_learning_env
+from robot_stack.learner.roles import Actor
+from robot_stack.learner.spaces import SpecError, agent_obs
+from robot_stack.learner.transport import TransportError, decode_weights, encode_transition
+from robot_stack.nodes.common import declare_any, overrides_param, run_node
+from robot_stack.ros import qos
+
+ACTOR_PARAMS = ("task", "robot", "seed", "train_seed")
+
+
+class ActorNode(Node):
+    def __init__(self, env=None, start: bool = True, **node_kwargs):
+        """`env` replaces the configured backend (tests); `start=False` leaves `run()` to the caller."""
+        super().__init__("actor_node", **node_kwargs)
+        overrides = overrides_param(self)
+        for name in ACTOR_PARAMS:
+            value = declare_any(self, name)
+            if value not in ("", None):
+                overrides.append(f"{name}={value}")
+        self.cfg = load_config("learn", overrides)
+        self.actor_id = str(declare_any(self, "actor_id") or "actor0")
+        self.backend = str(declare_any(self, "backend") or "sim")
+        self.max_episodes = int(declare_any(self, "episodes") or 0)       # 0: until stopped
+        self.max_outbox = int(declare_any(self, "max_outbox") or 100_000)
+        self.resend_after = float(declare_any(self, "resend_after") or 1.0)
+        torch.set_num_threads(int(self.cfg.threads))
+        self.agent = make_agent(self.cfg)
+        self.fingerprint = self.agent.fingerprint()
+        self.actor = Actor(self.agent, self.actor_id, seed=int(self.cfg.seed), grasp_penalty=self.cfg.grasp_penalty)
+        self.env = env if env is not None else self._make_env()
+
+        self._lock = threading.Lock()
+        self.outbox: OrderedDict[int, bytes] = OrderedDict()     # seq -> message, until durable
+        self.dropped = 0                     # outbox overflow while the learner was away
+        self.refused_weights = 0
+        self.learner_seen = 0.0              # monotonic time of the last learner status
+        self.acked = 0                       # highest seq the learner has received
+        self._resend_check = time.monotonic()
+        self._pending_weights: tuple[int, dict] | None = None
+        self.env_steps = 0
+        self.create_subscription(UInt8MultiArray, "learner/weights", self._on_weights, qos.LATCHED)
+        self.create_subscription(String, "learner/status", self._on_status, qos.RELIABLE)
+        self.pub_transitions = self.create_publisher(UInt8MultiArray, "learner/transitions", qos.TRANSITIONS)
+        self.pub_episodes = self.create_publisher(String, "actor/episodes", qos.RELIABLE)
+        self._running = True
+        self._thread = threading.Thread(target=self.run, name="actor_loop", daemon=True)
+        if start:
+            self._thread.start()
+        self.get_logger().info(f"actor_node {self.actor_id} up: {self.cfg.task}/{self.cfg.robot} via {self.backend}, "
+                               f"spec {self.fingerprint}")
+
+    def _make_env(self):
+        if self.backend == "sim":
+            return make_learning_env(self.cfg)
+        if self.backend == "ros":
+            from robot_stack.learner.ros_env import RosArmEnv
+            return RosArmEnv(self, task=self.cfg.task, robot=self.cfg.robot, cameras=tuple(self.cfg.obs.cameras),
+                             image_size=int(self.cfg.obs.image_size), max_translation=self.cfg.action.max_translation,
+                             max_rotation=self.cfg.action.max_rotation, reward=self.cfg.reward)
+        raise ValueError(f"unknown actor backend {self.backend!r}; valid: sim, ros")
+
+    # --- from the learner -------------------------------------------------------------------
+    def _on_weights(self, msg: UInt8MultiArray) -> None:
+        try:
+            version, state = decode_weights(msg.data, self.fingerprint)
+        except (TransportError, SpecError) as exc:
+            self.refused_weights += 1
+            self.get_logger().error(f"refused weights, keeping version {self.actor.version}: {exc}",
+                                    throttle_duration_sec=1.0)
+            return
+        with self._lock:
+            self._pending_weights = (version, state)       # swapped in between steps by the loop
+
+    def _on_status(self, msg: String) -> None:
+        try:
+            status = json.loads(msg.data)
+            durable = int(status["durable"].get(self.actor_id, 0))
+            received = int(status["received"].get(self.actor_id, 0))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            return
+        with self._lock:
+            self.learner_seen = time.monotonic()
+            while self.outbox and next(iter(self.outbox)) <= durable:
+                self.outbox.popitem(last=False)
+            progressed = received > self.acked
+            self.acked = received
+            if progressed:
+                self._resend_check = time.monotonic()
+            resend = (not progressed and time.monotonic() - self._resend_check > self.resend_after
+                      and self.outbox and next(reversed(self.outbox)) > received)
+            if resend:
+                self._resend_check = time.monotonic()
+                pending = [data for seq, data in self.outbox.items() if seq > received]
+        if resend:
+            self.get_logger().info(f"learner at #{received}: resending {len(pending)} transitions")
+            for data in pending:
+                self._publish(data)
+
+    # --- the loop ---------------------------------------------------------------------------
+    def _swap_weights(self) -> None:
+        with self._lock:
+            pending, self._pending_weights = self._pending_weights, None
+        if pending is not None:
+            version, state = pending
+            try:
+                self.agent.load_policy_state(state)
+            except SpecError as exc:
+                self.refused_weights += 1
+                self.get_logger().error(f"refused weights v{version}: {exc}")
+                return
+            self.actor.version = version
+
+    def _publish(self, data: bytes) -> None:
+        msg = UInt8MultiArray()
+        msg.data = data
+        self.pub_transitions.publish(msg)
+
+    def _send(self, transition) -> None:
+        data = encode_transition(transition, self.actor_id, self.actor.seq, self.fingerprint)
+        with self._lock:
+            self.outbox[self.actor.seq] = data
+            while len(self.outbox) > self.max_outbox:
+                self.outbox.popitem(last=False)
+                self.dropped += 1
+        self._publish(data)
+
+    def _report(self, report: dict) -> None:
+        self.pub_episodes.publish(String(data=json.dumps({"actor": self.actor_id, **report})))
+
+    def run_episode(self, seed: int, deterministic: bool = False) -> dict:
+        env_obs, _ = self.env.reset(seed=seed)
+        self.actor.reset()
+        obs = agent_obs(env_obs, self.agent.obs_spec)
+        done, info, steps = False, {"success": False}, 0
+        while not done and self._running:
+            self._swap_weights()
+            act, chosen = self.actor.act(obs, deterministic=deterministic)
+            env_obs, reward, terminated, truncated, info = self.env.step(act)
+            next_obs = agent_obs(env_obs, self.agent.obs_spec)
+            transition = self.actor.transition(obs, chosen, reward, next_obs, terminated, truncated, info)
+            if not deterministic:
+                self._send(transition)
+                self.env_steps += 1
+            obs, done, steps = next_obs, terminated or truncated, steps + 1
+        return {"seed": seed, "success": bool(info.get("success")), "length": steps, "version": self.actor.version}
+
+    def run(self) -> None:
+        episode, next_eval = 0, self.cfg.eval.every
+        try:
+            while self._running and (self.max_episodes == 0 or episode < self.max_episodes):
+                result = self.run_episode(self.cfg.train_seed + episode)
+                episode += 1
+                self._report({"kind": "train", "env_steps": self.env_steps, **result})
+                if self.env_steps >= next_eval:
+                    self.evaluate(self.cfg.eval.episodes)
+                    next_eval += self.cfg.eval.every
+        except Exception as exc:       # the arm holds by itself (watchdog); say why the actor stopped
+            self.get_logger().error(f"actor loop stopped: {type(exc).__name__}: {exc}")
+            raise
+
+    def evaluate(self, episodes: int) -> dict:
+        results = [self.run_episode(self.cfg.eval.seed + k, deterministic=True) for k in range(episodes)]
+        wins = sum(r["success"] for r in results)
+        summary = {"kind": "eval_summary", "env_steps": self.env_steps, "episodes": episodes, "successes": wins,
+                   "success_rate": wins / episodes, "ci95": list(wilson_interval(wins, episodes)),
+                   "mean_length": float(np.mean([r["length"] for r in results])), "version": self.actor.version}
+        self._report(summary)
+        return summary
+
+    def close(self) -> None:
+        self._running = False
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+        if hasattr(self.env, "close"):
+            self.env.close()
+
+
+def main(argv=None) -> int:
+    return run_node(ActorNode, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
