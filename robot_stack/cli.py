@@ -22,6 +22,7 @@ BENCHES = {
     "recording": ("the recorder node on the live graph: drops, CPU, store size", "seconds", 600.0),
     "data": ("codecs, writer throughput, store size, training read throughput", "seconds", 60.0),
     "policy": ("act() latency per policy; capture-to-arm latency through ROS 2 (seconds per policy)", "seconds", 60.0),
+    "learner": ("RLPD gradient updates per second at batch 256, state and image observations", "seconds", 30.0),
 }
 
 
