@@ -30,7 +30,7 @@ def make_learning_env(cfg: DictConfig):
 
     # Exploration pushes targets past the workspace all the time; the clip is the intended behaviour.
     logging.getLogger("robot_stack.sim.arm").setLevel(logging.ERROR)
-    env = make_env(cfg.task, robot=cfg.robot, cameras=tuple(cfg.obs.cameras), image_size=cfg.obs.image_size,
+    env = make_env(cfg.task, robot=cfg.robot.name, cameras=tuple(cfg.obs.cameras), image_size=cfg.obs.image_size,
                    reward=cfg.reward)
     return DeltaAction(env, cfg.action.max_translation, cfg.action.max_rotation)
 
@@ -118,7 +118,7 @@ def run(cfg: DictConfig, progress: bool = True) -> dict:
         point = {"env_steps": state["env_steps"], "wall_s": round(time.monotonic() - start, 1),
                  "updates": agent.updates, **result}
         state["curve"].append(point)
-        plot_curve(state["curve"], out / "curve.png", f"RLPD {cfg.task} ({cfg.robot}), "
+        plot_curve(state["curve"], out / "curve.png", f"RLPD {cfg.task} ({cfg.robot.name}), "
                    f"{'state' if not cfg.obs.cameras else '+'.join(cfg.obs.cameras)} observations")
         (out / "curve.json").write_text(json.dumps(state["curve"], indent=1))
         bar.write(f"eval at {point['env_steps']} steps ({point['wall_s']:.0f} s): "
@@ -155,7 +155,7 @@ def run(cfg: DictConfig, progress: bool = True) -> dict:
     bar.close()
     final = record_eval(cfg.eval.final_episodes)
     save_checkpoint(learner, ckpt, state, start)
-    summary = {"task": cfg.task, "robot": cfg.robot, "env_steps": state["env_steps"], "episodes": state["episodes"],
+    summary = {"task": cfg.task, "robot": cfg.robot.name, "env_steps": state["env_steps"], "episodes": state["episodes"],
                "updates": agent.updates, "wall_s": final["wall_s"], "final": final,
                "rejected_transitions": dict(learner.rejected), "out": str(out)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -10,7 +10,7 @@ def specs_for(cfg: DictConfig) -> tuple[ObsSpec, ActionSpec]:
     """Shapes of the state keys from one twin observation of the task (no camera is rendered)."""
     from robot_stack.sim.env import make_env
 
-    env = make_env(cfg.task, robot=cfg.robot, cameras=(), image_size=cfg.obs.image_size)
+    env = make_env(cfg.task, robot=cfg.robot.name, cameras=(), image_size=cfg.obs.image_size)
     try:
         obs, _ = env.reset(seed=0)
     finally:

@@ -72,7 +72,7 @@ class ActorNode(Node):
         self._thread = threading.Thread(target=self.run, name="actor_loop", daemon=True)
         if start:
             self._thread.start()
-        self.get_logger().info(f"actor_node {self.actor_id} up: {self.cfg.task}/{self.cfg.robot} via {self.backend}, "
+        self.get_logger().info(f"actor_node {self.actor_id} up: {self.cfg.task}/{self.cfg.robot.name} via {self.backend}, "
                                f"spec {self.fingerprint}")
 
     def _make_env(self):
@@ -80,9 +80,9 @@ class ActorNode(Node):
             return make_learning_env(self.cfg)
         if self.backend == "ros":
             from robot_stack.learner.ros_env import RosArmEnv
-            return RosArmEnv(self, task=self.cfg.task, robot=self.cfg.robot, cameras=tuple(self.cfg.obs.cameras),
+            return RosArmEnv(self, task=self.cfg.task, robot=self.cfg.robot.name, cameras=tuple(self.cfg.obs.cameras),
                              image_size=int(self.cfg.obs.image_size), max_translation=self.cfg.action.max_translation,
-                             max_rotation=self.cfg.action.max_rotation, reward=self.cfg.reward)
+                             max_rotation=self.cfg.action.max_rotation, reward=self.cfg.reward, timeout=60.0)
         raise ValueError(f"unknown actor backend {self.backend!r}; valid: sim, ros")
 
     # --- from the learner -------------------------------------------------------------------
@@ -181,6 +181,8 @@ class ActorNode(Node):
                     self.evaluate(self.cfg.eval.episodes)
                     next_eval += self.cfg.eval.every
         except Exception as exc:       # the arm holds by itself (watchdog); say why the actor stopped
+            if not self.context.ok():  # shutting down (Ctrl-C): publishing failed because the graph is gone
+                return
             self.get_logger().error(f"actor loop stopped: {type(exc).__name__}: {exc}")
             raise
 

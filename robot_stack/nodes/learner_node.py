@@ -80,7 +80,7 @@ class LearnerNode(Node):
         self._running = True
         self._thread = threading.Thread(target=self._update_loop, name="learner_updates", daemon=True)
         self._thread.start()
-        self.get_logger().info(f"learner_node up: {self.cfg.task}/{self.cfg.robot}, spec {self.fingerprint}, "
+        self.get_logger().info(f"learner_node up: {self.cfg.task}/{self.cfg.robot.name}, spec {self.fingerprint}, "
                                f"{len(self.learner.demo_buffer)} demo transitions")
 
     # --- inputs -------------------------------------------------------------------------
@@ -119,7 +119,7 @@ class LearnerNode(Node):
             if report.get("kind") == "eval_summary":
                 self.state["curve"].append(report)
                 self.out.mkdir(parents=True, exist_ok=True)
-                plot_curve(self.state["curve"], self.out / "curve.png", f"RLPD {self.cfg.task} ({self.cfg.robot}), "
+                plot_curve(self.state["curve"], self.out / "curve.png", f"RLPD {self.cfg.task} ({self.cfg.robot.name}), "
                            f"actor/learner nodes")
                 (self.out / "curve.json").write_text(json.dumps(self.state["curve"], indent=1))
 

@@ -1,0 +1,89 @@
+"""Demos from a real episode store, the actor's intervention path, and the in-process online loop
+(curve, checkpoint, resume) in the twin."""
+import json
+
+import numpy as np
+import pytest
+
+from robot_stack.config import load_config
+from robot_stack.learner.demos import delta_action, demo_transitions
+from robot_stack.learner.loop import run
+from robot_stack.learner.roles import Actor, Learner, LearnerSettings
+from robot_stack.learner.spaces import GRIP_CLOSE, GRIP_OPEN, GRIP_STAY, ActionSpec, ObsSpec, env_action, policy_action
+from robot_stack.sim.expert_data import generate
+from tests.learner.helpers import SPEC, obs, small_agent
+
+FAST = ["+agent.hidden=[32,32]", "+agent.grasp_hidden=[32]", "agent.batch_size=16", "agent.num_critics=2",
+        "learning_starts=16", "eval.episodes=1", "eval.final_episodes=2", "threads=1"]
+
+
+@pytest.fixture(scope="module")
+def lift_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("demos") / "lift.zarr"
+    generate("lift", "panda", 2, 5000, str(path), image_size=32)
+    return path
+
+
+def test_demos_end_at_first_success_with_the_expert_gripper_actions(lift_store):
+    spec = ObsSpec(("ee_pose", "gripper", "task_state"), 15, ("front",), 32)
+    demos = demo_transitions(str(lift_store), spec, ActionSpec(), penalty=-0.02)
+    episodes = {t.episode for t in demos}
+    assert episodes == {"demo0", "demo1"}
+    for name in episodes:
+        steps = [t for t in demos if t.episode == name]
+        assert [t.step for t in steps] == list(range(len(steps)))
+        assert steps[-1].terminated and steps[-1].reward == 1.0 and not any(t.terminated for t in steps[:-1])
+        assert [t.grip for t in steps].count(GRIP_CLOSE) == 1 and GRIP_OPEN not in [t.grip for t in steps]
+        assert sum(t.grasp_penalty for t in steps) == pytest.approx(-0.02)      # the one close changed the gripper
+        for a, b in zip(steps, steps[1:]):
+            np.testing.assert_array_equal(a.next_obs["state"], b.obs["state"])
+        assert steps[0].obs["front"].shape == (32, 32, 3)
+
+
+def test_delta_action_inverts_the_delta_action_wrapper():
+    ref = np.array([0.4, 0.0, 0.3, 1.0, 0.0, 0.0, 0.0])
+    target = ref.copy()
+    target[:3] += [0.01, -0.005, 0.002]
+    a = delta_action(ref, target, 1.0, 0.02, 0.1)
+    np.testing.assert_allclose(a, [0.5, -0.25, 0.1, 0, 0, 0, 1.0], atol=1e-9)
+
+
+def test_gripper_actions_round_trip():
+    spec = ActionSpec((0, 1, 2), True)
+    for grip, before, after in ((GRIP_CLOSE, 0.0, 1.0), (GRIP_OPEN, 1.0, 0.0), (GRIP_STAY, 1.0, 1.0)):
+        executed, held = env_action(np.zeros(3), grip, spec, before)
+        assert held == after
+        _, back, _ = policy_action(executed, spec, before)
+        assert back == grip
+
+
+def test_an_intervention_replaces_the_policy_action_and_is_flagged():
+    agent = small_agent()
+    actor = Actor(agent, seed=0, grasp_penalty=-0.02)
+    learner = Learner(agent, [], LearnerSettings(buffer_capacity=100))
+    actor.reset()
+    o = obs(SPEC, 0.0)
+    _, chosen = actor.act(o)
+    human = np.array([-1.0, 0.5, 0.0, 0.0, 0.0, 0.0, 1.0])      # the operator moves and closes the gripper
+    t = actor.transition(o, chosen, 0.0, obs(SPEC, 1.0), False, False, {"intervention": True, "executed_action": human})
+    assert t.intervention and t.grip == GRIP_CLOSE and t.grasp_penalty == -0.02
+    np.testing.assert_allclose(t.action, [-1.0, 0.5, 0.0])
+    assert actor.gripper_cmd == 1.0                      # the policy continues from the gripper the human left
+    assert learner.ingest(t) and len(learner.demo_buffer) == 1 and len(learner.online_buffer) == 1
+
+
+def test_online_loop_writes_curve_and_checkpoint_and_resumes(tmp_path, lift_store):
+    out = tmp_path / "run"
+    cfg = load_config("learn", [f"out={out}", f"demos={lift_store}", "env_steps=120", "eval.every=60",
+                                "checkpoint_every=60", *FAST])
+    summary = run(cfg, progress=False)
+    assert summary["env_steps"] >= 120 and summary["updates"] > 0
+    assert (out / "curve.png").stat().st_size > 1000
+    curve = json.loads((out / "curve.json").read_text())
+    assert [p["env_steps"] for p in curve][-1] == summary["env_steps"] and len(curve) >= 2
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["env_steps"] == summary["env_steps"]
+    more = run(load_config("learn", [f"out={out}", f"demos={lift_store}", f"env_steps={summary['env_steps'] + 50}",
+                                     "eval.every=1000", "checkpoint_every=1000", *FAST]), progress=False)
+    assert more["env_steps"] >= summary["env_steps"] + 50 and more["updates"] > summary["updates"]
+    assert more["episodes"] > summary["episodes"]
