@@ -41,7 +41,8 @@ class EMA:
                 e.copy_(p)
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
+    """The commit of this checkout, for run manifests."""
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                               cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
@@ -130,7 +131,7 @@ def train(cfg, argv: list[str] | None = None) -> dict:
         print(f"resumed from {out} at step {step}")
     manifest = {"command": "robot-stack train " + " ".join(argv or []), "policy": cfg.policy.name,
                 "task": cfg.task, "data": str(cfg.data), "train_episodes": train_eps, "val_episodes": val_eps,
-                "labelled_episodes": int(data.labelled.sum()), "commit": _git_commit(),
+                "labelled_episodes": int(data.labelled.sum()), "commit": git_commit(),
                 "config": OmegaConf.to_container(cfg, resolve=True)}
     rng = np.random.default_rng(cfg.seed + step)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.policy.name}", unit="step")

@@ -8,10 +8,10 @@ wall time), `curve.json`, and checkpoints (`checkpoint/`, resumable) to `out`.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -25,14 +25,40 @@ from robot_stack.learner.spaces import agent_obs
 from robot_stack.learner.specs import specs_for
 
 
+class LearnedReward(gym.Wrapper):
+    """Reward and termination from `reward_fn(obs) -> (reward, success)` instead of the task's predicate."""
+
+    def __init__(self, env, reward_fn):
+        super().__init__(env)
+        self.reward_fn = reward_fn
+
+    def step(self, action):
+        obs, _, _, truncated, info = self.env.step(action)
+        reward, success = self.reward_fn(obs)
+        info = {**info, "task_success": info["success"], "success": bool(success), "is_success": bool(success)}
+        return obs, reward, bool(success), bool(truncated and not success), info
+
+
+def learned_reward_fn(cfg: DictConfig):
+    """The reward classifier named by `reward_classifier`, as `obs -> (reward, success)`; None for the task's reward."""
+    if not cfg.reward_classifier:
+        return None
+    from robot_stack.learner.reward_classifier import load_reward_classifier, reward_fn
+    return reward_fn(load_reward_classifier(cfg.reward_classifier))
+
+
 def make_learning_env(cfg: DictConfig):
     from robot_stack.sim.env import DeltaAction, make_env
 
-    # Exploration pushes targets past the workspace all the time; the clip is the intended behaviour.
-    logging.getLogger("robot_stack.sim.arm").setLevel(logging.ERROR)
-    env = make_env(cfg.task, robot=cfg.robot.name, cameras=tuple(cfg.obs.cameras), image_size=cfg.obs.image_size,
+    classifier = learned_reward_fn(cfg)
+    cameras = tuple(cfg.obs.cameras)
+    if classifier is not None:       # the classifier sees the cameras even when the policy does not
+        cameras = tuple(dict.fromkeys((*cameras, "front", "wrist")))
+    env = make_env(cfg.task, robot=cfg.robot.name, cameras=cameras, image_size=cfg.obs.image_size,
                    reward=cfg.reward)
-    return DeltaAction(env, cfg.action.max_translation, cfg.action.max_rotation)
+    env.arm.log_warnings = False         # exploration pushes targets past the workspace all the time; clipping is intended
+    env = DeltaAction(env, cfg.action.max_translation, cfg.action.max_rotation)
+    return LearnedReward(env, classifier) if classifier is not None else env
 
 
 def make_agent(cfg: DictConfig) -> RLPDAgent:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -28,6 +27,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 from torch import nn
+
+from robot_stack.policies.train import git_commit
 
 FORMAT = "robot_stack.reward_classifier/1"
 WEIGHTS_FILE = "model.safetensors"
@@ -265,6 +266,15 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def reward_fn(model: RewardClassifier):
+    """`obs -> (reward, success)` for the actor's env: 1.0 and the end of the episode when the
+    classifier's probability reaches its threshold (HIL-SERL's sparse learned reward)."""
+    def fn(obs: Mapping[str, Any]) -> tuple[float, bool]:
+        success = model.is_success(obs)
+        return float(success), success
+    return fn
+
+
 def load_reward_classifier(path: str | Path, device: str = "cpu") -> RewardClassifier:
     """A checkpoint directory (or its config.json / model.safetensors) -> the classifier, in eval mode."""
     from safetensors.torch import load_file
@@ -441,14 +451,6 @@ def evaluate(model: RewardClassifier, frames: LabelledFrames, pos_weight: float,
     return out
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
 def _plot_loss(path: Path, train_loss: list, val_points: list, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -557,7 +559,7 @@ def train_reward_classifier(store, out: str | Path, config: RewardClassifierConf
         metrics["note"] = "no validation episodes (val_fraction=0 or a single episode): validation metrics are null"
     manifest = {"store": store_path, "labels": labels_from, "cameras": list(config.cameras),
                 "image_streams": [f"{c}_rgb" for c in config.cameras], "train_episodes": list(train_eps),
-                "val_episodes": list(val_eps), "commit": _git_commit(),
+                "val_episodes": list(val_eps), "commit": git_commit(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ from std_srvs.srv import Trigger
 
 from robot_stack import transforms as tf
 from robot_stack.ros import convert, qos
-from robot_stack.sim.env import PHASES
+from robot_stack.sim.env import PHASES, observation_space
 from robot_stack.sim.robots import get_robot
 from robot_stack.sim.scene import Scene
 from robot_stack.sim.tasks import make_task
@@ -103,16 +103,7 @@ class RosArmEnv(gym.Env):
         m = self.mirror.model
         self._sim_size = 2 + m.nq + 3 * m.nmocap
 
-        n = self.spec.dof
-        obs = {c: spaces.Box(0, 255, (h, w, 3), np.uint8) for c in self.cameras}
-        obs.update(
-            joint_pos=spaces.Box(-np.inf, np.inf, (n,), np.float64),
-            joint_vel=spaces.Box(-np.inf, np.inf, (n,), np.float64),
-            ee_pose=spaces.Box(-np.inf, np.inf, (7,), np.float64),
-            gripper=spaces.Box(0.0, 0.1, (1,), np.float64),
-            task_state=spaces.Box(-np.inf, np.inf, self._task_state_shape, np.float64),
-        )
-        self.observation_space = spaces.Dict(obs)
+        self.observation_space = observation_space(self.cameras, (h, w), self.spec.dof, self._task_state_shape)
         self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float64)
 
         # Latest valid message per stream: (values..., header stamp, monotonic receive time).

@@ -24,7 +24,7 @@ from std_msgs.msg import String, UInt8MultiArray
 
 from robot_stack.config import load_config
 from robot_stack.evaluate import wilson_interval
-from robot_stack.learner.loop import make_agent, make_learning_env
+from robot_stack.learner.loop import learned_reward_fn, make_agent, make_learning_env
 from robot_stack.learner.roles import Actor
 from robot_stack.learner.spaces import SpecError, agent_obs
 from robot_stack.learner.transport import TransportError, decode_weights, encode_transition
@@ -82,7 +82,8 @@ class ActorNode(Node):
             from robot_stack.learner.ros_env import RosArmEnv
             return RosArmEnv(self, task=self.cfg.task, robot=self.cfg.robot.name, cameras=tuple(self.cfg.obs.cameras),
                              image_size=int(self.cfg.obs.image_size), max_translation=self.cfg.action.max_translation,
-                             max_rotation=self.cfg.action.max_rotation, reward=self.cfg.reward, timeout=60.0)
+                             max_rotation=self.cfg.action.max_rotation, reward=self.cfg.reward, timeout=60.0,
+                             reward_fn=learned_reward_fn(self.cfg))
         raise ValueError(f"unknown actor backend {self.backend!r}; valid: sim, ros")
 
     # --- from the learner -------------------------------------------------------------------

@@ -9,6 +9,7 @@ Coriolis compensation, and the joint torque limits of the real arm.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 
 import mujoco
@@ -52,7 +53,8 @@ class SimArm:
         self.joint_interp = JointInterpolator(self.dt, np.array(self.spec.dq_max) * 0.5)
         self.mode = "pose"
         self.gripper_cmd = 0.0
-        self.warnings: list[str] = []
+        self.warnings: deque[str] = deque(maxlen=100)    # the latest clipping warnings
+        self.log_warnings = True      # off where clipping is routine (RL exploration pushes past the workspace)
         nv = scene.model.nv
         self._jacp = np.zeros((3, nv))
         self._jacr = np.zeros((3, nv))
@@ -119,7 +121,7 @@ class SimArm:
         self.scene.data.ctrl[self.scene.gripper_act] = self.spec.gripper.max_opening * (1.0 - g)
 
     def _warn(self, msg: str) -> None:
-        if msg not in self.warnings[-5:]:
+        if self.log_warnings and msg not in list(self.warnings)[-5:]:
             log.warning(msg)
         self.warnings.append(msg)
 

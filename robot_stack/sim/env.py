@@ -42,6 +42,20 @@ def reset_episode(scene: Scene, arm: SimArm, task: Task, rng: np.random.Generato
     arm.hold()
 
 
+def observation_space(cameras, size: tuple[int, int], dof: int, task_state_shape: tuple[int, ...]) -> spaces.Dict:
+    """The observation space of the twin's envs (TwinEnv in-process, RosArmEnv through the graph)."""
+    h, w = size
+    obs = {c: spaces.Box(0, 255, (h, w, 3), np.uint8) for c in cameras}
+    obs.update(
+        joint_pos=spaces.Box(-np.inf, np.inf, (dof,), np.float64),
+        joint_vel=spaces.Box(-np.inf, np.inf, (dof,), np.float64),
+        ee_pose=spaces.Box(-np.inf, np.inf, (7,), np.float64),
+        gripper=spaces.Box(0.0, 0.1, (1,), np.float64),
+        task_state=spaces.Box(-np.inf, np.inf, task_state_shape, np.float64),
+    )
+    return spaces.Dict(obs)
+
+
 class TwinEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
@@ -72,16 +86,8 @@ class TwinEnv(gym.Env):
         self.phase = PHASES[0]
         self.instruction = ""
 
-        n = self.scene.spec.dof
-        obs = {c: spaces.Box(0, 255, (h, w, 3), np.uint8) for c in self.cameras}
-        obs.update(
-            joint_pos=spaces.Box(-np.inf, np.inf, (n,), np.float64),
-            joint_vel=spaces.Box(-np.inf, np.inf, (n,), np.float64),
-            ee_pose=spaces.Box(-np.inf, np.inf, (7,), np.float64),
-            gripper=spaces.Box(0.0, 0.1, (1,), np.float64),
-            task_state=spaces.Box(-np.inf, np.inf, self._task_state_shape(), np.float64),
-        )
-        self.observation_space = spaces.Dict(obs)
+        self.observation_space = observation_space(self.cameras, (h, w), self.scene.spec.dof,
+                                                   self._task_state_shape())
         ws = self.arm.workspace
         self.action_space = spaces.Box(
             low=np.array([*ws.low, -1, -1, -1, -1, 0.0]), high=np.array([*ws.high, 1, 1, 1, 1, 1.0]),

@@ -87,3 +87,18 @@ def test_online_loop_writes_curve_and_checkpoint_and_resumes(tmp_path, lift_stor
                                      "eval.every=1000", "checkpoint_every=1000", *FAST]), progress=False)
     assert more["env_steps"] >= summary["env_steps"] + 50 and more["updates"] > summary["updates"]
     assert more["episodes"] > summary["episodes"]
+
+
+@pytest.mark.parametrize("threshold, ends", [(0.001, True), (0.999, False)])
+def test_a_reward_classifier_replaces_the_task_reward_and_ends_episodes(tmp_path, threshold, ends):
+    from robot_stack.learner.loop import make_learning_env
+    from robot_stack.learner.reward_classifier import RewardClassifier, RewardClassifierConfig
+
+    RewardClassifier(RewardClassifierConfig(cameras=("front",), image_size=32, threshold=threshold,
+                                            steps=1)).save(tmp_path / "clf")
+    env = make_learning_env(load_config("learn", [f"reward_classifier={tmp_path / 'clf'}", "obs.image_size=32"]))
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(np.zeros(7))
+    assert (reward, terminated, info["success"]) == ((1.0, True, True) if ends else (0.0, False, False))
+    assert info["task_success"] is False
+    env.close()
