@@ -298,7 +298,7 @@ def test_executable_resolution_order_and_error(prefix, tmp_path, monkeypatch):
 REQUIRED_ARGS = {"franka.launch.yaml": {"robot_ip": "172.16.0.2"}, "ur.launch.yaml": {"robot_ip": "192.168.1.10"},
                  "collect.launch.yaml": {"store": "/tmp/demos"}, "policy.launch.yaml": {"checkpoints": "/tmp/ckpt"}}
 EXTRA_NODES = {"collect.launch.yaml": ["recorder_node"], "policy.launch.yaml": ["policy_server"],
-               "learn.launch.yaml": ["learner_node", "actor0"]}
+               "learn.launch.yaml": ["actor0", "learner_node"]}
 NO_CAMERAS = {"learn.launch.yaml"}          # state observations by default
 
 

@@ -64,10 +64,10 @@ class ActorNode(Node):
         self._resend_check = time.monotonic()
         self._pending_weights: tuple[int, dict] | None = None
         self.env_steps = 0
-        self.create_subscription(UInt8MultiArray, "learner/weights", self._on_weights, qos.LATCHED)
-        self.create_subscription(String, "learner/status", self._on_status, qos.RELIABLE)
-        self.pub_transitions = self.create_publisher(UInt8MultiArray, "learner/transitions", qos.TRANSITIONS)
-        self.pub_episodes = self.create_publisher(String, "actor/episodes", qos.RELIABLE)
+        self.create_subscription(UInt8MultiArray, "/learner/weights", self._on_weights, qos.LATCHED)
+        self.create_subscription(String, "/learner/status", self._on_status, qos.RELIABLE)
+        self.pub_transitions = self.create_publisher(UInt8MultiArray, "/learner/transitions", qos.TRANSITIONS)
+        self.pub_episodes = self.create_publisher(String, "/actor/episodes", qos.RELIABLE)
         self._running = True
         self._thread = threading.Thread(target=self.run, name="actor_loop", daemon=True)
         if start:

@@ -69,10 +69,10 @@ class LearnerNode(Node):
         self._updates_at_start = self.learner.agent.updates
         self._last_ckpt = time.monotonic()
 
-        self.create_subscription(UInt8MultiArray, "learner/transitions", self._on_transition, qos.TRANSITIONS)
-        self.create_subscription(String, "actor/episodes", self._on_episode, qos.RELIABLE)
-        self.pub_weights = self.create_publisher(UInt8MultiArray, "learner/weights", qos.LATCHED)
-        self.pub_status = self.create_publisher(String, "learner/status", qos.RELIABLE)
+        self.create_subscription(UInt8MultiArray, "/learner/transitions", self._on_transition, qos.TRANSITIONS)
+        self.create_subscription(String, "/actor/episodes", self._on_episode, qos.RELIABLE)
+        self.pub_weights = self.create_publisher(UInt8MultiArray, "/learner/weights", qos.LATCHED)
+        self.pub_status = self.create_publisher(String, "/learner/status", qos.RELIABLE)
         self.pub_diag = self.create_publisher(DiagnosticArray, "diagnostics", 10)
         self.create_timer(0.5, self._publish_status)
         self.create_timer(1.0, self._publish_diagnostics)
