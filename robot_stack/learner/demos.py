@@ -63,6 +63,7 @@ def _episode(rows: dict, name: str, obs_spec: ObsSpec, action_spec: ActionSpec, 
         return o
 
     n = len(rows["reward"])
+    observations = [obs_at(t) for t in range(n)]          # each row once: s' of step t is s of step t + 1
     gripper_before, out = 0.0, []
     for t in range(n - 1):
         reference = rows["action_pose"][t - 1] if t else rows["ee_pose"][0]
@@ -71,7 +72,7 @@ def _episode(rows: dict, name: str, obs_spec: ObsSpec, action_spec: ActionSpec, 
         action, grip, gripper_after = policy_action(executed, action_spec, gripper_before)
         reward = float(np.asarray(rows["reward"][t]))
         done = reward >= 1.0
-        out.append(Transition(obs_at(t), action, grip, reward, obs_at(t + 1), terminated=done,
+        out.append(Transition(observations[t], action, grip, reward, observations[t + 1], terminated=done,
                               truncated=(t == n - 2 and not done),
                               grasp_penalty=grasp_penalty(grip, gripper_before, gripper_after, penalty),
                               episode=name, step=t))

@@ -21,7 +21,6 @@ from robot_stack.evaluate import wilson_interval
 from robot_stack.learner.demos import demo_transitions
 from robot_stack.learner.rlpd import RLPDAgent, RLPDConfig
 from robot_stack.learner.roles import Actor, Learner, LearnerSettings
-from robot_stack.learner.spaces import agent_obs
 from robot_stack.learner.specs import specs_for
 
 
@@ -76,20 +75,15 @@ def load_demos(cfg: DictConfig, agent: RLPDAgent) -> list:
 
 def evaluate(env, actor: Actor, episodes: int, seed: int) -> dict:
     """Deterministic policy on seeds seed .. seed + episodes - 1: success rate with a 95% Wilson interval."""
-    successes, lengths = 0, []
+    outcomes = []
     for k in range(episodes):
-        env_obs, _ = env.reset(seed=seed + k)
-        actor.reset()
-        done, info = False, {"success": False}
-        while not done:
-            act, _ = actor.act(agent_obs(env_obs, actor.agent.obs_spec), deterministic=True)
-            env_obs, _, terminated, truncated, info = env.step(act)
-            done = terminated or truncated
-        successes += int(info["success"])
-        lengths.append(env.unwrapped.steps)
+        for _ in actor.episode_steps(env, seed + k, deterministic=True):
+            pass
+        outcomes.append(actor.outcome)
+    successes = sum(o["success"] for o in outcomes)
     lo, hi = wilson_interval(successes, episodes)
     return {"success_rate": successes / episodes, "successes": successes, "episodes": episodes,
-            "ci95": [lo, hi], "mean_length": float(np.mean(lengths))}
+            "ci95": [lo, hi], "mean_length": float(np.mean([o["length"] for o in outcomes]))}
 
 
 def plot_curve(curve: list[dict], path: Path, title: str) -> None:
@@ -129,7 +123,8 @@ def run(cfg: DictConfig, progress: bool = True) -> dict:
         learner = Learner(agent, load_demos(cfg, agent), LearnerSettings(cfg.buffer_capacity, cfg.seed))
         state = {"env_steps": 0, "episodes": 0, "wall_s": 0.0, "curve": [], "train_successes": []}
     agent = learner.agent
-    actor = Actor(agent, seed=cfg.seed + state["episodes"], grasp_penalty=cfg.grasp_penalty)
+    actor = Actor(agent, seed=cfg.seed + state["episodes"], grasp_penalty=cfg.grasp_penalty,
+                  random_steps=max(0, cfg.random_steps - state["env_steps"]))
     actor.episodes = state["episodes"]
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     start = time.monotonic() - state["wall_s"]
@@ -152,23 +147,15 @@ def run(cfg: DictConfig, progress: bool = True) -> dict:
         return point
 
     while state["env_steps"] < cfg.env_steps:
-        env_obs, _ = env.reset(seed=cfg.train_seed + state["episodes"])
-        actor.reset()
-        obs = agent_obs(env_obs, agent.obs_spec)
-        done = False
-        while not done:
-            act, chosen = actor.random_act() if state["env_steps"] < cfg.random_steps else actor.act(obs)
-            env_obs, reward, terminated, truncated, info = env.step(act)
-            next_obs = agent_obs(env_obs, agent.obs_spec)
-            learner.ingest(actor.transition(obs, chosen, reward, next_obs, terminated, truncated, info))
-            obs, done = next_obs, terminated or truncated
+        for transition in actor.episode_steps(env, cfg.train_seed + state["episodes"]):
+            learner.ingest(transition)
             state["env_steps"] += 1
             bar.update(1)
             if len(learner.online_buffer) >= cfg.learning_starts:
                 for _ in range(cfg.updates_per_step):
                     metrics = learner.update()
         state["episodes"] += 1
-        state["train_successes"].append(bool(info["success"]))
+        state["train_successes"].append(actor.outcome["success"])
         recent = state["train_successes"][-20:]
         bar.set_postfix(train_success=f"{np.mean(recent):.2f}", q=f"{metrics.get('q_mean', 0):.2f}",
                         alpha=f"{metrics.get('alpha', 0):.3f}")

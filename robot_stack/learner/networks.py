@@ -79,18 +79,17 @@ class TanhGaussianActor(nn.Module):
         return torch.tanh(u), log_prob
 
 
-def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
-    """DrQ augmentation: pad by replicating edges, crop back at a random offset per sample. (B, C, H, W) float."""
-    b, _, h, w = images.shape
-    if h != w:
-        raise ValueError(f"random_shift needs square images, got {h}x{w}")
-    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    eps = 1.0 / (h + 2 * pad)
-    base = torch.linspace(-1.0 + eps, 1.0 - eps, h + 2 * pad, device=images.device)[:h]
-    grid_y, grid_x = torch.meshgrid(base, base, indexing="ij")
-    grid = torch.stack((grid_x, grid_y), -1).unsqueeze(0).expand(b, -1, -1, -1)
-    shift = torch.randint(0, 2 * pad + 1, (b, 1, 1, 2), device=images.device).float() * 2.0 / (h + 2 * pad)
-    return F.grid_sample(padded, grid + shift, padding_mode="zeros", align_corners=False)
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ augmentation on (B, H, W, C) frames of any dtype: each frame moves by up to +-pad pixels, edges
+    replicated (the same as padding by replication and cropping at a random offset, without the copy)."""
+    if pad <= 0:
+        return images
+    b, h, w = images.shape[:3]
+    dy = torch.randint(-pad, pad + 1, (b, 1), generator=generator, device=images.device)
+    dx = torch.randint(-pad, pad + 1, (b, 1), generator=generator, device=images.device)
+    rows = (torch.arange(h, device=images.device)[None] + dy).clamp_(0, h - 1)
+    cols = (torch.arange(w, device=images.device)[None] + dx).clamp_(0, w - 1)
+    return images[torch.arange(b, device=images.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 class ObservationEncoder(nn.Module):
@@ -124,8 +123,6 @@ class ObservationEncoder(nn.Module):
             return obs["state"]
         parts = [self.proprio(obs["state"])]
         for cam in self.spec.cameras:
-            x = obs[cam].permute(0, 3, 1, 2).float() / 255.0
-            if augment_pad:
-                x = random_shift(x, augment_pad)
+            x = random_shift(obs[cam], augment_pad).permute(0, 3, 1, 2).float() / 255.0
             parts.append(self.heads[cam](self.convs[cam](x - 0.5)))
         return torch.cat(parts, -1)

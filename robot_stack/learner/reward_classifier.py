@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from robot_stack.learner.networks import random_shift
 from robot_stack.policies.train import git_commit
 
 FORMAT = "robot_stack.reward_classifier/1"
@@ -411,18 +412,6 @@ def load_labelled_frames(store, episodes, config: RewardClassifierConfig) -> Lab
                               np.zeros(0, np.int64))
     return LabelledFrames({c: np.concatenate(v) for c, v in images.items()}, np.concatenate(labels),
                           np.concatenate(owner))
-
-
-def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """DrQ random shift of uint8 (B, H, W, C) frames: each frame moves by up to +-pad pixels, edges replicated."""
-    if pad <= 0:
-        return images
-    b, h, w = images.shape[:3]
-    dy = torch.randint(-pad, pad + 1, (b, 1), generator=generator)
-    dx = torch.randint(-pad, pad + 1, (b, 1), generator=generator)
-    rows = (torch.arange(h)[None] + dy).clamp_(0, h - 1)
-    cols = (torch.arange(w)[None] + dx).clamp_(0, w - 1)
-    return images[torch.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 # ---- training ---------------------------------------------------------------------------------------

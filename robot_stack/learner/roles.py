@@ -14,23 +14,52 @@ import numpy as np
 
 from robot_stack.learner.replay import ReplayBuffer, Transition
 from robot_stack.learner.rlpd import RLPDAgent, concat_batches, to_tensors
-from robot_stack.learner.spaces import SpecError, env_action, grasp_penalty, policy_action
+from robot_stack.learner.spaces import SpecError, agent_obs, env_action, grasp_penalty, policy_action
 
 
 class Actor:
     """Acts with the current weights and writes transitions, counting episodes and sequence numbers."""
 
-    def __init__(self, agent: RLPDAgent, actor_id: str = "actor0", seed: int = 0, grasp_penalty: float = -0.02):
+    def __init__(self, agent: RLPDAgent, actor_id: str = "actor0", seed: int = 0, grasp_penalty: float = -0.02,
+                 random_steps: int = 0):
         self.agent = agent
         self.actor_id = actor_id
         self.rng = np.random.default_rng(seed)
         self.penalty = grasp_penalty
         self.version = 0              # of the weights in use
         self.episodes = 0
-        self.seq = 0                  # transitions produced, the sequence number of the next one minus one
+        self.seq = 0                  # training transitions produced: the sequence number of the last one
+        self.random_steps = random_steps   # uniformly random training actions still to take before the policy acts
         self.step = 0
         self.gripper_cmd = 0.0
         self.episode = ""
+        self.outcome: dict = {}       # how the last episode ended
+
+    def episode_steps(self, env, seed: int, deterministic: bool = False):
+        """Run one episode on `env` (TwinEnv+DeltaAction or RosArmEnv), yielding each step's transition.
+
+        The one episode loop of the in-process run, evaluation and the actor node: the caller sends or
+        ingests each transition, and may swap weights or stop between steps. Only training
+        (non-deterministic) transitions get sequence numbers; `outcome` holds the result so far."""
+        env_obs, _ = env.reset(seed=seed)
+        self.reset()
+        obs = agent_obs(env_obs, self.agent.obs_spec)
+        done, steps = False, 0
+        self.outcome = {"seed": seed, "success": False, "length": 0, "version": self.version}
+        while not done:
+            if not deterministic and self.random_steps > 0:
+                self.random_steps -= 1
+                act, chosen = self.random_act()
+            else:
+                act, chosen = self.act(obs, deterministic)
+            env_obs, reward, terminated, truncated, info = env.step(act)
+            next_obs = agent_obs(env_obs, self.agent.obs_spec)
+            transition = self.transition(obs, chosen, reward, next_obs, terminated, truncated, info)
+            steps += 1
+            self.seq += int(not deterministic)
+            self.outcome = {"seed": seed, "success": bool(info.get("success")), "length": steps, "version": self.version}
+            yield transition
+            obs, done = next_obs, terminated or truncated
 
     def reset(self) -> None:
         self.episode = f"{self.actor_id}/{self.episodes}"
@@ -66,7 +95,6 @@ class Actor:
                        grasp_penalty=grasp_penalty(grip, before, after, self.penalty),
                        episode=self.episode, step=self.step)
         self.step += 1
-        self.seq += 1
         return t
 
 

@@ -17,18 +17,15 @@ import threading
 import time
 from collections import OrderedDict
 
-import numpy as np
 import torch
 from rclpy.node import Node
 from std_msgs.msg import String, UInt8MultiArray
 
-from robot_stack.config import load_config
-from robot_stack.evaluate import wilson_interval
-from robot_stack.learner.loop import learned_reward_fn, make_agent, make_learning_env
+from robot_stack.learner.loop import evaluate, learned_reward_fn, make_agent, make_learning_env
 from robot_stack.learner.roles import Actor
-from robot_stack.learner.spaces import SpecError, agent_obs
+from robot_stack.learner.spaces import SpecError
 from robot_stack.learner.transport import TransportError, decode_weights, encode_transition
-from robot_stack.nodes.common import declare_any, overrides_param, run_node
+from robot_stack.nodes.common import declare_any, node_config, run_node
 from robot_stack.ros import qos
 
 ACTOR_PARAMS = ("task", "robot", "seed", "train_seed")
@@ -38,12 +35,7 @@ class ActorNode(Node):
     def __init__(self, env=None, start: bool = True, **node_kwargs):
         """`env` replaces the configured backend (tests); `start=False` leaves `run()` to the caller."""
         super().__init__("actor_node", **node_kwargs)
-        overrides = overrides_param(self)
-        for name in ACTOR_PARAMS:
-            value = declare_any(self, name)
-            if value not in ("", None):
-                overrides.append(f"{name}={value}")
-        self.cfg = load_config("learn", overrides)
+        self.cfg = node_config(self, "learn", ACTOR_PARAMS)
         self.actor_id = str(declare_any(self, "actor_id") or "actor0")
         self.backend = str(declare_any(self, "backend") or "sim")
         self.max_episodes = int(declare_any(self, "episodes") or 0)       # 0: until stopped
@@ -154,22 +146,16 @@ class ActorNode(Node):
     def _report(self, report: dict) -> None:
         self.pub_episodes.publish(String(data=json.dumps({"actor": self.actor_id, **report})))
 
-    def run_episode(self, seed: int, deterministic: bool = False) -> dict:
-        env_obs, _ = self.env.reset(seed=seed)
-        self.actor.reset()
-        obs = agent_obs(env_obs, self.agent.obs_spec)
-        done, info, steps = False, {"success": False}, 0
-        while not done and self._running:
+    def run_episode(self, seed: int) -> dict:
+        """One training episode: every transition sent as it happens, new weights swapped in between steps."""
+        self._swap_weights()
+        for transition in self.actor.episode_steps(self.env, seed):
+            self._send(transition)
+            self.env_steps += 1
+            if not self._running:
+                break
             self._swap_weights()
-            act, chosen = self.actor.act(obs, deterministic=deterministic)
-            env_obs, reward, terminated, truncated, info = self.env.step(act)
-            next_obs = agent_obs(env_obs, self.agent.obs_spec)
-            transition = self.actor.transition(obs, chosen, reward, next_obs, terminated, truncated, info)
-            if not deterministic:
-                self._send(transition)
-                self.env_steps += 1
-            obs, done, steps = next_obs, terminated or truncated, steps + 1
-        return {"seed": seed, "success": bool(info.get("success")), "length": steps, "version": self.actor.version}
+        return self.actor.outcome
 
     def run(self) -> None:
         episode, next_eval = 0, self.cfg.eval.every
@@ -188,11 +174,9 @@ class ActorNode(Node):
             raise
 
     def evaluate(self, episodes: int) -> dict:
-        results = [self.run_episode(self.cfg.eval.seed + k, deterministic=True) for k in range(episodes)]
-        wins = sum(r["success"] for r in results)
-        summary = {"kind": "eval_summary", "env_steps": self.env_steps, "episodes": episodes, "successes": wins,
-                   "success_rate": wins / episodes, "ci95": list(wilson_interval(wins, episodes)),
-                   "mean_length": float(np.mean([r["length"] for r in results])), "version": self.actor.version}
+        """Deterministic episodes on the evaluation seeds; nothing is sent to the learner."""
+        summary = {"kind": "eval_summary", "env_steps": self.env_steps, "version": self.actor.version,
+                   **evaluate(self.env, self.actor, episodes, self.cfg.eval.seed)}
         self._report(summary)
         return summary
 

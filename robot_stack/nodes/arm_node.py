@@ -28,11 +28,10 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from robot_stack import transforms as tf
-from robot_stack.config import load_config
 from robot_stack.control.interpolation import JointInterpolator, PoseInterpolator
 from robot_stack.control.safety import SafetyEnvelope, SafetyLimits, SafetyViolation, Watchdog
 from robot_stack.drivers.base import ArmDriver, DriverError
-from robot_stack.nodes.common import declare_any, overrides_param, run_node
+from robot_stack.nodes.common import node_config, run_node
 from robot_stack.ros import convert, qos
 from robot_stack.sim.robots import get_robot
 from robot_stack.sim.scene import Scene
@@ -88,12 +87,7 @@ class ArmNode(Node):
     def __init__(self, driver: ArmDriver | None = None, start_loop: bool = True, **node_kwargs):
         """`start_loop=False` leaves ticking to the caller (tests step `control_step()` themselves)."""
         super().__init__("arm_node", **node_kwargs)
-        overrides = overrides_param(self)
-        for name in ARM_PARAMS:
-            value = declare_any(self, name)
-            if value not in ("", None):
-                overrides.append(f"{name}={value}")
-        self.cfg = load_config("arm_node", overrides)
+        self.cfg = node_config(self, "arm_node", ARM_PARAMS)
         self.spec = get_robot(self.cfg.robot.name)
         limits = SafetyLimits(**OmegaConf.to_container(self.cfg.robot.safety))
         self.safety = SafetyEnvelope(limits, self.spec.q_min, self.spec.q_max)

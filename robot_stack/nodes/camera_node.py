@@ -14,9 +14,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float64MultiArray
 
-from robot_stack.config import load_config
 from robot_stack.drivers.base import CameraDriver, DriverError
-from robot_stack.nodes.common import declare_any, overrides_param, run_node
+from robot_stack.nodes.common import node_config, run_node
 from robot_stack.ros import convert, qos
 
 CAMERA_PARAMS = ("camera", "name", "robot", "width", "height", "fps", "depth", "serial")
@@ -37,12 +36,7 @@ def make_camera_driver(cfg) -> CameraDriver:
 class CameraNode(Node):
     def __init__(self, driver: CameraDriver | None = None, **node_kwargs):
         super().__init__("camera_node", **node_kwargs)
-        overrides = overrides_param(self)
-        for name in CAMERA_PARAMS:
-            value = declare_any(self, name)
-            if value not in ("", None):
-                overrides.append(f"{name}={value}" if name == "camera" else f"camera.{name}={value}")
-        self.cfg = load_config("camera_node", overrides)
+        self.cfg = node_config(self, "camera_node", CAMERA_PARAMS, key=lambda n: n if n == "camera" else f"camera.{n}")
         self.driver = driver or make_camera_driver(self.cfg)
         name = self.cfg.camera.name
         self.pub_color = self.create_publisher(Image, f"{name}/color/image_raw", qos.IMAGE)

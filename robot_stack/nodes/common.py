@@ -59,3 +59,16 @@ def declare_any(node, name: str):
 def overrides_param(node, name: str = "overrides") -> list[str]:
     """Hydra overrides passed as one ROS string parameter, space separated."""
     return [v for v in str(declare_any(node, name)).split() if v]
+
+
+def node_config(node, config: str, params, key=lambda name: name):
+    """conf/<config>.yaml composed with the node's `overrides` parameter, then each of `params` set as a
+    ROS parameter (`key(name)` is its config key); one place every configurable node reads its config."""
+    from robot_stack.config import load_config
+
+    overrides = overrides_param(node)
+    for name in params:
+        value = declare_any(node, name)
+        if value not in ("", None):
+            overrides.append(f"{key(name)}={value}")
+    return load_config(config, overrides)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import torch
@@ -23,13 +22,12 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from std_msgs.msg import String, UInt8MultiArray
 
-from robot_stack.config import load_config
 from robot_stack.learner.loop import load_demos, make_agent, plot_curve, save_checkpoint
 from robot_stack.learner.rlpd import to_tensors
 from robot_stack.learner.roles import Learner, LearnerSettings
 from robot_stack.learner.spaces import SpecError
 from robot_stack.learner.transport import TransportError, decode_transition, encode_weights
-from robot_stack.nodes.common import declare_any, overrides_param, run_node
+from robot_stack.nodes.common import declare_any, node_config, run_node
 from robot_stack.ros import qos
 
 LEARNER_PARAMS = ("task", "robot", "demos", "out", "seed")
@@ -38,12 +36,7 @@ LEARNER_PARAMS = ("task", "robot", "demos", "out", "seed")
 class LearnerNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("learner_node", **node_kwargs)
-        overrides = overrides_param(self)
-        for name in LEARNER_PARAMS:
-            value = declare_any(self, name)
-            if value not in ("", None):
-                overrides.append(f"{name}={value}")
-        self.cfg = load_config("learn", overrides)
+        self.cfg = node_config(self, "learn", LEARNER_PARAMS)
         self.publish_every = int(declare_any(self, "publish_every") or 50)
         self.checkpoint_period = float(declare_any(self, "checkpoint_period") or 30.0)
         torch.set_num_threads(int(self.cfg.threads))
@@ -61,7 +54,6 @@ class LearnerNode(Node):
             self.learner = Learner(agent, load_demos(self.cfg, agent),
                                    LearnerSettings(self.cfg.buffer_capacity, self.cfg.seed))
         self.fingerprint = self.learner.agent.fingerprint()
-        self.rejected: Counter[str] = Counter()
         self.ignored = 0                   # repeats and out-of-order messages (resent later)
         self._lock = threading.Lock()
         self._start = time.monotonic() - float(self.state.get("wall_s", 0.0))
@@ -98,13 +90,11 @@ class LearnerNode(Node):
             if self.learner.ingest(t):
                 self._new += 1
             else:
-                self.rejected.update(self.learner.rejected)
-                self.learner.rejected.clear()
-                self.get_logger().error(f"rejected transition {actor}#{seq}: {dict(self.rejected)}",
+                self.get_logger().error(f"rejected transition {actor}#{seq}: {dict(self.learner.rejected)}",
                                         throttle_duration_sec=1.0)
 
     def _reject(self, reason: str) -> None:
-        self.rejected[reason[:80]] += 1
+        self.learner.rejected[reason[:80]] += 1      # one count per reason: messages and transitions alike
         self.get_logger().error(f"rejected message: {reason}", throttle_duration_sec=1.0)
 
     def _on_episode(self, msg: String) -> None:
@@ -154,7 +144,6 @@ class LearnerNode(Node):
         """Save learner and buffers atomically; then what was received up to now is durable."""
         with self._lock:
             received = dict(self.state["received"])
-            self.state["wall_s"] = time.monotonic() - self._start
             state = {k: v for k, v in self.state.items() if k != "durable"}
             save_checkpoint(self.learner, self.ckpt, state, self._start)
             self.state["durable"] = received
@@ -166,7 +155,7 @@ class LearnerNode(Node):
             return {"received": dict(self.state["received"]), "durable": dict(self.state["durable"]),
                     "version": self.state["version"], "updates": self.learner.agent.updates,
                     "demo_buffer": len(self.learner.demo_buffer), "online_buffer": len(self.learner.online_buffer),
-                    "rejected": sum(self.rejected.values()), "ignored": self.ignored, "fingerprint": self.fingerprint}
+                    "rejected": sum(self.learner.rejected.values()), "ignored": self.ignored, "fingerprint": self.fingerprint}
 
     def _publish_status(self) -> None:
         self.pub_status.publish(String(data=json.dumps(self.status())))
@@ -178,7 +167,7 @@ class LearnerNode(Node):
         level = DiagnosticStatus.WARN if status["rejected"] else DiagnosticStatus.OK
         msg.status = [DiagnosticStatus(level=level, name="learner_node", message=f"{status['updates']} updates",
                                        values=[KeyValue(key=k, value=json.dumps(v)) for k, v in status.items()]
-                                       + [KeyValue(key="rejected_reasons", value=json.dumps(dict(self.rejected)))])]
+                                       + [KeyValue(key="rejected_reasons", value=json.dumps(dict(self.learner.rejected)))])]
         self.pub_diag.publish(msg)
 
     def close(self) -> None:

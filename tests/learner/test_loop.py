@@ -102,3 +102,16 @@ def test_a_reward_classifier_replaces_the_task_reward_and_ends_episodes(tmp_path
     assert (reward, terminated, info["success"]) == ((1.0, True, True) if ends else (0.0, False, False))
     assert info["task_success"] is False
     env.close()
+
+
+def test_evaluation_episodes_take_no_sequence_numbers():
+    from robot_stack.learner.loop import evaluate, make_agent, make_learning_env
+
+    cfg = load_config("learn", FAST)
+    env = make_learning_env(cfg)
+    actor = Actor(make_agent(cfg), seed=0)
+    result = evaluate(env, actor, 1, seed=0)
+    assert actor.seq == 0 and result["episodes"] == 1      # a gap here would stall the learner's in-order intake
+    produced = sum(1 for _ in actor.episode_steps(env, 100000))
+    assert actor.seq == produced == actor.outcome["length"]
+    env.close()
