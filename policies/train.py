@@ -51,11 +51,11 @@ def git_commit() -> str:
 
 
 def _save_state(out: Path, step: int, policy: Policy, ema: EMA, opt: torch.optim.Optimizer, history: list) -> None:
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in policy.state_dict().items()}
-    tensors.update({f"ema.{k}": v.detach().contiguous() for k, v in ema.model.state_dict().items()})
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
+    tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.model.state_dict().items()})
     for i, st in opt.state_dict()["state"].items():
         for name, v in st.items():
-            tensors[f"opt.{i}.{name}"] = torch.as_tensor(v).detach().contiguous()
+            tensors[f"opt.{i}.{name}"] = torch.as_tensor(v).detach().cpu().contiguous()
     tmp = out / "train_state.safetensors.tmp"
     save_file(tensors, str(tmp))
     tmp.replace(out / "train_state.safetensors")
@@ -64,7 +64,7 @@ def _save_state(out: Path, step: int, policy: Policy, ema: EMA, opt: torch.optim
 
 def _load_state(out: Path, policy: Policy, ema: EMA, opt: torch.optim.Optimizer) -> tuple[int, list]:
     doc = json.loads((out / "train_state.json").read_text())
-    tensors = load_file(str(out / "train_state.safetensors"))
+    tensors = load_file(str(out / "train_state.safetensors"), device=str(next(policy.parameters()).device))
     policy.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     sd = opt.state_dict()
@@ -110,12 +110,23 @@ def validation_loss(model: Policy, batches: PolicyBatches, batch_size: int, seed
     return float(np.mean(losses)) if losses else float("nan")
 
 
+def training_device(name: str) -> torch.device:
+    """`auto` takes the GPU when there is one; asking for one that is not there is an error, not a silent CPU run."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name} asked for, but torch sees no CUDA device (use device=cpu or auto)")
+    return device
+
+
 def train(cfg, argv: list[str] | None = None) -> dict:
     torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     policy = policy_class(cfg.policy.name).from_config(OmegaConf.to_container(cfg.policy.config, resolve=True))
+    policy.to(training_device(cfg.device))
     spec = policy.data_spec()
     train_eps, val_eps = split_episodes(cfg.data, cfg.val_fraction, cfg.seed, task=cfg.task)
     data = PolicyBatches(cfg.data, spec, train_eps, language_fraction=cfg.language_fraction, seed=cfg.seed)
@@ -137,9 +148,10 @@ def train(cfg, argv: list[str] | None = None) -> dict:
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.policy.name}", unit="step")
     t0, running = time.time(), []
     policy.train()
-    while step < cfg.steps:
+    deadline = t0 + 60 * float(cfg.max_minutes) if cfg.get("max_minutes") else math.inf
+    while step < cfg.steps and time.time() < deadline:
         for idx in np.array_split(rng.permutation(len(data)), max(1, len(data) // cfg.batch_size)):
-            if step >= cfg.steps:
+            if step >= cfg.steps or time.time() >= deadline:
                 break
             loss, metrics = policy.loss(data.batch(idx[: cfg.batch_size], rng))
             if not torch.isfinite(loss):
@@ -152,11 +164,11 @@ def train(cfg, argv: list[str] | None = None) -> dict:
             step += 1
             running.append(float(loss.detach()))
             bar.update(1)
-            if step % cfg.log_every == 0:
+            if step % cfg.log_every == 0 or time.time() >= deadline:
                 entry = {"step": step, "loss": float(np.mean(running)), "time_s": time.time() - t0,
                          **{k: float(v) for k, v in metrics.items()}}
                 running = []
-                if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+                if val is not None and (step % cfg.val_every == 0 or step == cfg.steps or time.time() >= deadline):
                     entry["val_loss"] = validation_loss(ema.model, val, cfg.batch_size, cfg.seed)
                 history.append(entry)
                 bar.set_postfix(loss=f"{entry['loss']:.4f}",

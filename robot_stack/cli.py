@@ -39,7 +39,8 @@ def _sim_collect(args: argparse.Namespace) -> int:
     from robot_stack.sim.expert_data import generate
 
     print(json.dumps(generate(args.task, args.robot, args.episodes, args.seed, args.out, args.image_size,
-                              overwrite=args.overwrite)))
+                              overwrite=args.overwrite, workers=args.workers, seed_stride=args.seed_stride,
+                              progress=not args.no_progress)))
     return 0
 
 
@@ -73,7 +74,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     report = run_eval(args.checkpoint, args.task, args.robot, args.episodes, args.seed, instruction=args.instruction,
                       goal_seed=args.goal_seed, conditioning=args.conditioning, backend=args.backend,
-                      video=args.video, json_path=args.json, execute_steps=args.execute_steps)
+                      video=args.video, json_path=args.json, execute_steps=args.execute_steps,
+                      workers=args.workers)
     return 0 if report["episodes"] else 1
 
 
@@ -123,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--image-size", type=int, default=128)
     gen.add_argument("--out", required=True, metavar="STORE")
     gen.add_argument("--overwrite", action="store_true")
+    gen.add_argument("--workers", type=int, default=1, help="expert processes; their shards merge in seed order")
+    gen.add_argument("--seed-stride", type=int, default=1, help=argparse.SUPPRESS)   # a worker's seeds: seed, seed+stride, ...
+    gen.add_argument("--no-progress", action="store_true")
     gen.set_defaults(func=_sim_collect)
 
     train = sub.add_parser("train", help="train a policy: policy=NAME task=T data=STORE [hydra overrides]")
@@ -147,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ros: through the ROS 2 graph in real time; sim: the same policy in-process, faster than real time")
     ev.add_argument("--execute-steps", type=int, default=1,
                     help="sim backend: chunk steps executed open-loop before replanning (1 = replan every step)")
+    ev.add_argument("--workers", type=int, default=1, help="sim backend: episodes spread over this many processes")
     ev.add_argument("--video", metavar="DIR")
     ev.add_argument("--json", metavar="FILE")
     ev.set_defaults(func=_eval)

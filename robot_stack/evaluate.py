@@ -122,9 +122,44 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
     return records
 
 
+def _run_sim_parallel(checkpoint, task, robot, seeds, instruction, goal_seed, conditioning, video, execute_steps,
+                      workers) -> list[dict]:
+    """The sim backend in `workers` child processes over contiguous seed ranges; their records, in seed order."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    parts = [p for p in np.array_split(np.asarray(seeds), min(workers, len(seeds))) if len(p)]
+    with tempfile.TemporaryDirectory(prefix="eval_workers_") as tmp:
+        procs = []
+        for k, part in enumerate(parts):
+            cmd = [sys.executable, "-m", "robot_stack.cli", "eval", "--checkpoint", checkpoint, "--task", task,
+                   "--robot", robot, "--episodes", str(len(part)), "--seed", str(int(part[0])), "--backend", "sim",
+                   "--conditioning", conditioning, "--execute-steps", str(execute_steps), "--json", f"{tmp}/{k}.json"]
+            cmd += ["--instruction", instruction] if instruction else []
+            cmd += ["--goal-seed", str(goal_seed)] if goal_seed is not None else []
+            cmd += ["--video", video] if video else []
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/{k}.log", "w"),
+                                          env={**os.environ, "OMP_NUM_THREADS": "1"}))
+        with tqdm(total=len(seeds), desc=f"eval {task} (sim, {len(procs)} workers)", unit="ep") as bar:
+            pending = dict(enumerate(procs))
+            while pending:
+                for k, proc in list(pending.items()):
+                    if proc.poll() is not None:
+                        del pending[k]
+                        if proc.returncode:
+                            log = Path(f"{tmp}/{k}.log").read_text()[-2000:]
+                            raise RuntimeError(f"eval worker {k} (seeds from {int(parts[k][0])}) failed:\n{log}")
+                        bar.update(len(parts[k]))
+                time.sleep(0.5)
+        return [r for k in range(len(parts)) for r in json.loads(Path(f"{tmp}/{k}.json").read_text())["records"]]
+
+
 def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, instruction: str | None = None,
              goal_seed: int | None = None, conditioning: str | None = None, backend: str = "ros",
-             video: str | None = None, json_path: str | None = None, execute_steps: int = 1) -> dict:
+             video: str | None = None, json_path: str | None = None, execute_steps: int = 1,
+             workers: int = 1) -> dict:
     import torch
 
     from robot_stack.policies import load_policy
@@ -142,7 +177,10 @@ def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, i
     goals = GoalImages(task, robot, policy.data_spec().image_size if policy is not None else 128)
     name = checkpoint if policy is None else policy.name
     arm = None
-    if backend == "sim" or policy is None:
+    if workers > 1 and (backend == "sim" or policy is None):
+        records = _run_sim_parallel(checkpoint, task, robot, seeds, instruction, goal_seed, conditioning, video,
+                                    execute_steps, workers)
+    elif backend == "sim" or policy is None:
         records = _run_sim(name, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction, video,
                            execute_steps)
     else:

@@ -28,6 +28,14 @@ def test_expert_and_random_baselines_in_process(tmp_path):
     assert rand["episodes"] == 2 and all(r["steps"] >= 1 for r in rand["records"])
 
 
+def test_worker_processes_give_the_serial_records():
+    keys = ("seed", "success", "steps", "params")
+    serial = run_eval("expert", "reach", "panda", 3, seed=5, backend="sim")
+    parallel = run_eval("expert", "reach", "panda", 3, seed=5, backend="sim", workers=2)
+    assert [{k: r[k] for k in keys} for r in parallel["records"]] == [{k: r[k] for k in keys} for r in serial["records"]]
+    assert [r["seed"] for r in parallel["records"]] == [5, 6, 7] and parallel["successes"] == 3
+
+
 def test_checkpoint_conditioning_is_checked(tmp_path):
     ToyPolicy(ToyPolicy.Config(), toy_stats()).save(tmp_path / "toy")
     with pytest.raises(ValueError, match="accepts"):

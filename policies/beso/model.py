@@ -12,26 +12,13 @@ import math
 import torch
 from torch import nn
 
+from robot_stack.policies.augment import random_shift
+
 
 def to_float(images: torch.Tensor, shift: int = 0) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [0, 1], channels-last (no copy for the permute).
-
-    With shift > 0, each image is first translated by a random integer offset in [-shift, shift]
-    with edge pixels repeated: DrQ's pad-`shift`-(replicate)-and-random-crop, fused into the
-    uint8 -> float copy (one pass; a per-image loop of slices beats batched gathers on CPU here).
-    """
-    n, h, w, _ = images.shape
-    if shift <= 0:
-        out = images.float()
-    else:
-        out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
-        for i, (dy, dx) in enumerate(torch.randint(-shift, shift + 1, (n, 2)).tolist()):
-            r0, r1, c0, c1 = max(0, -dy), h - max(0, dy), max(0, -dx), w - max(0, dx)
-            o = out[i]
-            o[r0:r1, c0:c1] = images[i, r0 + dy:r1 + dy, c0 + dx:c1 + dx]
-            o[:r0], o[r1:] = o[r0], o[r1 - 1]
-            o[:, :c0], o[:, c1:] = o[:, c0:c0 + 1], o[:, c1 - 1:c1]
-    return out.mul_(1 / 255).permute(0, 3, 1, 2)
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [0, 1], channels-last (no copy for the permute); with
+    shift > 0 each image first moves by a random offset in [-shift, shift] (DrQ, augment.random_shift)."""
+    return random_shift(images, shift).float().mul_(1 / 255).permute(0, 3, 1, 2)
 
 
 class SpatialSoftmax(nn.Module):

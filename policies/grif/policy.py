@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from robot_stack.policies import actions as act_space
+from robot_stack.policies.augment import random_shift
 from robot_stack.policies.base import DataSpec, Policy, register
 from robot_stack.policies.errors import BadObservation, CheckpointMismatch, MissingConditioning
 from robot_stack.policies.grif import language
@@ -68,19 +69,6 @@ def as_uint8_images(image) -> torch.Tensor:
 def to_float_image(image, device) -> torch.Tensor:
     """uint8 (..., H, W, 3) -> float (N, 3, H, W) in [0, 1]."""
     return as_uint8_images(image).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def random_shift(x: torch.Tensor, pad: int) -> torch.Tensor:
-    """DrQ-style augmentation on uint8 (N, H, W, 3): replicate-pad by `pad`, crop back at a random
-    offset per image. Done on the uint8 frames with numpy slicing, before the float conversion:
-    ten times cheaper on the CPU than padding and gathering float tensors."""
-    if pad <= 0:
-        return x
-    n, h, w, _ = x.shape
-    padded = np.pad(x.cpu().numpy(), ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, n)).tolist()     # torch's RNG, so torch.manual_seed governs it
-    out = np.stack([padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
-    return torch.from_numpy(out).to(x.device)
 
 
 @register

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_stack.learner.spaces import ObsSpec
+from robot_stack.policies.augment import random_shift
 
 
 def mlp(inp: int, hidden: tuple[int, ...], out: int, layer_norm: bool) -> nn.Sequential:
@@ -77,19 +78,6 @@ class TanhGaussianActor(nn.Module):
         log_prob = (-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
         log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)   # log|d tanh(u)/du|
         return torch.tanh(u), log_prob
-
-
-def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """DrQ augmentation on (B, H, W, C) frames of any dtype: each frame moves by up to +-pad pixels, edges
-    replicated (the same as padding by replication and cropping at a random offset, without the copy)."""
-    if pad <= 0:
-        return images
-    b, h, w = images.shape[:3]
-    dy = torch.randint(-pad, pad + 1, (b, 1), generator=generator, device=images.device)
-    dx = torch.randint(-pad, pad + 1, (b, 1), generator=generator, device=images.device)
-    rows = (torch.arange(h, device=images.device)[None] + dy).clamp_(0, h - 1)
-    cols = (torch.arange(w, device=images.device)[None] + dx).clamp_(0, w - 1)
-    return images[torch.arange(b, device=images.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 class ObservationEncoder(nn.Module):

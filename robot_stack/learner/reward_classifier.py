@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robot_stack.learner.networks import random_shift
+from robot_stack.policies.augment import random_shift
 from robot_stack.policies.train import git_commit
 
 FORMAT = "robot_stack.reward_classifier/1"

@@ -12,10 +12,19 @@ learner's demos: `task_state` (the privileged object pose, the state observation
 """
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 from tqdm import tqdm
 
 from robot_stack.data import EpisodeStore
+from robot_stack.data.store import ROOT_KEY
 from robot_stack.sim.env import make_env
 from robot_stack.sim.rollout import expert_steps
 
@@ -51,15 +60,21 @@ def record_expert_episode(env, writer, seed: int) -> dict:
 
 
 def generate(task: str, robot: str, episodes: int, seed: int, out: str, image_size: int = 128,
-             only_success: bool = True, overwrite: bool = False) -> dict:
-    """`episodes` seeded expert episodes (seeds seed, seed+1, ...) into a new store at `out`."""
+             only_success: bool = True, overwrite: bool = False, workers: int = 1, seed_stride: int = 1,
+             progress: bool = True) -> dict:
+    """`episodes` seeded expert episodes (seeds seed, seed+stride, ...) into a new store at `out`.
+
+    With workers > 1 each worker process takes every workers-th seed into a shard store of its own
+    and the shards are merged in seed order, so the result holds the episodes one worker would have
+    written, except where a failed seed shifts which seeds are kept."""
+    if workers > 1:
+        return _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, workers)
     env = make_env(task, robot=robot, image_size=image_size)
     store = EpisodeStore.create(out, overwrite=overwrite, attrs={"source": "scripted expert", "task": task,
                                                                  "robot": robot, "image_size": image_size})
-    kept, failed = 0, []
+    kept, failed, s = 0, [], seed
     try:
-        with tqdm(total=episodes, desc=f"expert {task}/{robot}", unit="ep") as bar:
-            s = seed
+        with tqdm(total=episodes, desc=f"expert {task}/{robot}", unit="ep", disable=not progress) as bar:
             while kept < episodes:
                 writer = store.begin_episode()
                 meta = record_expert_episode(env, writer, s)
@@ -70,8 +85,67 @@ def generate(task: str, robot: str, episodes: int, seed: int, out: str, image_si
                     writer.commit(success=meta.pop("success"), **meta)
                     kept += 1
                     bar.update(1)
-                s += 1
+                s += seed_stride
     finally:
         store.close()
         env.close()
-    return {"store": str(out), "episodes": kept, "seeds": [seed, s - 1], "failed_seeds": failed}
+    return {"store": str(out), "episodes": kept, "seeds": [seed, s - seed_stride], "failed_seeds": failed}
+
+
+def _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, workers) -> dict:
+    """Shards from `workers` child processes (`robot-stack sim collect --seed-stride`), then one merged store."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists (pass --overwrite to replace it)")
+    shard_dir = out.with_name(out.name + ".shards")
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    shard_dir.mkdir(parents=True)
+    counts = [episodes // workers + (k < episodes % workers) for k in range(workers)]
+    procs = [subprocess.Popen([sys.executable, "-m", "robot_stack.cli", "sim", "collect", "--task", task,
+                               "--robot", robot, "--episodes", str(n), "--seed", str(seed + k),
+                               "--seed-stride", str(workers), "--image-size", str(image_size),
+                               "--out", str(shard_dir / str(k)), "--no-progress"],
+                              stdout=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+             for k, n in enumerate(counts) if n]
+    with tqdm(total=episodes, desc=f"expert {task}/{robot} x{len(procs)}", unit="ep") as bar:
+        while any(p.poll() is None for p in procs):
+            time.sleep(1.0)
+            bar.n = sum(_committed(shard_dir / str(k)) for k in range(len(procs)))
+            bar.refresh()
+    bad = [k for k, p in enumerate(procs) if p.returncode]
+    if bad:
+        raise RuntimeError(f"expert workers {bad} failed (exit codes {[procs[k].returncode for k in bad]})")
+    results = [json.loads(p.stdout.read().decode().strip().splitlines()[-1]) for p in procs]
+    merge_stores([shard_dir / str(k) for k in range(len(procs))], out, overwrite=overwrite,
+                 attrs={"source": "scripted expert", "task": task, "robot": robot, "image_size": image_size})
+    shutil.rmtree(shard_dir)
+    return {"store": str(out), "episodes": sum(r["episodes"] for r in results), "seeds": [seed, max(r["seeds"][1] for r in results)],
+            "failed_seeds": sorted(s for r in results for s in r["failed_seeds"]), "workers": len(procs)}
+
+
+def _committed(path: Path) -> int:
+    """Episodes committed so far in a store another process is writing (0 before it exists)."""
+    try:
+        return json.loads((path / "zarr.json").read_text())["attributes"][ROOT_KEY]["num_episodes"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def merge_stores(sources: list[Path], out: Path, overwrite: bool = False, attrs: dict | None = None) -> int:
+    """Every episode of `sources` into a new store `out`, ordered by seed; stamps and metadata kept."""
+    stores = [EpisodeStore.open(src, "r") for src in sources]
+    order = sorted(((st.metadata(k).get("seed", k), i, k) for i, st in enumerate(stores)
+                    for k in range(st.num_episodes)))
+    dst = EpisodeStore.create(out, overwrite=overwrite, attrs=attrs)
+    try:
+        for _, i, k in tqdm(order, desc="merge shards", unit="ep"):
+            meta = stores[i].metadata(k)
+            writer = dst.begin_episode()
+            for name, parts in stores[i].read_episode(k).items():
+                writer.append_many(name, parts["data"], parts["capture_stamp"], parts["receive_stamp"])
+            writer.commit(**{key: v for key, v in meta.items() if key not in ("episode", "streams")})
+    finally:
+        dst.close()
+        for st in stores:
+            st.close()
+    return len(order)

@@ -236,18 +236,6 @@ def test_guidance_zero_is_goal_free_policy():
 
 
 # --- 5. network details ----------------------------------------------------------------------------
-def test_random_shift_is_replicate_pad_and_crop():
-    imgs = torch.randint(0, 256, (6, 16, 16, 3), dtype=torch.uint8)
-    assert torch.allclose(to_float(imgs), imgs.permute(0, 3, 1, 2).float() / 255)
-    torch.manual_seed(0)
-    out = to_float(imgs, 4)
-    torch.manual_seed(0)
-    d = torch.randint(-4, 5, (6, 2))
-    for i in range(6):
-        rows, cols = (torch.arange(16) + d[i, 0]).clamp(0, 15), (torch.arange(16) + d[i, 1]).clamp(0, 15)
-        assert torch.allclose(out[i], imgs[i][rows][:, cols].permute(2, 0, 1).float() / 255)
-
-
 def test_augmentation_only_in_training():
     policy = make_policy()
     img = torch.as_tensor(image(3))[None]

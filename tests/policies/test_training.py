@@ -63,3 +63,21 @@ def test_train_checkpoints_plots_and_resumes(store, tmp_path):
     assert train(cfg)["steps"] == 60
     history = json.loads((run / "history.json").read_text())
     assert [h["step"] for h in history] == [10, 20, 30, 40, 50, 60]     # continued, nothing repeated
+
+
+def test_time_budget_stops_early_with_a_checkpoint(store, tmp_path):
+    cfg = load_config("train", ["policy.name=toy", f"data={store}", "task=reach", f"out={tmp_path}/run",
+                                "steps=100000", "batch_size=8", "threads=1", "max_minutes=0.0005"])
+    OmegaConf.set_readonly(cfg, False)
+    result = train(cfg)
+    assert 1 <= result["steps"] < 100000
+    assert json.loads((tmp_path / "run" / "checkpoint" / "config.json").read_text())["manifest"]["step"] == result["steps"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_asking_for_a_missing_gpu_is_an_error(store, tmp_path):
+    cfg = load_config("train", ["policy.name=toy", f"data={store}", "task=reach", f"out={tmp_path}/run",
+                                "steps=2", "threads=1", "device=cuda"])
+    OmegaConf.set_readonly(cfg, False)
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        train(cfg)
