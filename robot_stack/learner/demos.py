@@ -1,11 +1,13 @@
 """Demonstrations from an episode store (zarr) as learner transitions.
 
 A recorded step holds the observation and the absolute TCP target commanded then; the learner
-acts in normalised deltas from the arm's set point (sim/env.DeltaAction), so the action is
-re-expressed against the previous step's target (the set point the arm was holding; the measured
-TCP at the first step): Δposition / max_translation, rotation vector / max_rotation, clipped to
-[-1, 1]. Against the measured TCP instead, the controller's lag inflates every delta (59% of
-lift's z actions clipped at 2 cm, and 0/10 demos reproduced when replayed through DeltaAction). Episodes end at their first successful step (terminated), or at their
+acts in normalised deltas from the arm's set point (sim/env.DeltaAction), clipped to [-1, 1] and
+restricted to the axes it drives. So each target is re-expressed against the set point that the
+demo's own previous actions, as the agent would execute them, have reached: where the expert moved
+faster than max_translation per step the set point lags and the next actions catch up. Against the
+expert's previous target instead, every clipped step left a permanent offset (11/20 lift demos
+reproduced when replayed through DeltaAction, grasps too high); against the measured TCP, 0/10.
+Episodes end at their first successful step (terminated), or at their
 last row (truncated), so a demo never teaches that the episode goes on after success.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from robot_stack import transforms as tf
 from robot_stack.data import EpisodeStore
 from robot_stack.learner.replay import Transition
-from robot_stack.learner.spaces import ActionSpec, ObsSpec, SpecError, grasp_penalty, policy_action
+from robot_stack.learner.spaces import ActionSpec, ObsSpec, SpecError, env_action, grasp_penalty, policy_action
 
 # env observation key -> recorded stream name
 STREAMS = {"ee_pose": "ee_pose", "gripper": "gripper", "joint_pos": "joint_pos", "joint_vel": "joint_vel",
@@ -65,11 +67,14 @@ def _episode(rows: dict, name: str, obs_spec: ObsSpec, action_spec: ActionSpec, 
     n = len(rows["reward"])
     observations = [obs_at(t) for t in range(n)]          # each row once: s' of step t is s of step t + 1
     gripper_before, out = 0.0, []
+    set_point = np.asarray(rows["ee_pose"][0], np.float64)[:7].copy()
     for t in range(n - 1):
-        reference = rows["action_pose"][t - 1] if t else rows["ee_pose"][0]
-        executed = delta_action(reference, rows["action_pose"][t], float(rows["action_gripper"][t][0]),
+        executed = delta_action(set_point, rows["action_pose"][t], float(rows["action_gripper"][t][0]),
                                 max_translation, max_rotation)
         action, grip, gripper_after = policy_action(executed, action_spec, gripper_before)
+        applied, _ = env_action(action, grip, action_spec, gripper_before)   # what DeltaAction will receive
+        set_point = np.concatenate((set_point[:3] + applied[:3] * max_translation,
+                                    tf.quat_mul(tf.axis_angle_to_quat(applied[3:6] * max_rotation), set_point[3:7])))
         reward = float(np.asarray(rows["reward"][t]))
         done = reward >= 1.0
         out.append(Transition(observations[t], action, grip, reward, observations[t + 1], terminated=done,
