@@ -17,7 +17,8 @@ import numpy as np
 from robot_stack import transforms as tf
 from robot_stack.data import EpisodeStore
 from robot_stack.learner.replay import Transition
-from robot_stack.learner.spaces import ActionSpec, ObsSpec, SpecError, env_action, grasp_penalty, policy_action
+from robot_stack.learner.spaces import (ActionSpec, ObsSpec, SpecError, env_action, grasp_penalty, policy_action,
+                                       state_sources, state_vector)
 
 # env observation key -> recorded stream name
 STREAMS = {"ee_pose": "ee_pose", "gripper": "gripper", "joint_pos": "joint_pos", "joint_vel": "joint_vel",
@@ -36,7 +37,7 @@ def demo_transitions(path: str, obs_spec: ObsSpec, action_spec: ActionSpec, max_
                      max_rotation: float = 0.1, episodes=None, only_success: bool = True,
                      penalty: float = 0.0) -> list[Transition]:
     """Every step of the (successful) episodes as transitions; `penalty` is the gripper-change cost."""
-    keys = (*obs_spec.state_keys, *obs_spec.cameras)
+    keys = (*state_sources(obs_spec.state_keys), *obs_spec.cameras)
     unknown = [k for k in keys if k not in STREAMS]
     if unknown:
         raise SpecError(f"no recorded stream for observation keys {unknown}; known: {sorted(STREAMS)}")
@@ -58,8 +59,8 @@ def demo_transitions(path: str, obs_spec: ObsSpec, action_spec: ActionSpec, max_
 def _episode(rows: dict, name: str, obs_spec: ObsSpec, action_spec: ActionSpec, max_translation: float,
              max_rotation: float, penalty: float) -> list[Transition]:
     def obs_at(t: int) -> dict:
-        o = {"state": np.concatenate([np.asarray(rows[STREAMS[k]][t], np.float32).ravel()
-                                      for k in obs_spec.state_keys])}
+        o = {"state": state_vector({k: rows[STREAMS[k]][t] for k in state_sources(obs_spec.state_keys)},
+                                   obs_spec.state_keys)}
         for cam in obs_spec.cameras:
             o[cam] = np.asarray(rows[STREAMS[cam]][t], np.uint8)
         return o

@@ -23,6 +23,28 @@ class SpecError(ValueError):
     """An observation, action or weight message that does not match the spec."""
 
 
+# State entries computed from others (robosuite's object-state has the same gripper-to-object
+# vector): the TCP-to-object offset makes "above the block, lower" a linear feature for the critic.
+DERIVED_STATE = {"object_rel": (("task_state", "ee_pose"), lambda task, ee: np.asarray(task)[:3] - np.asarray(ee)[:3])}
+
+
+def state_sources(state_keys) -> list[str]:
+    """The env observation keys (recorded streams) that `state_keys` are read or computed from."""
+    return list(dict.fromkeys(s for k in state_keys for s in (DERIVED_STATE[k][0] if k in DERIVED_STATE else (k,))))
+
+
+def state_vector(values: dict, state_keys) -> np.ndarray:
+    """The agent's "state": the entries of `values` (an env observation or a recorded row) in order."""
+    parts = []
+    for k in state_keys:
+        if k in DERIVED_STATE:
+            sources, fn = DERIVED_STATE[k]
+            parts.append(np.asarray(fn(*(values[s] for s in sources)), np.float32).ravel())
+        else:
+            parts.append(np.asarray(values[k], np.float32).ravel())
+    return np.concatenate(parts)
+
+
 @dataclass(frozen=True)
 class ObsSpec:
     state_keys: tuple[str, ...]          # env observation keys concatenated into "state", in order
@@ -37,10 +59,11 @@ class ObsSpec:
 
     @classmethod
     def from_env(cls, env_obs: dict, state_keys, cameras=(), image_size: int = 128) -> "ObsSpec":
-        missing = [k for k in (*state_keys, *cameras) if k not in env_obs]
+        missing = [k for k in (*state_sources(state_keys), *cameras) if k not in env_obs]
         if missing:
-            raise SpecError(f"the env observation has no {missing}; it has {sorted(env_obs)}")
-        dim = sum(int(np.asarray(env_obs[k]).size) for k in state_keys)
+            raise SpecError(f"the env observation has no {missing}; it has {sorted(env_obs)} "
+                            f"(derived: {sorted(DERIVED_STATE)})")
+        dim = int(state_vector(env_obs, state_keys).size)
         return cls(tuple(state_keys), dim, tuple(cameras), int(image_size))
 
 
@@ -73,7 +96,7 @@ def specs_from_json(d: dict) -> tuple[ObsSpec, ActionSpec]:
 
 def agent_obs(env_obs: dict, spec: ObsSpec) -> dict[str, np.ndarray]:
     """The agent's observation from an env observation."""
-    obs = {"state": np.concatenate([np.asarray(env_obs[k], np.float32).ravel() for k in spec.state_keys])}
+    obs = {"state": state_vector(env_obs, spec.state_keys)}
     for cam in spec.cameras:
         obs[cam] = np.asarray(env_obs[cam], np.uint8)
     check_obs(obs, spec)

@@ -142,3 +142,20 @@ def test_evaluation_episodes_take_no_sequence_numbers():
     produced = sum(1 for _ in actor.episode_steps(env, 100000))
     assert actor.seq == produced == actor.outcome["length"]
     env.close()
+
+
+def test_object_rel_is_the_tcp_to_object_offset_in_env_and_demo_states(lift_store):
+    from robot_stack.learner.spaces import agent_obs
+    from robot_stack.sim.env import make_env
+
+    keys = ("ee_pose", "gripper", "task_state", "object_rel")
+    env = make_env("lift", cameras=())
+    o, _ = env.reset(seed=5000)
+    spec = ObsSpec.from_env(o, keys)
+    assert spec.state_dim == 7 + 1 + o["task_state"].size + 3
+    np.testing.assert_allclose(agent_obs(o, spec)["state"][-3:], o["task_state"][:3] - o["ee_pose"][:3], atol=1e-6)
+    first = [t for t in demo_transitions(str(lift_store), spec, ActionSpec()) if t.episode == "demo0"][0]
+    np.testing.assert_allclose(first.obs["state"], agent_obs(o, spec)["state"], atol=1e-4)   # demo0 is seed 5000
+    env.close()
+    with pytest.raises(Exception, match="object_rel|no "):
+        ObsSpec.from_env({"ee_pose": o["ee_pose"]}, keys)
