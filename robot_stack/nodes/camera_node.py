@@ -4,19 +4,29 @@ Topics follow realsense-ros: `<name>/color/image_raw`, `<name>/color/camera_info
 `<name>/depth/image_rect_raw` (16UC1, mm, aligned to colour). Header stamps are the
 capture times the driver reports. Frames are read and published from one thread, so the
 driver's blocking read sets the rate and a GL context stays on its thread.
+
+Once a second the node reports on `/diagnostics` how many frames it has published, the rate
+it achieved against the configured one, and the longest interval between two frames, so a
+frame that never existed (a renderer or a device that cannot keep the rate) can be told
+from one a subscriber lost.
 """
 from __future__ import annotations
 
 import threading
+import time
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from omegaconf import OmegaConf
 from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float64MultiArray
 
 from robot_stack.drivers.base import CameraDriver, DriverError
 from robot_stack.nodes.common import node_config, run_node
 from robot_stack.ros import convert, qos
+
+IMAGE_PUBLISHER_QOS = QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
 CAMERA_PARAMS = ("camera", "name", "robot", "width", "height", "fps", "depth", "serial")
 
@@ -39,14 +49,22 @@ class CameraNode(Node):
         self.cfg = node_config(self, "camera_node", CAMERA_PARAMS, key=lambda n: n if n == "camera" else f"camera.{n}")
         self.driver = driver or make_camera_driver(self.cfg)
         name = self.cfg.camera.name
-        self.pub_color = self.create_publisher(Image, f"{name}/color/image_raw", qos.IMAGE)
+        # Publisher history sized for a second of frames: a reliable subscriber that misses a fragment gets it
+        # resent even after a stall (with qos.IMAGE's depth 2 a frame is gone once two newer ones are published).
+        self.pub_color = self.create_publisher(Image, f"{name}/color/image_raw", IMAGE_PUBLISHER_QOS)
         self.pub_info = self.create_publisher(CameraInfo, f"{name}/color/camera_info", qos.SENSOR)
         self.pub_depth = self.create_publisher(Image, f"{name}/depth/image_rect_raw", qos.IMAGE) \
             if self.cfg.camera.depth else None
         if hasattr(self.driver, "update_state"):
             self.create_subscription(Float64MultiArray, "sim/state", lambda m: self.driver.update_state(m.data),
                                      qos.SENSOR)
-        self.frames = 0
+        self.frames = 0                          # published since the node started
+        self.fps = float(self.cfg.camera.fps)
+        self._first_publish: float | None = None   # monotonic time of the first published frame
+        self._last_publish: float | None = None
+        self._max_interval = 0.0                   # longest time between two published frames, since the last report
+        self.pub_diag = self.create_publisher(DiagnosticArray, "diagnostics", 10)
+        self.create_timer(1.0, self._publish_diagnostics)
         self.error: str | None = None
         self._running = True
         self._ready = threading.Event()
@@ -76,6 +94,12 @@ class CameraNode(Node):
                 if self.context.ok():
                     raise
                 break
+            now = time.monotonic()
+            if self._last_publish is None:
+                self._first_publish = now
+            else:
+                self._max_interval = max(self._max_interval, now - self._last_publish)
+            self._last_publish = now
             self.frames += 1
         try:
             self.driver.disconnect()             # on this thread: the GL context belongs to it
@@ -88,6 +112,29 @@ class CameraNode(Node):
         self.pub_info.publish(convert.camera_info_msg(frame.k, h, w, frame.stamp, frame.frame_id))
         if self.pub_depth is not None and frame.depth is not None:
             self.pub_depth.publish(convert.image_msg(frame.depth, frame.stamp, frame.frame_id, "16UC1"))
+
+    def diagnostics(self) -> dict[str, str]:
+        """Frames published since start, the rate achieved over that time against the configured `fps`, and the
+        longest interval between frames since the last call."""
+        frames, first, last = self.frames, self._first_publish, self._last_publish
+        rate = (frames - 1) / (last - first) if frames > 1 and last > first else 0.0
+        values = {"frames_published": str(frames), "fps_configured": f"{self.fps:g}", "fps_achieved": f"{rate:.2f}",
+                  "frames_short_of_configured": str(max(0, round((last - first) * self.fps) + 1 - frames)
+                                                    if frames else 0),
+                  "max_interval_ms": f"{1000 * self._max_interval:.1f}"}
+        self._max_interval = 0.0
+        return values
+
+    def _publish_diagnostics(self) -> None:
+        values = self.diagnostics()
+        ok = self.error is None and float(values["fps_achieved"]) >= 0.95 * self.fps
+        status = DiagnosticStatus(level=DiagnosticStatus.OK if ok else DiagnosticStatus.WARN,
+                                  name=f"{self.get_name()}: camera {self.cfg.camera.name}",
+                                  hardware_id=str(self.cfg.camera.name), message=self.error or "",
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(msg)
 
     def close(self) -> None:
         self._running = False

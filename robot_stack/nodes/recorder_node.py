@@ -6,18 +6,25 @@ when every capture stamp is known, each tick gets the index of the latest sample
 stream captured at or before it (`align.<stream>`): how training windows line streams up. Callbacks only enqueue; one writer thread owns
 the store, so recording never blocks the graph. Services (std_srvs/Trigger) start, stop,
 mark success or failure (both end the episode) and discard.
+
+Every stream of an episode is counted where a sample can be lost: `published` (the span of the
+publisher's sequence numbers over the samples received, from the middleware's message info),
+`lost_in_transport` (published but never handed to the recorder: sequence gaps), `received`,
+`dropped` (the write queue was full), `written`. `recorder/status` (latched JSON) carries these
+counts once a second while recording and the final ones after each commit or discard.
 """
 from __future__ import annotations
 
 import json
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, WrenchStamped
 from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
@@ -27,9 +34,53 @@ from robot_stack.nodes.common import declare_any, run_node
 from robot_stack.ros import convert, qos
 
 
+# Image subscriptions: reliable, and a reader queue of two seconds of frames (30 Hz), so that a stall of the recorder's
+# executor (CPU contention, the GIL held by the writer thread) delays frames instead of overwriting them.
+IMAGE_QOS = QoSProfile(depth=60, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+QUEUE_MB = 512.0           # write-queue bound (sample payload); past it samples are dropped and counted
+
+
+class StreamCounts:
+    """Where the samples of one stream went: `received`/`enqueued`/`dropped` change under the recorder's lock
+    (subscription callbacks), `written` on the writer thread only."""
+
+    __slots__ = ("received", "enqueued", "dropped", "written", "_seq")
+
+    def __init__(self):
+        self.received = self.enqueued = self.dropped = self.written = 0
+        self._seq: dict[bytes, list[int]] = {}      # publisher gid -> [first, last, count] publication sequence
+
+    def on_receive(self, info) -> None:
+        self.received += 1
+        seq = info.get("publication_sequence_number") if info else None
+        if seq is None:
+            return
+        gid = bytes((info.get("publisher_gid") or {}).get("data", b""))
+        span = self._seq.get(gid)
+        if span is None:
+            self._seq[gid] = [seq, seq, 1]
+        else:
+            span[0], span[1], span[2] = min(span[0], seq), max(span[1], seq), span[2] + 1
+
+    def as_dict(self) -> dict:
+        out = {"received": self.received, "enqueued": self.enqueued, "dropped": self.dropped, "written": self.written}
+        if self._seq:
+            published = sum(last - first + 1 for first, last, _ in self._seq.values())
+            out["published"] = published
+            out["lost_in_transport"] = published - sum(n for _, _, n in self._seq.values())
+        return out
+
+
 @dataclass
 class _Episode:
     metadata: dict
+    counts: dict = field(default_factory=dict)         # stream -> StreamCounts
+
+    def count(self, stream: str) -> StreamCounts:
+        c = self.counts.get(stream)
+        if c is None:
+            c = self.counts[stream] = StreamCounts()
+        return c
 
 
 class RecorderNode(Node):
@@ -43,6 +94,7 @@ class RecorderNode(Node):
         self.operator = str(declare_any(self, "operator") or "human")
         cameras = str(declare_any(self, "cameras") or "front,wrist")
         rate = float(declare_any(self, "rate") or 10.0)
+        self.queue_bytes = float(declare_any(self, "queue_mb") or QUEUE_MB) * 1e6
         try:
             self.store = EpisodeStore.open(path, "a") if Path(path).exists() else EpisodeStore.create(path)
         except StoreError as exc:
@@ -54,6 +106,10 @@ class RecorderNode(Node):
         self._episode: _Episode | None = None
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
+        self._enqueued_bytes = 0              # under self._lock only
+        self._written_bytes = 0               # writer thread only: queued payload = the difference
+        self.max_queued_bytes = 0
+        self._last: _Episode | None = None    # the episode whose counts the status reports
         self._writer_thread = threading.Thread(target=self._writer_loop, name="recorder_writer", daemon=True)
         self._writer_thread.start()
 
@@ -70,8 +126,9 @@ class RecorderNode(Node):
         sub(String, "sim/episode", self._on_sim_episode, qos.LATCHED)
         sub(Float64MultiArray, "sim/state", lambda m: setattr(self, "sim_state", list(m.data)), qos.SENSOR)
         for cam in [c for c in cameras.split(",") if c]:
-            sub(Image, f"{cam}/color/image_raw", lambda m, c=cam: self._on_image(f"{c}_rgb", m), qos.IMAGE)
+            sub(Image, f"{cam}/color/image_raw", self._image_callback(f"{cam}_rgb"), IMAGE_QOS)
         self.pub_status = self.create_publisher(String, "recorder/status", qos.LATCHED)
+        self.create_timer(1.0, self._on_status_timer)
         self._publish_status(False)
         for name, handler in (("start", self._srv_start), ("stop", self._srv_stop), ("success", self._srv_success),
                               ("fail", self._srv_fail), ("discard", self._srv_discard)):
@@ -81,20 +138,49 @@ class RecorderNode(Node):
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def status(self, recording: bool) -> dict:
+        """Whether an episode is being recorded, how many the store holds, the sample counts of the current (or
+        last) episode per stream, and the write queue (payload now and its high-water mark, MB)."""
+        ep = self._last
+        queued = self._enqueued_bytes - self._written_bytes
+        return {"recording": recording, "episodes": self.store.num_episodes,
+                "streams": {k: c.as_dict() for k, c in sorted(ep.counts.items())} if ep is not None else {},
+                "queue": {"items": self._queue.qsize(), "mb": round(queued / 1e6, 1),
+                          "max_mb": round(self.max_queued_bytes / 1e6, 1),
+                          "limit_mb": round(self.queue_bytes / 1e6, 1)},
+                "errors": self.errors}
+
     def _publish_status(self, recording: bool) -> None:
-        """Whether an episode is being recorded and how many the store holds (latched, for operators' tools)."""
-        self.pub_status.publish(String(data=json.dumps({"recording": recording,
-                                                        "episodes": self.store.num_episodes})))
+        """recorder/status (latched, for operators' tools and benchmarks): see `status`."""
+        self.pub_status.publish(String(data=json.dumps(self.status(recording))))
+
+    def _on_status_timer(self) -> None:
+        if self._episode is not None:
+            self._publish_status(True)
 
     # --- samples -----------------------------------------------------------------------------
-    def _sample(self, stream: str, value: np.ndarray, stamp) -> None:
+    def _sample(self, stream: str, value: np.ndarray, stamp, info=None) -> None:
+        """Count and enqueue one sample: the only work done on the executor thread."""
         received = self.now()
-        captured = convert.from_time(stamp) if stamp is not None else received
+        if stamp is None:
+            captured = received
+        else:
+            captured = stamp if isinstance(stamp, float) else convert.from_time(stamp)
         with self._lock:
             ep = self._episode
             if ep is None:
                 return
-            self._queue.put(("sample", stream, value, captured, received))
+            counts = ep.count(stream)
+            counts.on_receive(info)
+            size = value.nbytes
+            queued = self._enqueued_bytes - self._written_bytes
+            if queued + size > self.queue_bytes:
+                counts.dropped += 1
+                return
+            self._enqueued_bytes += size
+            self.max_queued_bytes = max(self.max_queued_bytes, queued + size)
+            counts.enqueued += 1
+            self._queue.put(("sample", stream, value, captured, received, counts))
 
     def _pose(self, stream: str, msg: PoseStamped) -> None:
         p, o = msg.pose.position, msg.pose.orientation
@@ -108,14 +194,19 @@ class RecorderNode(Node):
         f, t = msg.wrench.force, msg.wrench.torque
         self._sample("wrench", np.array([f.x, f.y, f.z, t.x, t.y, t.z]), msg.header.stamp)
 
-    def _on_image(self, stream: str, msg: Image) -> None:
+    def _image_callback(self, stream: str):
+        def on_image(msg: Image, info) -> None:         # two arguments: rclpy passes the message info
+            self._on_image(stream, msg, info)
+        return on_image
+
+    def _on_image(self, stream: str, msg: Image, info=None) -> None:
         try:
-            image = convert.parse_image(msg).copy()
+            image = convert.parse_image(msg)          # a view of the message's buffer; the message is not reused
         except convert.MessageError as exc:
             self.errors += 1
             self.get_logger().error(f"{stream}: {exc}", throttle_duration_sec=2.0)
             return
-        self._sample(stream, image, msg.header.stamp)
+        self._sample(stream, image, msg.header.stamp, info)
 
     def _on_instruction(self, msg: String) -> None:
         self.instruction = msg.data
@@ -130,9 +221,7 @@ class RecorderNode(Node):
     def _on_tick(self) -> None:
         """The control clock; alignment to it is computed at commit, when every capture stamp is known."""
         tick = self.now()
-        with self._lock:
-            if self._episode is not None:
-                self._queue.put(("sample", "tick", np.array(tick), tick, tick))
+        self._sample("tick", np.array(tick), tick)
 
     # --- episode control -----------------------------------------------------------------------
     def _request(self, kind: str, *args) -> tuple[bool, str]:
@@ -151,7 +240,7 @@ class RecorderNode(Node):
                     "operator": self.operator, "start_time": self.now()}
             if self.sim_episode:
                 meta.update(source="twin", seed=self.sim_episode.get("seed"), task=self.sim_episode.get("task", self.task))
-            self._episode = _Episode(meta)
+            self._episode = self._last = _Episode(meta)
             self._queue.put(("begin", meta))
         self._publish_status(True)
         response.success, response.message = True, f"recording episode {self.store.num_episodes}"
@@ -204,9 +293,12 @@ class RecorderNode(Node):
                 if kind == "begin":
                     writer = self.store.begin_episode(item[1])
                     stamps = {}
-                elif kind == "sample" and writer is not None:
-                    writer.append(item[1], item[2], item[3], item[4])
-                    stamps.setdefault(item[1], []).append(item[3])
+                elif kind == "sample":
+                    self._written_bytes += item[2].nbytes
+                    if writer is not None:
+                        writer.append(item[1], item[2], item[3], item[4])
+                        stamps.setdefault(item[1], []).append(item[3])
+                        item[5].written += 1
                 elif kind in ("commit", "discard"):
                     done = item[1]
                     if writer is None:

@@ -1,10 +1,12 @@
 """Twin cameras mirror the arm node's simulator and publish images with capture stamps."""
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 
 from robot_stack.nodes.arm_node import ArmNode
 from robot_stack.nodes.camera_node import CameraNode
+from robot_stack.nodes.recorder_node import IMAGE_QOS
 from robot_stack.ros import convert, qos
 from tests.nodes.conftest import wait_for
 
@@ -31,6 +33,29 @@ def test_twin_camera_publishes_color_depth_and_info(ros):
     assert 0 <= now - stamps[-1] < 1.0
     assert info[-1].k[0] > 0 and info[-1].width == 96 and color[-1].header.frame_id == "front_color_optical_frame"
     assert cam.frames >= 10
+
+
+def test_camera_reports_frames_published_on_diagnostics(ros):
+    """The camera's count of published frames (on /diagnostics) is the middleware's: the publication sequence
+    number of the last frame a subscriber receives."""
+    ros.add(ArmNode(context=ros.context, parameter_overrides=[
+        Parameter("robot", value="panda"), Parameter("task", value="lift")]))
+    cam = ros.add(CameraNode(context=ros.context, parameter_overrides=[
+        Parameter("camera", value="twin_wrist"), Parameter("width", value=32), Parameter("height", value=24),
+        Parameter("fps", value=20.0)]))
+    client = ros.node("viewer")
+    color, diags = [], []
+    client.create_subscription(Image, "wrist/color/image_raw", lambda m, info: color.append(info), IMAGE_QOS)
+    client.create_subscription(DiagnosticArray, "diagnostics",
+                               lambda m: diags.extend(s for s in m.status if s.name.endswith("camera wrist")), 10)
+    wait_for(lambda: len(diags) >= 2, timeout=15.0, what="camera diagnostics")
+    values = {kv.key: kv.value for kv in diags[-1].values}
+    assert int(values["frames_published"]) >= 1 and values["fps_configured"] == "20"
+    assert float(values["fps_achieved"]) > 0 and float(values["max_interval_ms"]) > 0
+    cam.close()                                                # no more frames: the counts can be compared
+    published = cam.frames
+    wait_for(lambda: color and color[-1]["publication_sequence_number"] >= published, what="the last frame")
+    assert color[-1]["publication_sequence_number"] == published == int(cam.diagnostics()["frames_published"])
 
 
 def test_parse_image_rejects_wrong_sizes_and_encodings():

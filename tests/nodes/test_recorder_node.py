@@ -1,14 +1,18 @@
 """recorder_node writes what the graph publishes into the episode store, at each stream's own rate."""
+import json
 import time
 
 import numpy as np
 from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from robot_stack.data import EpisodeStore
 from robot_stack.nodes.arm_node import ArmNode
-from robot_stack.nodes.camera_node import CameraNode
+from robot_stack.nodes.camera_node import IMAGE_PUBLISHER_QOS, CameraNode
 from robot_stack.nodes.recorder_node import RecorderNode
+from robot_stack.ros import convert, qos
 from tests.nodes.conftest import wait_for
 
 
@@ -60,3 +64,55 @@ def test_records_streams_at_their_rates_with_alignment(ros, tmp_path):
     for t, i in zip(ticks, idx):
         if i >= 0:
             assert cap[i] <= t and (i + 1 == len(cap) or cap[i + 1] > t)
+
+
+def _latest_status(messages):
+    return json.loads(messages[-1].data) if messages else None
+
+
+def test_status_counts_every_frame_of_a_burst(ros, tmp_path):
+    """N frames published back to back: the recorder counts them published (publisher sequence numbers), received
+    and written, none lost or dropped, and reports it on recorder/status after the commit."""
+    recorder = ros.add(RecorderNode(context=ros.context, parameter_overrides=[
+        Parameter("store", value=str(tmp_path / "store")), Parameter("cameras", value="front")]))
+    client = ros.node("operator")
+    statuses = []
+    client.create_subscription(String, "recorder/status", statuses.append, qos.LATCHED)
+    pub = client.create_publisher(Image, "front/color/image_raw", IMAGE_PUBLISHER_QOS)
+    wait_for(lambda: pub.get_subscription_count() > 0, what="recorder subscribed")
+    assert call(client, "recorder/start").success
+    n = 20                                                 # within the reader queue: a burst needs no pacing
+    frame = np.zeros((480, 640, 3), np.uint8)
+    for i in range(n):
+        frame[0, 0, 0] = i
+        pub.publish(convert.image_msg(frame, 1.0 + i / 30, "front_color_optical_frame"))
+    wait_for(lambda: recorder.status(True)["streams"].get("front_rgb", {}).get("received", 0) == n,
+             timeout=5.0, what=f"{n} frames received: {recorder.status(True)}")
+    assert call(client, "recorder/stop").success
+    wait_for(lambda: (_latest_status(statuses) or {}).get("recording") is False
+             and "front_rgb" in _latest_status(statuses)["streams"], what="final status")
+    counts = _latest_status(statuses)["streams"]["front_rgb"]
+    assert counts == {"published": n, "lost_in_transport": 0, "received": n, "enqueued": n, "dropped": 0,
+                      "written": n}
+    recorder.close()
+    ep = EpisodeStore.open(tmp_path / "store").read_stream(0, "front_rgb")
+    assert list(ep["data"][:, 0, 0, 0]) == list(range(n))
+
+
+def test_full_write_queue_drops_and_counts(ros, tmp_path):
+    """A write queue too small for one frame: every frame is dropped at the recorder and counted as such."""
+    recorder = ros.add(RecorderNode(context=ros.context, parameter_overrides=[
+        Parameter("store", value=str(tmp_path / "store")), Parameter("cameras", value="front"),
+        Parameter("queue_mb", value=0.1)]))
+    client = ros.node("operator")
+    pub = client.create_publisher(Image, "front/color/image_raw", IMAGE_PUBLISHER_QOS)
+    wait_for(lambda: pub.get_subscription_count() > 0, what="recorder subscribed")
+    assert call(client, "recorder/start").success
+    n = 5
+    for i in range(n):
+        pub.publish(convert.image_msg(np.zeros((480, 640, 3), np.uint8), 1.0 + i / 30, "front_color_optical_frame"))
+    wait_for(lambda: recorder.status(True)["streams"].get("front_rgb", {}).get("received", 0) == n,
+             timeout=30.0, what=f"{n} frames received")
+    assert call(client, "recorder/stop").success
+    counts = recorder.status(False)["streams"]["front_rgb"]
+    assert counts["received"] == counts["dropped"] == n and counts["written"] == counts["enqueued"] == 0
