@@ -29,7 +29,8 @@ BENCHES = {
 def _bench(args: argparse.Namespace) -> int:
     import importlib
 
-    importlib.import_module(f"robot_stack.bench.{args.bench}").main(args.amount, args.json)
+    extra = {"source": args.source} if args.bench == "recording" else {}
+    importlib.import_module(f"robot_stack.bench.{args.bench}").main(args.amount, args.json, **extra)
     return 0
 
 
@@ -198,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_text, option, default) in BENCHES.items():
         b = bench.add_parser(name, help=help_text)
         b.add_argument(f"--{option}", type=type(default), default=default, dest="amount", metavar=option.upper())
+        if name == "recording":
+            b.add_argument("--source", choices=["twin", "replay"], default="twin",
+                           help="twin: the twin's rendering cameras; replay: pre-rendered frames at exactly 30 Hz")
         b.add_argument("--json", metavar="FILE")
         b.set_defaults(func=_bench, bench=name)
     return parser
