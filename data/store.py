@@ -19,13 +19,23 @@ Images are one frame per chunk, so a new episode never rewrites a committed imag
 low-dimensional streams are buffered in memory and written at commit. Every chunk carries a
 CRC32C, so a truncated or flipped chunk is an error, never silent garbage; every chunk is
 written even when all zeros, so a missing chunk file is an error too (``_StrictLocalStore``).
+
+Power loss: a rename survives SIGKILL but not necessarily a power cut, so durable stores (the
+default) fsync every file written since the last commit and its directories before writing the
+record, write the record through temp file, fsync, rename, fsync of the root, and fsync the
+replacement of any existing file (which may hold committed rows) before renaming it. Cost:
+0.15-0.35 s per 300-step 2x128x128 episode on this machine (``bench data``), as much as writing
+the episode, so ``durable=False`` skips it for scratch stores (benchmarks, tests, conversions).
 """
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
 import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,6 +57,7 @@ IMAGE_CODECS = (ZstdCodec(level=3), Crc32cCodec())
 PER_FRAME_CHUNK_BYTES = 16 * 1024   # frames at least this large get one chunk each (images, depth)
 LOWDIM_CHUNK_BYTES = 256 * 1024     # target chunk size for low-dimensional streams
 IMAGE_GROWTH_ROWS = 256             # per-frame arrays grow their shape in blocks while recording
+FSYNC_THREADS = 8                   # concurrent fsyncs at commit (I/O waits, not CPU)
 if TYPE_CHECKING:
     from .writer import EpisodeWriter
 
@@ -58,18 +69,48 @@ class MissingChunkError(KeyError):
 
 
 class _StrictLocalStore(LocalStore):
-    """LocalStore that raises for a missing chunk instead of returning the fill value.
+    """LocalStore that raises for a missing chunk instead of returning the fill value, and remembers
+    what it wrote (``written``: keys) so that a durable commit fsyncs exactly those files.
 
     Writes turn strictness off (``lenient``): zarr reads a not-yet-written chunk when it fills part of it.
+    ``durable`` stores write every file themselves (see ``_put``): zarr's atomic write renames without fsync.
     """
 
     strict = True
+
+    def __init__(self, root, *, read_only: bool = False, durable: bool = False):
+        super().__init__(root, read_only=read_only)
+        self.durable = durable
+        self.written: set[str] = set()
 
     async def get(self, key, prototype=None, byte_range=None):
         buf = await super().get(key, prototype, byte_range)
         if buf is None and self.strict and _CHUNK_KEY.search(key):
             raise MissingChunkError(key)
         return buf
+
+    async def set(self, key, value):
+        if self.durable:
+            if not self._is_open:
+                await self._open()
+            self._check_writable()
+            await asyncio.to_thread(_put, self.root / key, value.as_buffer_like(), key == "zarr.json")
+        else:
+            await super().set(key, value)
+        self.written.add(key)
+
+    async def set_if_not_exists(self, key, value):
+        await super().set_if_not_exists(key, value)
+        self.written.add(key)
+
+    def set_sync(self, key, value):
+        if self.durable:
+            self._ensure_open_sync()
+            self._check_writable()
+            _put(self.root / key, value.as_buffer_like(), key == "zarr.json")
+        else:
+            super().set_sync(key, value)
+        self.written.add(key)
 
     @contextmanager
     def lenient(self):
@@ -78,6 +119,64 @@ class _StrictLocalStore(LocalStore):
             yield
         finally:
             self.strict = old
+
+
+def _fsync(path: Path) -> None:
+    """fsync one file or directory; one deleted since it was written (a discarded episode's) needs none."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path, keys: Iterable[str]) -> None:
+    """fsync the files ``keys`` (relative to ``root``) and every directory from theirs up to ``root``.
+
+    A renamed-in file survives power loss only once its directory is synced too, and zarr creates
+    the chunk directories (``c/<row>/0/0``) as it goes. Concurrent: ext4 folds concurrent fsyncs into
+    few journal commits (an episode of 600 frames, measured here: 0.2-2.6 s one by one, 0.07-0.5 s on
+    8 threads, depending on what else was using the disk)."""
+    root = Path(root)
+    files = {root / key for key in keys}
+    dirs: set[Path] = set()
+    for path in files:
+        d = path.parent
+        while d not in dirs:
+            dirs.add(d)
+            if d == root or d == d.parent:
+                break
+            d = d.parent
+    dirs.add(root)
+    with ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="fsync") as pool:
+        list(pool.map(_fsync, [*sorted(files), *sorted(dirs)]))
+
+
+def _put(path: Path, data, record: bool) -> None:
+    """Write ``path`` through a temp file and a rename, like zarr, adding the fsyncs durability needs.
+
+    A file that already exists may hold committed rows (the shared chunk of a low-dimensional stream,
+    an array's shape), so its replacement is fsynced before the rename: a power loss then leaves the
+    old or the new content, never an empty file. A new file is synced at commit (``_fsync_tree``),
+    before the record names it. The record itself is the commit point: its directory is fsynced too."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rewrite = record or path.exists()
+    tmp = path.with_suffix(f".{uuid.uuid4().hex}.partial")   # *.partial: removed by recovery if we die here
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            if rewrite:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if record:
+        _fsync(path.parent)
 
 
 @dataclass
@@ -118,15 +217,16 @@ def _episode_key(k: int) -> str:
 class EpisodeStore:
     """An episode store opened for reading (``mode="r"``) or appending (``mode="a"``, one writer: flock)."""
 
-    def __init__(self, path: Path, mode: str):
+    def __init__(self, path: Path, mode: str, durable: bool = True):
         self.path = Path(path)
         self.mode = mode
+        self.durable = bool(durable)
         self._lock_fd = None
         if mode == "a":
             self._lock_fd = _lock(self.path)
         self._writer = None
         self.recovered: dict = {}
-        self._zstore = _StrictLocalStore(self.path, read_only=(mode == "r"))
+        self._zstore = _StrictLocalStore(self.path, read_only=(mode == "r"), durable=self.durable)
         try:
             try:
                 self.root = zarr.open_group(store=self._zstore, mode="r" if mode == "r" else "r+", zarr_format=3)
@@ -141,8 +241,11 @@ class EpisodeStore:
 
     # ---- opening -------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, *, overwrite: bool = False, attrs: dict | None = None) -> "EpisodeStore":
-        """Create an empty store (an error if one exists, unless ``overwrite``) and open it for appending."""
+    def create(cls, path: str | Path, *, overwrite: bool = False, attrs: dict | None = None,
+               durable: bool = True) -> "EpisodeStore":
+        """Create an empty store (an error if one exists, unless ``overwrite``) and open it for appending.
+
+        ``durable``: every commit is fsynced before it counts (see ``_commit_record``)."""
         path = Path(path)
         if path.exists() and any(path.iterdir()):
             if not overwrite:
@@ -158,16 +261,21 @@ class EpisodeStore:
         record = {"format_version": FORMAT_VERSION, "num_episodes": 0, "streams": {},
                   "created_by": f"robot_stack {_software_version()}"}
         root.update_attributes({ROOT_KEY: record, **(attrs or {})})
-        return cls(path, "a")
+        if durable:   # the empty store itself, and its entry in the parent directory
+            _fsync_tree(path, [str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()])
+            _fsync(path.parent)
+        return cls(path, "a", durable)
 
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r") -> "EpisodeStore":
-        """Open an existing store; ``mode="a"`` takes the writer lock and drops uncommitted data."""
+    def open(cls, path: str | Path, mode: str = "r", durable: bool = True) -> "EpisodeStore":
+        """Open an existing store; ``mode="a"`` takes the writer lock and drops uncommitted data.
+
+        ``durable`` (appending): every commit is fsynced before it counts (see ``_commit_record``)."""
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' or 'a', not {mode!r}")
         if not Path(path).is_dir():
             raise StoreError(f"{path}: no such episode store")
-        return cls(Path(path), mode)
+        return cls(Path(path), mode, durable)
 
     def _load_record(self) -> None:
         record = self.root.attrs.get(ROOT_KEY)
@@ -281,10 +389,12 @@ class EpisodeStore:
             raise CorruptEpisodeError(k, key, f"metadata unreadable: {exc}") from exc
 
     def read_stream(self, k: int, stream: str, rows: slice | None = None, parts=("data", "capture_stamp",
-                                                                                 "receive_stamp")) -> dict:
+                                                                                 "receive_stamp"),
+                    out: np.ndarray | None = None) -> dict:
         """``{"data", "capture_stamp", "receive_stamp"}`` of one stream of episode ``k`` (rows relative to it).
 
-        `parts` picks a subset, e.g. only the stamps of a long image stream (no frames decoded)."""
+        `parts` picks a subset, e.g. only the stamps of a long image stream (no frames decoded); `out`
+        receives the data rows (a slot of a larger buffer: the dataset decodes episodes in place)."""
         start, end = self.episode_range(k, stream)
         step = 1
         if rows is not None:
@@ -292,23 +402,65 @@ class EpisodeStore:
             if step < 1:
                 raise ValueError("rows must be a forward slice")
             start, end = start + s, start + max(s, e)
-        out = {}
+        result = {}
         spec = self.streams[stream]
+        want = (len(range(start, end, step)), *spec.shape)
+        if out is not None and (out.shape != want or out.dtype != np.dtype(spec.dtype) or not out.flags.c_contiguous):
+            raise ValueError(f"out must be a C-contiguous {np.dtype(spec.dtype)} array of shape {want}, "
+                             f"not {out.dtype} {out.shape}")
         for part in parts:
             key = f"streams/{stream}/{part}"
             try:
                 if part == "data" and spec.per_frame and self._fast_frames(stream):
-                    out[part] = read_frames(self.path / key, start, end, np.dtype(spec.dtype), spec.shape, step)
+                    result[part] = read_frames(self.path / key, start, end, np.dtype(spec.dtype), spec.shape, step, out)
+                elif part == "data" and out is not None:
+                    out[...] = self._array(stream, part)[start:end:step]
+                    result[part] = out
                 else:
-                    out[part] = self._array(stream, part)[start:end:step]
+                    result[part] = self._array(stream, part)[start:end:step]
             except (MissingChunkError, FileNotFoundError) as exc:
                 chunk = exc.args[0] if isinstance(exc, MissingChunkError) else Path(exc.filename).name
                 raise CorruptEpisodeError(k, key, f"chunk {chunk!r} is missing") from exc
             except Exception as exc:
                 raise CorruptEpisodeError(k, key, f"{type(exc).__name__}: {exc}") from exc
-        if "data" in out and out["data"].shape[1:] != spec.shape:
+        if "data" in result and result["data"].shape[1:] != spec.shape:
             raise CorruptEpisodeError(k, f"streams/{stream}/data",
-                                      f"rows have shape {out['data'].shape[1:]}, stream declares {spec.shape}")
+                                      f"rows have shape {result['data'].shape[1:]}, stream declares {spec.shape}")
+        return result
+
+    def read_part(self, episodes: Iterable[int], stream: str, part: str = "capture_stamp") -> list[np.ndarray]:
+        """One part of ``stream`` for many episodes, in one zarr read per run of adjacent episodes.
+
+        A zarr read costs about 1 ms however few rows it returns, so episode-by-episode reads dominated
+        building a dataset's index. A failed bulk read is retried episode by episode: the error then
+        names the episode, and a damaged chunk between the wanted episodes does not fail them."""
+        if part not in ("data", "capture_stamp", "receive_stamp"):
+            raise ValueError(f"part must be 'data', 'capture_stamp' or 'receive_stamp', not {part!r}")
+        episodes = [self._check_index(k) for k in episodes]
+        ranges = [self.episode_range(k, stream) for k in episodes]
+        if part == "data" and self.streams[stream].per_frame:   # one file per row anyway
+            return [self.read_stream(k, stream, parts=(part,))[part] for k in episodes]
+        out: list = [None] * len(ranges)
+        try:
+            arr = self._array(stream, part)
+            runs: list[list[int]] = []   # positions in `episodes`, grouped while less than a chunk apart
+            hi = 0
+            for j in sorted(range(len(ranges)), key=lambda j: ranges[j]):
+                if runs and ranges[j][0] - hi <= arr.chunks[0]:
+                    runs[-1].append(j)
+                    hi = max(hi, ranges[j][1])
+                else:
+                    runs.append([j])
+                    hi = ranges[j][1]
+            for run in runs:
+                lo, hi = ranges[run[0]][0], max(ranges[j][1] for j in run)
+                block = arr[lo:hi]
+                if part == "data" and block.shape[1:] != self.streams[stream].shape:
+                    raise ValueError("rows have the wrong shape")
+                for j in run:
+                    out[j] = block[ranges[j][0] - lo: ranges[j][1] - lo]
+        except Exception:
+            return [self.read_stream(k, stream, parts=(part,))[part] for k in episodes]
         return out
 
     def read_episode(self, k: int, streams: Iterable[str] | None = None) -> dict[str, dict]:
@@ -345,10 +497,18 @@ class EpisodeStore:
         return StreamSpec(dtype.str, tuple(shape), chunk_rows, 0)
 
     def _commit_record(self, num_episodes: int, streams: dict[str, StreamSpec]) -> None:
-        """The commit point: one atomic rewrite of the root zarr.json."""
+        """The commit point: one atomic rewrite of the root zarr.json.
+
+        Durable stores first fsync every file written since the last commit and their directories, then
+        write the record through temp file, fsync, rename, fsync of the root directory: the rename alone
+        survives SIGKILL, but after a power loss the record could name chunks that never reached the disk."""
         record = {**self._record, "num_episodes": num_episodes,
                   "streams": {n: s.to_json() for n, s in streams.items()}}
+        written = set(self._zstore.written)
+        if self.durable:
+            _fsync_tree(self.path, written)
         self.root.update_attributes({ROOT_KEY: record})
+        self._zstore.written -= written | {"zarr.json"}
         self._record = record
         self.num_episodes = num_episodes
         self.streams = {n: StreamSpec.from_json(s) for n, s in record["streams"].items()}

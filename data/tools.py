@@ -24,7 +24,7 @@ def info(path: str | Path) -> dict:
 def _duration(store: EpisodeStore, k: int) -> float:
     spans = []
     for name in store.streams:
-        stamps = store.read_stream(k, name)["capture_stamp"]
+        stamps = store.read_stream(k, name, parts=("capture_stamp",))["capture_stamp"]
         if len(stamps):
             spans.append((stamps[0], stamps[-1]))
     return float(max(e for _, e in spans) - min(s for s, _ in spans)) if spans else 0.0

@@ -96,7 +96,11 @@ class EpisodeWriter:
 
     # ---- finishing -------------------------------------------------------------------------
     def commit(self, success: bool | None = None, **metadata) -> int:
-        """Write everything, then the commit record; returns the episode index."""
+        """Write everything, then the commit record; returns the episode index.
+
+        On a durable store (the default) every file written for the episode, and its directories, is
+        fsynced before the record is written, and the record itself too (``EpisodeStore._commit_record``):
+        once this returns, the episode survives a power loss, not only a killed process."""
         self._check_open()
         store, k = self.store, self.episode
         meta = {**self.metadata, **to_json_compatible(metadata)}

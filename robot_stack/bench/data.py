@@ -1,4 +1,4 @@
-"""`robot-stack bench data`: image codec table, recorder write path, training read throughput.
+"""`robot-stack bench data`: image codec table, recorder write path, training read throughput, durable commit cost.
 
 Figures only, no assertions. The write test replays rendered twin frames in real time from a
 producer thread (2 x 640x480 RGB at 30 Hz + 100 Hz state) into a bounded queue that a writer
@@ -144,7 +144,7 @@ def build_training_store(path: Path, frames: dict, episodes: int = 40, ticks: in
     """Episodes of 2 x 128x128 cameras, 7-D state and actions on a 10 Hz clock, from rendered frames."""
     from robot_stack.data import EpisodeStore
     rng = np.random.default_rng(0)
-    with EpisodeStore.create(path, overwrite=True) as store:
+    with EpisodeStore.create(path, overwrite=True, durable=False) as store:   # scratch store, not timed
         for k in range(episodes):
             w = store.begin_episode(task="bench", seed=k)
             t = 10.0 * k + np.arange(ticks) / 10
@@ -157,19 +157,35 @@ def build_training_store(path: Path, frames: dict, episodes: int = 40, ticks: in
     return path
 
 
+def drop_page_cache(path: Path) -> None:
+    """Evict the store's files from the OS page cache (fsync, then POSIX_FADV_DONTNEED on each file), so
+    the next read comes from the disk, as the first epoch after a reboot or over a store larger than RAM."""
+    for p in path.rglob("*"):
+        if p.is_file():
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
 def read_throughput(path: Path, workers: int = 2, batch_size: int = 64, epochs: int = 2) -> dict:
     """Samples/s of EpisodeDataset (obs horizon 2, action horizon 16): per sample, batched, with and without workers.
 
-    On a 2-core machine the batched in-process loader wins once episodes are cached: workers
-    only add the copy of every batch through shared memory.
+    Epoch 0 of each loader decodes every frame (a fresh dataset, empty cache): the honest figure
+    for a first epoch; ``..._disk_cold`` also reads the chunk files from the disk, not the page
+    cache. On a 2-core machine the batched in-process loader wins: workers each decode the whole
+    store for their own cache, and add the copy of every batch through shared memory.
     """
     import torch
     from robot_stack.data.dataset import EpisodeDataset
     def dataset():
         return EpisodeDataset(path, obs_keys=(*CAMERAS, "joint_pos"), action_keys=("action",), obs_horizon=2,
                               action_horizon=16, normalize={"joint_pos": "meanstd", "action": "minmax"})
+    t0 = time.perf_counter()
     ds = dataset()
-    out = {"samples": len(ds)}
+    out = {"samples": len(ds), "index_build_s": round(time.perf_counter() - t0, 3)}
     order = np.random.default_rng(0).permutation(len(ds))
     for label in ("in_process_cold", "in_process_warm"):   # per-sample __getitem__, no collation
         t0 = time.perf_counter()
@@ -186,6 +202,36 @@ def read_throughput(path: Path, workers: int = 2, batch_size: int = 64, epochs: 
             t0 = time.perf_counter()
             n = sum(len(b["action_is_pad"]) for b in loader)
             out[f"{label}_epoch{epoch}"] = round(n / (time.perf_counter() - t0))
+    drop_page_cache(path)
+    t0 = time.perf_counter()
+    loader = dataset().loader(batch_size, num_workers=0)
+    out["index_build_s_disk_cold"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    n = sum(len(b["action_is_pad"]) for b in loader)
+    out["batched_in_process_epoch0_disk_cold"] = round(n / (time.perf_counter() - t0))
+    return out
+
+
+def commit_cost(path: Path, frames: dict, steps: int = 300, episodes: int = 3) -> dict:
+    """Commit time of a ``steps``-step episode (2 x 128x128 cameras, state and action at 10 Hz), durable
+    (fsync of every file and directory, then of the record) against ``durable=False``: medians, ms."""
+    from robot_stack.data import EpisodeStore
+    out = {"steps": steps}
+    for durable in (True, False):
+        times = []
+        with EpisodeStore.create(path, overwrite=True, durable=durable) as store:
+            for _ in range(episodes):
+                w = store.begin_episode(task="bench")
+                t = np.arange(steps) / 10
+                for c in CAMERAS:
+                    w.append_many(c, np.stack([frames[c][i % len(frames[c])] for i in range(steps)]), t)
+                w.append_many("joint_pos", np.zeros((steps, 7), np.float32), t)
+                w.append_many("action", np.zeros((steps, 8), np.float32), t)
+                t0 = time.perf_counter()
+                w.commit(success=True)
+                times.append(1e3 * (time.perf_counter() - t0))
+        out["durable_commit_ms" if durable else "plain_commit_ms"] = round(float(np.median(times)), 1)
+    out["fsync_ms_per_episode"] = round(out["durable_commit_ms"] - out["plain_commit_ms"], 1)
     return out
 
 
@@ -207,6 +253,12 @@ def main(seconds: float = 60.0, json_path=None) -> dict:
         r = results["read"] = read_throughput(build_training_store(work / "train.zarr", small))
         print("read samples/s (2 cams 128x128, obs horizon 2, action horizon 16): " +
               ", ".join(f"{k} {v}" for k, v in r.items()))
+        print(f"first (decoding) epoch, batched in process: {r['batched_in_process_epoch0']} samples/s "
+              f"({r['batched_in_process_epoch0_disk_cold']} with the files out of the page cache); "
+              f"warm {r['batched_in_process_epoch1']}")
+        c = results["commit"] = commit_cost(work / "commit.zarr", small)
+        print(f"commit of a {c['steps']}-step 2x128x128 episode: durable {c['durable_commit_ms']} ms, "
+              f"durable=False {c['plain_commit_ms']} ms (fsync {c['fsync_ms_per_episode']} ms per episode)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if json_path:
