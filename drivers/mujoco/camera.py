@@ -65,12 +65,15 @@ class MujocoCamera(CameraDriver):
         self._renderer = self._scene = None
 
     def read(self) -> Frame:
-        self._next += 1.0 / self.config.fps
+        period = 1.0 / self.config.fps
+        self._next += period
         delay = self._next - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        elif delay < -1.0:
-            self._next = time.monotonic()
+        elif delay < -period:
+            # Behind by more than a frame (a render or scheduling stall): drop the missed frames, as a camera
+            # does, rather than render them back to back, which stamped bursts above `fps`.
+            self._next += math.floor(-delay / period) * period
         deadline = time.monotonic() + self.config.state_timeout
         while True:
             with self._lock:
