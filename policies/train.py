@@ -149,10 +149,9 @@ def train(cfg, argv: list[str] | None = None) -> dict:
     t0, running = time.time(), []
     policy.train()
     deadline = t0 + 60 * float(cfg.max_minutes) if cfg.get("max_minutes") else math.inf
-    while step < cfg.steps and time.time() < deadline:
+    done = step >= cfg.steps or time.time() >= deadline
+    while not done:
         for idx in np.array_split(rng.permutation(len(data)), max(1, len(data) // cfg.batch_size)):
-            if step >= cfg.steps or time.time() >= deadline:
-                break
             loss, metrics = policy.loss(data.batch(idx[: cfg.batch_size], rng))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} at step {step}")
@@ -162,18 +161,22 @@ def train(cfg, argv: list[str] | None = None) -> dict:
             opt.step()
             ema.update(policy, step)
             step += 1
+            out_of_time = time.time() >= deadline
+            done = step >= cfg.steps or out_of_time                  # the last step: validated, saved below
             running.append(float(loss.detach()))
             bar.update(1)
-            if step % cfg.log_every == 0 or time.time() >= deadline:
+            if step % cfg.log_every == 0 or out_of_time:
                 entry = {"step": step, "loss": float(np.mean(running)), "time_s": time.time() - t0,
                          **{k: float(v) for k, v in metrics.items()}}
                 running = []
-                if val is not None and (step % cfg.val_every == 0 or step == cfg.steps or time.time() >= deadline):
+                if val is not None and (step % cfg.val_every == 0 or done):
                     entry["val_loss"] = validation_loss(ema.model, val, cfg.batch_size, cfg.seed)
                 history.append(entry)
                 bar.set_postfix(loss=f"{entry['loss']:.4f}",
                                 **({"val": f"{entry['val_loss']:.4f}"} if "val_loss" in entry else {}))
-            if step % cfg.save_every == 0 or step == cfg.steps:
+            if done:
+                break
+            if step % cfg.save_every == 0:
                 _checkpoint(out, step, policy, ema, opt, history, manifest)
     bar.close()
     _checkpoint(out, step, policy, ema, opt, history, manifest)

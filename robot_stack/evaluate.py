@@ -125,34 +125,23 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
 def _run_sim_parallel(checkpoint, task, robot, seeds, instruction, goal_seed, conditioning, video, execute_steps,
                       workers) -> list[dict]:
     """The sim backend in `workers` child processes over contiguous seed ranges; their records, in seed order."""
-    import os
-    import subprocess
-    import sys
     import tempfile
+
+    from robot_stack.workers import run_cli_workers
 
     parts = [p for p in np.array_split(np.asarray(seeds), min(workers, len(seeds))) if len(p)]
     with tempfile.TemporaryDirectory(prefix="eval_workers_") as tmp:
-        procs = []
+        argvs = []
         for k, part in enumerate(parts):
-            cmd = [sys.executable, "-m", "robot_stack.cli", "eval", "--checkpoint", checkpoint, "--task", task,
-                   "--robot", robot, "--episodes", str(len(part)), "--seed", str(int(part[0])), "--backend", "sim",
-                   "--conditioning", conditioning, "--execute-steps", str(execute_steps), "--json", f"{tmp}/{k}.json"]
-            cmd += ["--instruction", instruction] if instruction else []
-            cmd += ["--goal-seed", str(goal_seed)] if goal_seed is not None else []
-            cmd += ["--video", video] if video else []
-            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/{k}.log", "w"),
-                                          env={**os.environ, "OMP_NUM_THREADS": "1"}))
-        with tqdm(total=len(seeds), desc=f"eval {task} (sim, {len(procs)} workers)", unit="ep") as bar:
-            pending = dict(enumerate(procs))
-            while pending:
-                for k, proc in list(pending.items()):
-                    if proc.poll() is not None:
-                        del pending[k]
-                        if proc.returncode:
-                            log = Path(f"{tmp}/{k}.log").read_text()[-2000:]
-                            raise RuntimeError(f"eval worker {k} (seeds from {int(parts[k][0])}) failed:\n{log}")
-                        bar.update(len(parts[k]))
-                time.sleep(0.5)
+            argv = ["eval", "--checkpoint", checkpoint, "--task", task, "--robot", robot, "--episodes", str(len(part)),
+                    "--seed", str(int(part[0])), "--backend", "sim", "--conditioning", conditioning,
+                    "--execute-steps", str(execute_steps), "--json", f"{tmp}/{k}.json"]
+            argv += ["--instruction", instruction] if instruction else []
+            argv += ["--goal-seed", str(goal_seed)] if goal_seed is not None else []
+            argv += ["--video", video] if video else []
+            argvs.append(argv)
+        run_cli_workers(argvs, f"eval {task} (sim)", len(seeds),
+                        lambda finished: sum(len(p) for p, done in zip(parts, finished) if done))
         return [r for k in range(len(parts)) for r in json.loads(Path(f"{tmp}/{k}.json").read_text())["records"]]
 
 

@@ -17,14 +17,13 @@ frames in the store). Also reported: the state rate, the recorder process's CPU 
 from /proc), its resident memory at the start and end of the episode and its write queue's
 high-water mark, and the store size per minute against raw size.
 
-`--source replay` (python -m robot_stack.bench.recording --source replay) replaces the twin
+`--source replay` (robot-stack bench recording --source replay) replaces the twin
 cameras with two publishers that replay frames pre-rendered from the twin cameras at the same
 size and rate, so the recorder's figure does not depend on the renderer keeping up; the arm
 node still runs the twin and publishes the state.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -266,14 +265,3 @@ def main(seconds: float = 60.0, json_path: str | None = None, width: int = 640, 
         Path(json_path).write_text(json.dumps(row, indent=2))
     return row
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m robot_stack.bench.recording", description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=600.0)
-    parser.add_argument("--source", choices=["twin", "replay"], default="twin")
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--fps", type=float, default=30.0)
-    parser.add_argument("--json", metavar="FILE")
-    a = parser.parse_args()
-    main(a.seconds, a.json, a.width, a.height, a.fps, a.source)

@@ -13,20 +13,17 @@ learner's demos: `task_state` (the privileged object pose, the state observation
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from robot_stack.data import EpisodeStore
-from robot_stack.data.store import ROOT_KEY
+from robot_stack.data.errors import StoreError
 from robot_stack.sim.env import make_env
 from robot_stack.sim.rollout import expert_steps
+from robot_stack.workers import run_cli_workers
 
 
 def record_expert_episode(env, writer, seed: int) -> dict:
@@ -100,34 +97,28 @@ def _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, 
     shard_dir = out.with_name(out.name + ".shards")
     shutil.rmtree(shard_dir, ignore_errors=True)
     shard_dir.mkdir(parents=True)
-    counts = [episodes // workers + (k < episodes % workers) for k in range(workers)]
-    procs = [subprocess.Popen([sys.executable, "-m", "robot_stack.cli", "sim", "collect", "--task", task,
-                               "--robot", robot, "--episodes", str(n), "--seed", str(seed + k),
-                               "--seed-stride", str(workers), "--image-size", str(image_size),
-                               "--out", str(shard_dir / str(k)), "--no-progress"],
-                              stdout=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
-             for k, n in enumerate(counts) if n]
-    with tqdm(total=episodes, desc=f"expert {task}/{robot} x{len(procs)}", unit="ep") as bar:
-        while any(p.poll() is None for p in procs):
-            time.sleep(1.0)
-            bar.n = sum(_committed(shard_dir / str(k)) for k in range(len(procs)))
-            bar.refresh()
-    bad = [k for k, p in enumerate(procs) if p.returncode]
-    if bad:
-        raise RuntimeError(f"expert workers {bad} failed (exit codes {[procs[k].returncode for k in bad]})")
-    results = [json.loads(p.stdout.read().decode().strip().splitlines()[-1]) for p in procs]
-    merge_stores([shard_dir / str(k) for k in range(len(procs))], out, overwrite=overwrite,
+    counts = [n for n in (episodes // workers + (k < episodes % workers) for k in range(workers)) if n]
+    shards = [shard_dir / str(k) for k in range(len(counts))]
+    argvs = [["sim", "collect", "--task", task, "--robot", robot, "--episodes", str(n), "--seed", str(seed + k),
+              "--seed-stride", str(len(counts)), "--image-size", str(image_size), "--out", str(shard),
+              "--no-progress"] for k, (n, shard) in enumerate(zip(counts, shards))]
+    stdouts = run_cli_workers(argvs, f"expert {task}/{robot}", episodes,
+                              lambda finished: sum(_committed(shard) for shard in shards))
+    results = [json.loads(text.strip().splitlines()[-1]) for text in stdouts]
+    merge_stores(shards, out, overwrite=overwrite,
                  attrs={"source": "scripted expert", "task": task, "robot": robot, "image_size": image_size})
     shutil.rmtree(shard_dir)
-    return {"store": str(out), "episodes": sum(r["episodes"] for r in results), "seeds": [seed, max(r["seeds"][1] for r in results)],
-            "failed_seeds": sorted(s for r in results for s in r["failed_seeds"]), "workers": len(procs)}
+    return {"store": str(out), "episodes": sum(r["episodes"] for r in results),
+            "seeds": [seed, max(r["seeds"][1] for r in results)],
+            "failed_seeds": sorted(s for r in results for s in r["failed_seeds"]), "workers": len(counts)}
 
 
 def _committed(path: Path) -> int:
     """Episodes committed so far in a store another process is writing (0 before it exists)."""
     try:
-        return json.loads((path / "zarr.json").read_text())["attributes"][ROOT_KEY]["num_episodes"]
-    except (OSError, ValueError, KeyError):
+        with EpisodeStore.open(path) as store:
+            return store.num_episodes
+    except (StoreError, OSError):
         return 0
 
 
