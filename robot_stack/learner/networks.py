@@ -87,6 +87,10 @@ class ObservationEncoder(nn.Module):
     def __init__(self, spec: ObsSpec, image_latent: int = 128, proprio_latent: int = 64, channels: int = 32):
         super().__init__()
         self.spec = spec
+        # State standardisation (identity until set from the demos): a 2 cm object offset is as visible
+        # to the first layer as a 20 cm one; these buffers travel with the weights to every actor.
+        self.register_buffer("state_mean", torch.zeros(spec.state_dim))
+        self.register_buffer("state_std", torch.ones(spec.state_dim))
         if not spec.cameras:
             self.dim = spec.state_dim
             return
@@ -107,9 +111,10 @@ class ObservationEncoder(nn.Module):
         self.dim = image_latent * len(spec.cameras) + proprio_latent
 
     def forward(self, obs: dict[str, torch.Tensor], augment_pad: int = 0) -> torch.Tensor:
+        state = (obs["state"] - self.state_mean) / self.state_std
         if not self.spec.cameras:
-            return obs["state"]
-        parts = [self.proprio(obs["state"])]
+            return state
+        parts = [self.proprio(state)]
         for cam in self.spec.cameras:
             x = random_shift(obs[cam], augment_pad).permute(0, 3, 1, 2).float() / 255.0
             parts.append(self.heads[cam](self.convs[cam](x - 0.5)))

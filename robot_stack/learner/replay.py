@@ -126,6 +126,10 @@ class ReplayBuffer:
         batch["next_obs"] = {k: v[s[:, 1]] for k, v in self.obs.items()}
         return batch
 
+    def states(self) -> np.ndarray:
+        """The state vectors of all observations held (for normalisation statistics)."""
+        return self.obs["state"][:min(self.obs_written, self.obs_capacity)]
+
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.obs.values()) + sum(a.nbytes for a in self.data.values())
 

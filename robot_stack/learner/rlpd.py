@@ -49,6 +49,14 @@ class RLPDConfig:
     conv_channels: int = 32
     grasp_hidden: tuple[int, ...] = (256, 256)
     grasp_epsilon: float = 0.1         # exploration of the discrete gripper action while collecting
+    normalize_state: bool = True       # standardise the state with the demo buffer's statistics (none: identity)
+    min_state_std: float = 0.01        # floor on each entry's std (entries the demos hold constant)
+    # Demonstration losses beyond RLPD (0 = off, as in RLPD/SERL): they carry the demos' actions into
+    # the policy directly while the sparse-reward critic is still flat.
+    bc_weight: float = 0.0             # Nair et al. 2018: BC on the demo rows of each batch, added to the actor loss
+    bc_q_filter: bool = True           # ... only where the critic rates the demo action above the actor's own
+    grasp_margin_weight: float = 0.0   # DQfD (Hester et al. 2018): large-margin loss on the demos' gripper actions
+    grasp_margin: float = 0.05         # ... the margin by which the demo's gripper action must win
 
     @classmethod
     def from_dict(cls, d: dict) -> "RLPDConfig":
@@ -101,6 +109,14 @@ class RLPDAgent(nn.Module):
     @property
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.exp()
+
+    def set_state_normalizer(self, states: np.ndarray) -> None:
+        """Standardise the state with the mean and std of `states` (rows), in the online and target encoders."""
+        mean = torch.as_tensor(states.mean(0), dtype=torch.float32)
+        std = torch.as_tensor(states.std(0), dtype=torch.float32).clamp(min=self.cfg.min_state_std)
+        for encoder in (self.encoder, self.target["encoder"]):
+            encoder.state_mean.copy_(mean)
+            encoder.state_std.copy_(std)
 
     # --- acting ----------------------------------------------------------------------
     @torch.no_grad()
@@ -173,6 +189,10 @@ class RLPDAgent(nn.Module):
             target = self.grasp_target(batch, next_features)
             q_grip = self.grasp(features).gather(-1, batch["grip"].long().unsqueeze(-1)).squeeze(-1)
             grasp_loss = F.mse_loss(q_grip, target)
+            if c.grasp_margin_weight > 0 and "demo" in batch:
+                margin_loss = self.grasp_margin_loss(features, batch)
+                grasp_loss = grasp_loss + c.grasp_margin_weight * margin_loss
+                info["grasp_margin_loss"] = margin_loss.item()
             self.grasp_opt.zero_grad(set_to_none=True)
             grasp_loss.backward()
             self.grasp_opt.step()
@@ -182,6 +202,10 @@ class RLPDAgent(nn.Module):
         action, log_prob = self.actor(features)
         q = self.critic(features, action).mean(0)
         actor_loss = (self.alpha.detach() * log_prob - q).mean()
+        if c.bc_weight > 0 and "demo" in batch:
+            bc_loss, kept = self.bc_loss(features, batch, q.detach())
+            actor_loss = actor_loss + c.bc_weight * bc_loss
+            info.update(bc_loss=bc_loss.item(), bc_kept=kept)
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
@@ -192,6 +216,27 @@ class RLPDAgent(nn.Module):
         self.updates += 1
         info.update(actor_loss=actor_loss.item(), alpha=self.alpha.item(), entropy=-log_prob.mean().item())
         return info
+
+    def bc_loss(self, features: torch.Tensor, batch: dict, q_policy: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Squared error of the actor's mean action to the demo action on demo rows; with the Q filter only
+        on rows where Q(s, a_demo) > Q(s, a_pi), so the policy is free to do better than the demo."""
+        demo = batch["demo"].bool()
+        mean_action, _ = self.actor(features, deterministic=True)
+        error = ((mean_action - batch["action"].float()) ** 2).sum(-1)
+        keep = demo
+        if self.cfg.bc_q_filter:
+            with torch.no_grad():
+                keep = demo & (self.critic(features, batch["action"].float()).mean(0) > q_policy)
+        return (error * keep).sum() / demo.sum().clamp(min=1), float(keep.sum()) / max(int(demo.sum()), 1)
+
+    def grasp_margin_loss(self, features: torch.Tensor, batch: dict) -> torch.Tensor:
+        """DQfD: max_a [Q(s, a) + margin * (a != a_demo)] - Q(s, a_demo), averaged over the demo rows."""
+        demo = batch["demo"].bool()
+        q_all = self.grasp(features)
+        grip = batch["grip"].long().unsqueeze(-1)
+        margins = torch.full_like(q_all, self.cfg.grasp_margin).scatter(-1, grip, 0.0)
+        loss = (q_all + margins).max(-1).values - q_all.gather(-1, grip).squeeze(-1)
+        return (loss * demo).sum() / demo.sum().clamp(min=1)
 
     def _polyak(self, source: nn.Module, target: nn.Module) -> None:
         with torch.no_grad():

@@ -118,6 +118,8 @@ class Learner:
         self.received = 0
         for t in demos:
             self.demo_buffer.add(t)
+        if agent.cfg.normalize_state and agent.updates == 0 and len(self.demo_buffer):
+            agent.set_state_normalizer(self.demo_buffer.states())
 
     def ingest(self, t: Transition) -> bool:
         """Add an actor transition; a malformed one is counted by reason and never written."""
@@ -140,9 +142,12 @@ class Learner:
         c = self.agent.cfg
         n_demo = int(round(c.batch_size * c.demo_fraction)) if len(self.demo_buffer) else 0
         online = self.online_buffer.sample(c.batch_size - n_demo, self.rng)
+        online["demo"] = np.zeros(len(online["reward"]), np.bool_)
         if n_demo == 0:
             return online
-        return concat_batches(self.demo_buffer.sample(n_demo, self.rng), online)
+        demo = self.demo_buffer.sample(n_demo, self.rng)
+        demo["demo"] = np.ones(len(demo["reward"]), np.bool_)
+        return concat_batches(demo, online)
 
     def update(self) -> dict[str, float]:
         return self.agent.update(to_tensors(self.batch()))

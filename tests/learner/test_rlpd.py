@@ -167,3 +167,72 @@ def test_policy_weights_with_the_wrong_shape_change_nothing():
     with pytest.raises(SpecError):
         agent.load_policy_state(other.policy_state())
     assert all(torch.equal(v, agent.policy_state()[k]) for k, v in before.items())
+
+
+def test_state_is_standardised_with_the_demo_statistics_and_the_stats_travel_with_the_policy_weights():
+    demos = episode(SPEC, "demo", 30, start=10.0)          # states 10 .. 40 in every entry
+    learner = Learner(small_agent(), demos, LearnerSettings(buffer_capacity=100))
+    encoder = learner.agent.encoder
+    states = np.arange(10.0, 41.0)
+    assert torch.allclose(encoder.state_mean, torch.full((5,), states.mean()), atol=1e-4)
+    assert torch.allclose(encoder.state_std, torch.full((5,), states.std()), atol=1e-4)
+    centre = {"state": torch.full((1, 5), float(states.mean()))}
+    assert torch.allclose(encoder(centre), torch.zeros(1, 5), atol=1e-5)
+    assert torch.equal(learner.agent.target["encoder"].state_mean, encoder.state_mean)
+    actor_side = small_agent()
+    actor_side.load_policy_state(learner.agent.policy_state())
+    assert torch.equal(actor_side.encoder(centre), encoder(centre))
+    raw = Learner(small_agent(normalize_state=False), demos, LearnerSettings(buffer_capacity=100)).agent
+    assert torch.equal(raw.encoder(centre), centre["state"])
+
+
+def _fixed_actor(agent: RLPDAgent, mean_action: float) -> None:
+    """Make the actor's deterministic action tanh(bias) = mean_action for every input."""
+    with torch.no_grad():
+        agent.actor.mean.weight.zero_()
+        agent.actor.mean.bias.fill_(float(np.arctanh(mean_action)))
+
+
+def test_bc_loss_counts_demo_rows_only_and_the_q_filter_drops_rows_where_the_policy_is_better():
+    agent = small_agent(bc_q_filter=True)
+    _fixed_actor(agent, 0.5)
+    batch = _batch(4)
+    batch["action"] = torch.tensor([[0.0] * 3, [1.0] * 3, [0.5] * 3, [-1.0] * 3])
+    batch["demo"] = torch.tensor([True, True, False, False])
+    features = agent.encoder(batch["obs"])
+    # rows 0 and 1 are demos: squared errors 3 * 0.25 and 3 * 0.25; demo rows 2, 3 never count
+    loss, kept = agent.bc_loss(features, batch, torch.full((4,), -1e6))      # policy rated below every demo
+    assert loss.item() == pytest.approx(0.75, rel=1e-5) and kept == 1.0
+    loss, kept = agent.bc_loss(features, batch, torch.full((4,), 1e6))       # policy rated above every demo
+    assert loss.item() == 0.0 and kept == 0.0
+    agent.cfg.bc_q_filter = False
+    loss, kept = agent.bc_loss(features, batch, torch.full((4,), 1e6))
+    assert loss.item() == pytest.approx(0.75, rel=1e-5) and kept == 1.0
+
+
+def test_grasp_margin_loss_is_dqfd_large_margin_on_demo_rows():
+    agent = small_agent(grasp_margin=0.05)
+    with torch.no_grad():
+        agent.grasp[-1].weight.zero_()
+        agent.grasp[-1].bias.copy_(torch.tensor([0.0, 1.0, 0.98]))           # Q(open, stay, close)
+    batch = _batch(3)
+    batch["grip"] = torch.tensor([2, 1, 0])
+    batch["demo"] = torch.tensor([True, True, False])
+    features = agent.encoder(batch["obs"])
+    # close: max(0.05, 1.05, 0.98) - 0.98 = 0.07; stay: max(0.05, 1.0, 1.03) - 1.0 = 0.03; row 2 is online
+    assert agent.grasp_margin_loss(features, batch).item() == pytest.approx(0.05, abs=1e-6)
+
+
+def test_demo_losses_train_the_actor_and_gripper_toward_the_demo_actions():
+    torch.manual_seed(0)
+    agent = small_agent(bc_weight=10.0, bc_q_filter=False, grasp_margin_weight=1.0, batch_size=16)
+    batch = _batch(16)
+    batch["action"] = torch.full((16, 3), 0.6)
+    batch["grip"] = torch.full((16,), 2)
+    batch["demo"] = torch.ones(16, dtype=torch.bool)
+    for _ in range(150):
+        agent.update(batch)
+    features = agent.encoder(batch["obs"])
+    action, _ = agent.actor(features, deterministic=True)
+    assert torch.allclose(action, torch.full_like(action, 0.6), atol=0.1)
+    assert bool((agent.grasp(features).argmax(-1) == 2).all())
