@@ -19,11 +19,11 @@ from robot_stack.learner.rlpd import RLPDAgent, RLPDConfig
 from robot_stack.learner.roles import Learner, LearnerSettings
 from robot_stack.learner.spaces import ActionSpec, ObsSpec
 
-CASES = {
-    "state (lift: 15-D state)": ObsSpec(("ee_pose", "gripper", "task_state"), 15, (), 128),
-    "image (front + wrist 128x128 + 15-D state)": ObsSpec(("ee_pose", "gripper", "task_state"), 15,
-                                                           ("front", "wrist"), 128),
+CASES = {   # the observations of conf/learn.yaml's state run and of the image run (README)
+    "state (lift: 11-D state)": ObsSpec(("ee_pose", "gripper", "object_rel"), 11, (), 128),
+    "image (front + wrist 128x128 + 8-D proprio)": ObsSpec(("ee_pose", "gripper"), 8, ("front", "wrist"), 128),
 }
+CRITICS = (2, 10)   # conf/learn.yaml and HIL-SERL; SERL and RLPD
 
 
 def _fill(learner: Learner, spec: ObsSpec, n: int, rng: np.random.Generator) -> None:
@@ -66,8 +66,8 @@ def bench_case(name: str, spec: ObsSpec, seconds: float, threads: int, batch_siz
 def main(seconds: float = 30.0, json_path: str | None = None) -> list[dict]:
     results = []
     for threads in (1, 2):
-        for name, spec in CASES.items():
-            r = bench_case(name, spec, seconds, threads)
+        for (name, spec), critics in ((case, n) for case in CASES.items() for n in CRITICS):
+            r = bench_case(name, spec, seconds, threads, num_critics=critics)
             results.append(r)
             print(f"{name}, batch {r['batch_size']}, {r['num_critics']} critics, {threads} thread(s): "
                   f"{r['updates_per_s']:.2f} updates/s ({r['ms_per_update_p50']:.1f} ms p50, {r['updates']} timed); "
