@@ -135,11 +135,13 @@ class ReplayBuffer:
 
     # --- persistence -------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """`<path>.safetensors` (arrays) + `<path>.json` (counters, episode tails)."""
+        """`<path>.safetensors` (arrays) + `<path>.json` (counters, episode tails). Only the slots ever
+        written are saved: a fresh image buffer of 200k transitions would otherwise write ~22 GB."""
         path = Path(path)
-        arrays = {f"obs.{k}": v for k, v in self.obs.items()}
-        arrays.update({f"data.{k}": v for k, v in self.data.items()})
-        arrays.update(slot_serial=self.slot_serial, slots=self.slots, serials=self.serials)
+        n_obs, n = min(self.obs_written, self.obs_capacity), len(self)
+        arrays = {f"obs.{k}": v[:n_obs] for k, v in self.obs.items()}
+        arrays.update({f"data.{k}": v[:n] for k, v in self.data.items()})
+        arrays.update(slot_serial=self.slot_serial[:n_obs], slots=self.slots[:n], serials=self.serials[:n])
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path.with_suffix(".safetensors")))
         meta = {"capacity": self.capacity, "obs_capacity": self.obs_capacity, "action_dim": self.action_dim,
                 "shapes": {k: [list(s), d] for k, (s, d) in self.spec.shapes().items()},
@@ -156,11 +158,13 @@ class ReplayBuffer:
             raise SpecError(f"{path}: buffer observations {meta['shapes']} do not match the spec's {shapes}")
         buf = cls(spec, meta["action_dim"], meta["capacity"], meta["obs_capacity"])
         arrays = load_file(str(path.with_suffix(".safetensors")))
+        n_obs, n = min(meta["obs_written"], buf.obs_capacity), min(meta["added"], buf.capacity)
         for k in buf.obs:
-            buf.obs[k][:] = arrays[f"obs.{k}"]
+            buf.obs[k][:n_obs] = arrays[f"obs.{k}"]
         for k in buf.data:
-            buf.data[k][:] = arrays[f"data.{k}"]
-        buf.slot_serial[:], buf.slots[:], buf.serials[:] = arrays["slot_serial"], arrays["slots"], arrays["serials"]
+            buf.data[k][:n] = arrays[f"data.{k}"]
+        buf.slot_serial[:n_obs] = arrays["slot_serial"]
+        buf.slots[:n], buf.serials[:n] = arrays["slots"], arrays["serials"]
         buf.added, buf.obs_written = meta["added"], meta["obs_written"]
         buf._tails = OrderedDict((k, (s, slot)) for k, s, slot in meta["tails"])
         return buf

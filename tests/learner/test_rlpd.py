@@ -236,3 +236,21 @@ def test_demo_losses_train_the_actor_and_gripper_toward_the_demo_actions():
     action, _ = agent.actor(features, deterministic=True)
     assert torch.allclose(action, torch.full_like(action, 0.6), atol=0.1)
     assert bool((agent.grasp(features).argmax(-1) == 2).all())
+
+
+@pytest.mark.parametrize("n", [30, 130])      # part-filled, and wrapped round a capacity of 100
+def test_replay_buffer_saves_only_what_it_holds_and_restores_exactly(tmp_path, n):
+    from robot_stack.learner.replay import ReplayBuffer
+    buf = ReplayBuffer(IMAGE_SPEC, 3, capacity=100)
+    for i in range(0, n, 10):
+        for t in episode(IMAGE_SPEC, f"e{i}", 10, start=float(i)):
+            buf.add(t)
+    buf.save(tmp_path / "b")
+    size = (tmp_path / "b.safetensors").stat().st_size
+    full = buf.nbytes()
+    assert size < full / 2 if n == 30 else size > full / 2
+    back = ReplayBuffer.load(tmp_path / "b", IMAGE_SPEC)
+    assert back.added == buf.added and back.obs_written == buf.obs_written and len(back) == len(buf)
+    a, b = buf.sample(64, np.random.default_rng(3)), back.sample(64, np.random.default_rng(3))
+    assert all(np.array_equal(a[k], b[k]) for k in a if k not in ("obs", "next_obs"))
+    assert all(np.array_equal(a[o][k], b[o][k]) for o in ("obs", "next_obs") for k in a[o])
