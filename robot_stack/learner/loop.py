@@ -38,26 +38,26 @@ class LearnedReward(gym.Wrapper):
         return obs, reward, bool(success), bool(truncated and not success), info
 
 
-def learned_reward_fn(cfg: DictConfig):
-    """The reward classifier named by `reward_classifier`, as `obs -> (reward, success)`; None for the task's reward."""
+def learned_reward(cfg: DictConfig):
+    """The reward classifier named by `reward_classifier` as `obs -> (reward, success)` (None for the task's
+    reward), and the cameras the env must render: the policy's and the classifier's."""
+    cameras = tuple(cfg.obs.cameras)
     if not cfg.reward_classifier:
-        return None
+        return None, cameras
     from robot_stack.learner.reward_classifier import load_reward_classifier, reward_fn
-    return reward_fn(load_reward_classifier(cfg.reward_classifier))
+    classifier = load_reward_classifier(cfg.reward_classifier)
+    return reward_fn(classifier), tuple(dict.fromkeys((*cameras, *classifier.config.cameras)))
 
 
 def make_learning_env(cfg: DictConfig):
     from robot_stack.sim.env import DeltaAction, make_env
 
-    classifier = learned_reward_fn(cfg)
-    cameras = tuple(cfg.obs.cameras)
-    if classifier is not None:       # the classifier sees the cameras even when the policy does not
-        cameras = tuple(dict.fromkeys((*cameras, "front", "wrist")))
+    reward_fn, cameras = learned_reward(cfg)
     env = make_env(cfg.task, robot=cfg.robot.name, cameras=cameras, image_size=cfg.obs.image_size,
                    reward=cfg.reward)
     env.arm.log_warnings = False         # exploration pushes targets past the workspace all the time; clipping is intended
     env = DeltaAction(env, cfg.action.max_translation, cfg.action.max_rotation)
-    return LearnedReward(env, classifier) if classifier is not None else env
+    return LearnedReward(env, reward_fn) if reward_fn is not None else env
 
 
 def make_agent(cfg: DictConfig) -> RLPDAgent:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,6 @@ class Transition:
     grasp_penalty: float = 0.0    # HIL-SERL: a small cost for changing the gripper state
     episode: str = ""             # unique per episode (actor id + episode number)
     step: int = 0                 # index in the episode
-    extra: dict = field(default_factory=dict)
 
 
 def check_transition(t: Transition, spec: ObsSpec, action_dim: int) -> None:

@@ -187,10 +187,11 @@ class RLPDAgent(nn.Module):
 
         if self.grasp is not None:
             target = self.grasp_target(batch, next_features)
-            q_grip = self.grasp(features).gather(-1, batch["grip"].long().unsqueeze(-1)).squeeze(-1)
+            q_all = self.grasp(features)
+            q_grip = q_all.gather(-1, batch["grip"].long().unsqueeze(-1)).squeeze(-1)
             grasp_loss = F.mse_loss(q_grip, target)
             if c.grasp_margin_weight > 0 and "demo" in batch:
-                margin_loss = self.grasp_margin_loss(features, batch)
+                margin_loss = self.grasp_margin_loss(features, batch, q_all)
                 grasp_loss = grasp_loss + c.grasp_margin_weight * margin_loss
                 info["grasp_margin_loss"] = margin_loss.item()
             self.grasp_opt.zero_grad(set_to_none=True)
@@ -229,10 +230,11 @@ class RLPDAgent(nn.Module):
                 keep = demo & (self.critic(features, batch["action"].float()).mean(0) > q_policy)
         return (error * keep).sum() / demo.sum().clamp(min=1), float(keep.sum()) / max(int(demo.sum()), 1)
 
-    def grasp_margin_loss(self, features: torch.Tensor, batch: dict) -> torch.Tensor:
-        """DQfD: max_a [Q(s, a) + margin * (a != a_demo)] - Q(s, a_demo), averaged over the demo rows."""
+    def grasp_margin_loss(self, features: torch.Tensor, batch: dict, q_all: torch.Tensor | None = None) -> torch.Tensor:
+        """DQfD: max_a [Q(s, a) + margin * (a != a_demo)] - Q(s, a_demo), averaged over the demo rows
+        (`q_all`: the gripper critic's values on `features`, when the caller has them)."""
         demo = batch["demo"].bool()
-        q_all = self.grasp(features)
+        q_all = self.grasp(features) if q_all is None else q_all
         grip = batch["grip"].long().unsqueeze(-1)
         margins = torch.full_like(q_all, self.cfg.grasp_margin).scatter(-1, grip, 0.0)
         loss = (q_all + margins).max(-1).values - q_all.gather(-1, grip).squeeze(-1)

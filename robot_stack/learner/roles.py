@@ -115,7 +115,6 @@ class Learner:
         self.online_buffer = ReplayBuffer(spec, dim, s.buffer_capacity)
         self.rng = np.random.default_rng(s.seed)
         self.rejected: Counter[str] = Counter()
-        self.received = 0
         for t in demos:
             self.demo_buffer.add(t)
         if agent.cfg.normalize_state and agent.updates == 0 and len(self.demo_buffer):
@@ -123,7 +122,6 @@ class Learner:
 
     def ingest(self, t: Transition) -> bool:
         """Add an actor transition; a malformed one is counted by reason and never written."""
-        self.received += 1
         try:
             self.online_buffer.add(t)
         except SpecError as exc:
@@ -132,9 +130,6 @@ class Learner:
         if t.intervention:
             self.demo_buffer.add(t)
         return True
-
-    def ready(self) -> bool:
-        return len(self.online_buffer) > 0
 
     def batch(self) -> dict:
         """RLPD symmetric sampling: `demo_fraction` of the batch from the demo buffer, the rest online

@@ -21,7 +21,7 @@ import torch
 from rclpy.node import Node
 from std_msgs.msg import String, UInt8MultiArray
 
-from robot_stack.learner.loop import evaluate, learned_reward_fn, make_agent, make_learning_env
+from robot_stack.learner.loop import evaluate, learned_reward, make_agent, make_learning_env
 from robot_stack.learner.roles import Actor
 from robot_stack.learner.spaces import SpecError
 from robot_stack.learner.transport import TransportError, decode_weights, encode_transition
@@ -72,10 +72,11 @@ class ActorNode(Node):
             return make_learning_env(self.cfg)
         if self.backend == "ros":
             from robot_stack.learner.ros_env import RosArmEnv
-            return RosArmEnv(self, task=self.cfg.task, robot=self.cfg.robot.name, cameras=tuple(self.cfg.obs.cameras),
+            reward_fn, cameras = learned_reward(self.cfg)
+            return RosArmEnv(self, task=self.cfg.task, robot=self.cfg.robot.name, cameras=cameras,
                              image_size=int(self.cfg.obs.image_size), max_translation=self.cfg.action.max_translation,
                              max_rotation=self.cfg.action.max_rotation, reward=self.cfg.reward, timeout=60.0,
-                             reward_fn=learned_reward_fn(self.cfg))
+                             reward_fn=reward_fn)
         raise ValueError(f"unknown actor backend {self.backend!r}; valid: sim, ros")
 
     # --- from the learner -------------------------------------------------------------------

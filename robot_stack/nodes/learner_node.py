@@ -106,12 +106,14 @@ class LearnerNode(Node):
         with self._lock:
             report["wall_s"] = round(time.monotonic() - self._start, 1)
             self.state["episodes"].append(report)
-            if report.get("kind") == "eval_summary":
-                self.state["curve"].append(report)
-                self.out.mkdir(parents=True, exist_ok=True)
-                plot_curve(self.state["curve"], self.out / "curve.png", f"RLPD {self.cfg.task} ({self.cfg.robot.name}), "
-                           f"actor/learner nodes")
-                (self.out / "curve.json").write_text(json.dumps(self.state["curve"], indent=1))
+            if report.get("kind") != "eval_summary":
+                return
+            self.state["curve"].append(report)
+            curve = list(self.state["curve"])
+        # Drawn outside the lock: the update thread samples batches under it.
+        self.out.mkdir(parents=True, exist_ok=True)
+        plot_curve(curve, self.out / "curve.png", f"RLPD {self.cfg.task} ({self.cfg.robot.name}), actor/learner nodes")
+        (self.out / "curve.json").write_text(json.dumps(curve, indent=1))
 
     # --- learning -------------------------------------------------------------------------
     def _update_loop(self) -> None:

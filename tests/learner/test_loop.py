@@ -118,12 +118,14 @@ def test_online_loop_writes_curve_and_checkpoint_and_resumes(tmp_path, lift_stor
 
 @pytest.mark.parametrize("threshold, ends", [(0.001, True), (0.999, False)])
 def test_a_reward_classifier_replaces_the_task_reward_and_ends_episodes(tmp_path, threshold, ends):
-    from robot_stack.learner.loop import make_learning_env
+    from robot_stack.learner.loop import learned_reward, make_learning_env
     from robot_stack.learner.reward_classifier import RewardClassifier, RewardClassifierConfig
 
     RewardClassifier(RewardClassifierConfig(cameras=("front",), image_size=32, threshold=threshold,
                                             steps=1)).save(tmp_path / "clf")
-    env = make_learning_env(load_config("learn", [f"reward_classifier={tmp_path / 'clf'}", "obs.image_size=32"]))
+    cfg = load_config("learn", [f"reward_classifier={tmp_path / 'clf'}", "obs.image_size=32"])
+    assert learned_reward(cfg)[1] == ("front",)          # what the env renders, on either backend: the classifier's camera
+    env = make_learning_env(cfg)
     env.reset(seed=0)
     _, reward, terminated, _, info = env.step(np.zeros(7))
     assert (reward, terminated, info["success"]) == ((1.0, True, True) if ends else (0.0, False, False))

@@ -65,7 +65,7 @@ def test_learner_killed_and_restarted_loses_and_duplicates_nothing(ros, status, 
         actor._thread.join(timeout=30)
         produced = actor.actor.seq
         wait_for(lambda: _received(status) == produced, timeout=60, what="every transition received")
-        assert status["ignored"] >= 0 and status["rejected"] == 0
+        assert status["rejected"] == 0
     finally:
         if learner.poll() is None:
             os.killpg(learner.pid, signal.SIGINT)          # a clean stop checkpoints once more
@@ -76,8 +76,10 @@ def test_learner_killed_and_restarted_loses_and_duplicates_nothing(ros, status, 
     spec = RLPDAgent.load(out / "checkpoint" / "agent").obs_spec
     online = ReplayBuffer.load(out / "checkpoint" / "online_buffer", spec)
     assert online.added == produced                       # none lost, none written twice
-    steps = online.data["reward"][:produced]              # and each came once: episodes are contiguous runs
-    assert len(steps) == produced
+    ends = online.data["terminated"][:produced] | online.data["truncated"][:produced]
+    # and in order across the restart: every step chained onto the one before it (one stored observation each,
+    # plus one per episode start), which a gap or a repeat would break
+    assert online.obs_written == produced + 1 + int(ends[:-1].sum())
 
 
 def test_actor_refuses_weights_for_another_spec(ros, tmp_path):

@@ -200,7 +200,7 @@ def test_bc_loss_counts_demo_rows_only_and_the_q_filter_drops_rows_where_the_pol
     batch["action"] = torch.tensor([[0.0] * 3, [1.0] * 3, [0.5] * 3, [-1.0] * 3])
     batch["demo"] = torch.tensor([True, True, False, False])
     features = agent.encoder(batch["obs"])
-    # rows 0 and 1 are demos: squared errors 3 * 0.25 and 3 * 0.25; demo rows 2, 3 never count
+    # rows 0 and 1 are demos: squared errors 3 * 0.25 and 3 * 0.25; online rows 2, 3 never count
     loss, kept = agent.bc_loss(features, batch, torch.full((4,), -1e6))      # policy rated below every demo
     assert loss.item() == pytest.approx(0.75, rel=1e-5) and kept == 1.0
     loss, kept = agent.bc_loss(features, batch, torch.full((4,), 1e6))       # policy rated above every demo
