@@ -14,7 +14,7 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
     """
     if pad <= 0:
         return images
-    b, h, w = images.shape[:3]
+    b = images.shape[0]
     shifts = torch.randint(-pad, pad + 1, (b, 2), generator=generator)
     if images.device.type != "cpu":
         return shift_by_gather(images, shifts)

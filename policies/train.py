@@ -148,7 +148,7 @@ def train(cfg, argv: list[str] | None = None) -> dict:
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.policy.name}", unit="step")
     t0, running = time.time(), []
     policy.train()
-    deadline = t0 + 60 * float(cfg.max_minutes) if cfg.get("max_minutes") else math.inf
+    deadline = t0 + 60 * float(cfg.max_minutes) if cfg.max_minutes else math.inf
     done = step >= cfg.steps or time.time() >= deadline
     while not done:
         for idx in np.array_split(rng.permutation(len(data)), max(1, len(data) // cfg.batch_size)):
@@ -162,7 +162,9 @@ def train(cfg, argv: list[str] | None = None) -> dict:
             ema.update(policy, step)
             step += 1
             out_of_time = time.time() >= deadline
-            done = step >= cfg.steps or out_of_time                  # the last step: validated, saved below
+            # the last step is always checkpointed below; it is logged (and validated) only when it falls on
+            # log_every or the time ran out
+            done = step >= cfg.steps or out_of_time
             running.append(float(loss.detach()))
             bar.update(1)
             if step % cfg.log_every == 0 or out_of_time:

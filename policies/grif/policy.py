@@ -112,7 +112,7 @@ class GRIFPolicy(Policy):
 
     def _float_images(self, images) -> torch.Tensor:
         """uint8 images -> float (N, 3, H, W), randomly shifted in training mode."""
-        x = as_uint8_images(images)
+        x = as_uint8_images(images).to(self._device())   # shift on the device: one gather on a GPU
         if self.training:
             x = random_shift(x, self.config.aug_pad)
         return to_float_image(x, self._device())

@@ -8,7 +8,6 @@ import torch
 from robot_stack.policies import actions, beso  # noqa: F401  (registers "beso")
 from robot_stack.policies.base import load_policy
 from robot_stack.policies.beso import edm
-from robot_stack.policies.beso.model import to_float
 from robot_stack.policies.beso.policy import BESOPolicy, Config
 from robot_stack.policies.errors import BadObservation
 from robot_stack.types import ActionChunk, Observation, Task
