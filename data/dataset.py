@@ -74,15 +74,15 @@ class EpisodeDataset(torch.utils.data.Dataset):
                 if len(stamps[key][i]) == 0:
                     raise ValueError(f"{self.path}: episode {k} has no rows of stream {key!r}")
                 rows[key].append(align_to_clock(stamps[self.clock][i], stamps[key][i]))
-        ticks = np.array([len(s) for s in stamps[self.clock]], dtype=np.int64)
-        self._last = ticks - 1
-        self._tick_start = np.concatenate([[0], np.cumsum(ticks)]).astype(np.int64)
-        self._ep_of = np.repeat(np.arange(len(ticks), dtype=np.int32), ticks)
-        self._tick = (np.arange(len(self._ep_of)) - self._tick_start[self._ep_of]).astype(np.int32)
         # per key: where each episode's rows start in the key's rows of all this dataset's episodes, and the
         # aligned row (in that numbering) of every clock tick: a window's rows are one gather
         self._row_start = {key: np.concatenate([[0], np.cumsum([len(s) for s in stamps[key]])]).astype(np.int64)
                            for key in keys}
+        ticks = np.array([len(s) for s in stamps[self.clock]], dtype=np.int64)
+        self._last = ticks - 1
+        self._tick_start = self._row_start[self.clock]   # the clock's rows are its ticks
+        self._ep_of = np.repeat(np.arange(len(ticks), dtype=np.int32), ticks)
+        self._tick = (np.arange(len(self._ep_of)) - self._tick_start[self._ep_of]).astype(np.int32)
         self._grows = {key: np.concatenate([r + self._row_start[key][i] for i, r in enumerate(rows[key])])
                        if rows[key] else np.zeros(0, np.int64) for key in keys}
         self._obs_steps = np.arange(-self.obs_horizon + 1, 1)
@@ -105,17 +105,21 @@ class EpisodeDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self._ep_of)
 
+    @staticmethod
+    def _process_state() -> dict:
+        """Fresh per-process fields (the open store, decoded data): set at init, in another process (a fork),
+        and in pickled copies (DataLoader workers open the store themselves)."""
+        return {"_store": None, "_pid": None,
+                "_blocks": {},      # key -> resident array (rows of every episode)
+                "_loaded": {},      # key -> which episodes are decoded into its resident array
+                "_complete": {},    # resident arrays with every episode decoded
+                "_cache": OrderedDict(), "_cached": 0}   # LRU of whole episodes (key, i) -> rows, and its bytes
+
     def _reset_process_state(self) -> None:
-        self._store, self._pid = None, None
-        self._blocks: dict[str, np.ndarray] = {}
-        self._loaded: dict[str, np.ndarray] = {}
-        self._complete: dict[str, np.ndarray] = {}   # resident arrays with every episode decoded
-        self._cache, self._cached = OrderedDict(), 0
+        self.__dict__.update(self._process_state())
 
     def __getstate__(self):
-        state = dict(self.__dict__)
-        state.update(_store=None, _pid=None, _blocks={}, _loaded={}, _complete={}, _cache=OrderedDict(), _cached=0)
-        return state
+        return {**self.__dict__, **self._process_state()}
 
     def _open(self) -> EpisodeStore:
         if self._store is None or self._pid != os.getpid():

@@ -87,14 +87,13 @@ def read_frames(array_dir: Path, start: int, end: int, dtype: np.dtype, shape: t
     """Frames ``start:end:step`` (into ``out`` when given); raises FileNotFoundError (missing chunk) or
     ValueError (checksum, size).
 
+    ``out`` must be a C-contiguous ``dtype`` array of shape ``(len(rows), *shape)``: the caller
+    (``EpisodeStore.read_stream``, the only one) checks it before reading anything.
     Plain ``open`` on str paths: a pathlib object per frame cost a third of a 128x128 frame's decode."""
     dtype = np.dtype(dtype)
     rows = range(start, end, step)
     if out is None:
         out = np.empty((len(rows), *shape), dtype)
-    elif out.shape != (len(rows), *shape) or out.dtype != dtype or not out.flags.c_contiguous:
-        raise ValueError(f"out must be a C-contiguous {dtype} array of shape {(len(rows), *shape)}, not "
-                         f"{out.dtype} {out.shape}")
     frame_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     flat = out.reshape(-1).view(np.uint8).reshape(len(rows), frame_bytes)
     tail = "/".join("0" for _ in shape)

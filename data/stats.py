@@ -39,9 +39,12 @@ def compute_stats(store, keys: Sequence[str], episodes: Sequence[int] | None = N
     out = {}
     for key in keys:
         spec = store.streams[key]
-        total = sum(end - start for start, end in (store.episode_range(k, key) for k in episodes))
-        stride = max(1, total // max_image_frames) if len(spec.shape) >= 2 else 1
-        parts = [store.read_stream(k, key, slice(None, None, stride))["data"] for k in episodes]
+        if len(spec.shape) >= 2:   # images: every stride-th frame, data only (no stamps)
+            total = sum(end - start for start, end in (store.episode_range(k, key) for k in episodes))
+            stride = max(1, total // max_image_frames)
+            parts = [store.read_stream(k, key, slice(None, None, stride), parts=("data",))["data"] for k in episodes]
+        else:   # low-dimensional: every row, one zarr read per run of adjacent episodes
+            parts = store.read_part(episodes, key, "data")
         x = np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, *spec.shape))
         if len(x) == 0:
             raise ValueError(f"no rows of {key!r} in the selected episodes")

@@ -41,7 +41,7 @@ def _sim_collect(args: argparse.Namespace) -> int:
 
     print(json.dumps(generate(args.task, args.robot, args.episodes, args.seed, args.out, args.image_size,
                               overwrite=args.overwrite, workers=args.workers, seed_stride=args.seed_stride,
-                              progress=not args.no_progress)))
+                              progress=not args.no_progress, durable=not args.scratch)))
     return 0
 
 
@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--overwrite", action="store_true")
     gen.add_argument("--workers", type=int, default=1, help="expert processes; their shards merge in seed order")
     gen.add_argument("--seed-stride", type=int, default=1, help=argparse.SUPPRESS)   # a worker's seeds: seed, seed+stride, ...
+    gen.add_argument("--scratch", action="store_true", help=argparse.SUPPRESS)   # a worker's shard: merged, deleted, no fsync
     gen.add_argument("--no-progress", action="store_true")
     gen.set_defaults(func=_sim_collect)
 

@@ -74,11 +74,7 @@ def main() -> None:
 
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("bench_image_publisher")
-    if args.camera_qos:
-        from robot_stack.nodes.camera_node import IMAGE_PUBLISHER_QOS as profile
-    else:
-        profile = qos.IMAGE
-    pub = node.create_publisher(Image, args.topic, profile)
+    pub = node.create_publisher(Image, args.topic, qos.CAMERA_IMAGE if args.camera_qos else qos.IMAGE)
     msgs = [convert.image_msg(f, 0.0, "0", args.encoding) for f in frames]   # built once: measure transport
     while pub.get_subscription_count() == 0 and not stop:
         time.sleep(0.01)

@@ -18,7 +18,6 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from omegaconf import OmegaConf
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float64MultiArray
 
@@ -26,7 +25,7 @@ from robot_stack.drivers.base import CameraDriver, DriverError
 from robot_stack.nodes.common import node_config, run_node
 from robot_stack.ros import convert, qos
 
-IMAGE_PUBLISHER_QOS = QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+IMAGE_PUBLISHER_QOS = qos.CAMERA_IMAGE   # colour publisher (old name, kept for importers)
 
 CAMERA_PARAMS = ("camera", "name", "robot", "width", "height", "fps", "depth", "serial")
 
@@ -49,9 +48,7 @@ class CameraNode(Node):
         self.cfg = node_config(self, "camera_node", CAMERA_PARAMS, key=lambda n: n if n == "camera" else f"camera.{n}")
         self.driver = driver or make_camera_driver(self.cfg)
         name = self.cfg.camera.name
-        # Publisher history sized for a second of frames: a reliable subscriber that misses a fragment gets it
-        # resent even after a stall (with qos.IMAGE's depth 2 a frame is gone once two newer ones are published).
-        self.pub_color = self.create_publisher(Image, f"{name}/color/image_raw", IMAGE_PUBLISHER_QOS)
+        self.pub_color = self.create_publisher(Image, f"{name}/color/image_raw", qos.CAMERA_IMAGE)   # a second of history
         self.pub_info = self.create_publisher(CameraInfo, f"{name}/color/camera_info", qos.SENSOR)
         self.pub_depth = self.create_publisher(Image, f"{name}/depth/image_rect_raw", qos.IMAGE) \
             if self.cfg.camera.depth else None

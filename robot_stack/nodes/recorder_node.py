@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 from geometry_msgs.msg import PoseStamped, WrenchStamped
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
@@ -34,9 +33,7 @@ from robot_stack.nodes.common import declare_any, run_node
 from robot_stack.ros import convert, qos
 
 
-# Image subscriptions: reliable, and a reader queue of two seconds of frames (30 Hz), so that a stall of the recorder's
-# executor (CPU contention, the GIL held by the writer thread) delays frames instead of overwriting them.
-IMAGE_QOS = QoSProfile(depth=60, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+IMAGE_QOS = qos.RECORDER_IMAGE   # image subscriptions (old name, kept for importers)
 QUEUE_MB = 512.0           # write-queue bound (sample payload); past it samples are dropped and counted
 
 
@@ -126,7 +123,7 @@ class RecorderNode(Node):
         sub(String, "sim/episode", self._on_sim_episode, qos.LATCHED)
         sub(Float64MultiArray, "sim/state", lambda m: setattr(self, "sim_state", list(m.data)), qos.SENSOR)
         for cam in [c for c in cameras.split(",") if c]:
-            sub(Image, f"{cam}/color/image_raw", self._image_callback(f"{cam}_rgb"), IMAGE_QOS)
+            sub(Image, f"{cam}/color/image_raw", self._image_callback(f"{cam}_rgb"), qos.RECORDER_IMAGE)
         self.pub_status = self.create_publisher(String, "recorder/status", qos.LATCHED)
         self.create_timer(1.0, self._on_status_timer)
         self._publish_status(False)

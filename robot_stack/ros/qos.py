@@ -6,7 +6,13 @@ SENSOR = qos_profile_sensor_data                       # best effort, keep last 
 COMMAND = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-# Images are large: a deeper best-effort queue between processes avoids drops under bursts.
+# Images are large: reliable with a short queue (latest frames) for live consumers such as the policy server.
 IMAGE = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 # Actor -> learner transitions: reliable with a deep queue, so a resend burst after a learner restart is not cut.
 TRANSITIONS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+# camera_node's colour publisher: history sized for a second of frames (30 Hz), so a reliable subscriber that misses
+# a fragment gets it resent even after a stall (with IMAGE's depth 2 a frame is gone once two newer ones are published).
+CAMERA_IMAGE = QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+# recorder_node's image subscriptions: reliable, and a reader queue of two seconds of frames (30 Hz), so that a stall
+# of the recorder's executor (CPU contention, the GIL held by the writer thread) delays frames instead of overwriting them.
+RECORDER_IMAGE = QoSProfile(depth=60, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)

@@ -53,7 +53,7 @@ class SimArm:
         self.joint_interp = JointInterpolator(self.dt, np.array(self.spec.dq_max) * 0.5)
         self.mode = "pose"
         self.gripper_cmd = 0.0
-        self.warnings: deque[str] = deque(maxlen=100)    # the latest clipping warnings
+        self.warnings: deque[str] = deque(maxlen=5)    # the latest clipping warnings: a repeat of one is not logged
         self.log_warnings = True      # off where clipping is routine (RL exploration pushes past the workspace)
         nv = scene.model.nv
         self._jacp = np.zeros((3, nv))
@@ -121,7 +121,7 @@ class SimArm:
         self.scene.data.ctrl[self.scene.gripper_act] = self.spec.gripper.max_opening * (1.0 - g)
 
     def _warn(self, msg: str) -> None:
-        if self.log_warnings and msg not in list(self.warnings)[-5:]:
+        if self.log_warnings and msg not in self.warnings:
             log.warning(msg)
         self.warnings.append(msg)
 

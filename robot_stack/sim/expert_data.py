@@ -58,17 +58,19 @@ def record_expert_episode(env, writer, seed: int) -> dict:
 
 def generate(task: str, robot: str, episodes: int, seed: int, out: str, image_size: int = 128,
              only_success: bool = True, overwrite: bool = False, workers: int = 1, seed_stride: int = 1,
-             progress: bool = True) -> dict:
+             progress: bool = True, durable: bool = True) -> dict:
     """`episodes` seeded expert episodes (seeds seed, seed+stride, ...) into a new store at `out`.
 
     With workers > 1 each worker process takes every workers-th seed into a shard store of its own
     and the shards are merged in seed order, so the result holds the episodes one worker would have
-    written, except where a failed seed shifts which seeds are kept."""
+    written, except where a failed seed shifts which seeds are kept. `durable`: `out` fsyncs every
+    commit (the shards, deleted after the merge, never do)."""
     if workers > 1:
-        return _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, workers)
+        return _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, workers, durable)
     env = make_env(task, robot=robot, image_size=image_size)
     store = EpisodeStore.create(out, overwrite=overwrite, attrs={"source": "scripted expert", "task": task,
-                                                                 "robot": robot, "image_size": image_size})
+                                                                 "robot": robot, "image_size": image_size},
+                                durable=durable)
     kept, failed, s = 0, [], seed
     try:
         with tqdm(total=episodes, desc=f"expert {task}/{robot}", unit="ep", disable=not progress) as bar:
@@ -89,8 +91,11 @@ def generate(task: str, robot: str, episodes: int, seed: int, out: str, image_si
     return {"store": str(out), "episodes": kept, "seeds": [seed, s - seed_stride], "failed_seeds": failed}
 
 
-def _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, workers) -> dict:
-    """Shards from `workers` child processes (`robot-stack sim collect --seed-stride`), then one merged store."""
+def _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, workers, durable=True) -> dict:
+    """Shards from `workers` child processes (`robot-stack sim collect --seed-stride --scratch`), then one merged store.
+
+    The shards are scratch (``--scratch``: not fsynced): they are deleted once merged, and a crash before the
+    merge loses the run anyway."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists (pass --overwrite to replace it)")
@@ -101,12 +106,13 @@ def _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, 
     shards = [shard_dir / str(k) for k in range(len(counts))]
     argvs = [["sim", "collect", "--task", task, "--robot", robot, "--episodes", str(n), "--seed", str(seed + k),
               "--seed-stride", str(len(counts)), "--image-size", str(image_size), "--out", str(shard),
-              "--no-progress"] for k, (n, shard) in enumerate(zip(counts, shards))]
+              "--no-progress", "--scratch"] for k, (n, shard) in enumerate(zip(counts, shards))]
     stdouts = run_cli_workers(argvs, f"expert {task}/{robot}", episodes,
                               lambda finished: sum(_committed(shard) for shard in shards))
     results = [json.loads(text.strip().splitlines()[-1]) for text in stdouts]
     merge_stores(shards, out, overwrite=overwrite,
-                 attrs={"source": "scripted expert", "task": task, "robot": robot, "image_size": image_size})
+                 attrs={"source": "scripted expert", "task": task, "robot": robot, "image_size": image_size},
+                 durable=durable)
     shutil.rmtree(shard_dir)
     return {"store": str(out), "episodes": sum(r["episodes"] for r in results),
             "seeds": [seed, max(r["seeds"][1] for r in results)],
@@ -122,15 +128,15 @@ def _committed(path: Path) -> int:
         return 0
 
 
-def merge_stores(sources: list[Path], out: Path, overwrite: bool = False, attrs: dict | None = None) -> int:
+def merge_stores(sources: list[Path], out: Path, overwrite: bool = False, attrs: dict | None = None,
+                 durable: bool = True) -> int:
     """Every episode of `sources` into a new store `out`, ordered by seed; stamps and metadata kept."""
     stores = [EpisodeStore.open(src, "r") for src in sources]
-    order = sorted(((st.metadata(k).get("seed", k), i, k) for i, st in enumerate(stores)
-                    for k in range(st.num_episodes)))
-    dst = EpisodeStore.create(out, overwrite=overwrite, attrs=attrs)
+    order = sorted(((st.metadata(k), i, k) for i, st in enumerate(stores) for k in range(st.num_episodes)),
+                   key=lambda e: (e[0].get("seed", e[2]), e[1], e[2]))   # metadata read once, kept for the write
+    dst = EpisodeStore.create(out, overwrite=overwrite, attrs=attrs, durable=durable)
     try:
-        for _, i, k in tqdm(order, desc="merge shards", unit="ep"):
-            meta = stores[i].metadata(k)
+        for meta, i, k in tqdm(order, desc="merge shards", unit="ep"):
             writer = dst.begin_episode()
             for name, parts in stores[i].read_episode(k).items():
                 writer.append_many(name, parts["data"], parts["capture_stamp"], parts["receive_stamp"])
