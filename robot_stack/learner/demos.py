@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot_stack import transforms as tf
+from robot_stack.control.delta import apply_delta, delta_between
 from robot_stack.data import EpisodeStore
 from robot_stack.learner.replay import Transition
 from robot_stack.learner.spaces import (ActionSpec, ObsSpec, SpecError, env_action, grasp_penalty, policy_action,
@@ -23,14 +23,6 @@ from robot_stack.learner.spaces import (ActionSpec, ObsSpec, SpecError, env_acti
 # env observation key -> recorded stream name
 STREAMS = {"ee_pose": "ee_pose", "gripper": "gripper", "joint_pos": "joint_pos", "joint_vel": "joint_vel",
            "task_state": "task_state", "front": "front_rgb", "wrist": "wrist_rgb"}
-
-
-def delta_action(reference: np.ndarray, target_pose: np.ndarray, gripper_cmd: float,
-                 max_translation: float, max_rotation: float) -> np.ndarray:
-    """The 7-D DeltaAction that moves the set point from `reference` to `target_pose` (both xyz + xyzw)."""
-    dpos = (target_pose[:3] - reference[:3]) / max_translation
-    drot = tf.quat_to_axis_angle(tf.quat_mul(target_pose[3:7], tf.quat_conj(reference[3:7]))) / max_rotation
-    return np.clip(np.concatenate((dpos, drot, [2.0 * gripper_cmd - 1.0])), -1.0, 1.0)
 
 
 def demo_transitions(path: str, obs_spec: ObsSpec, action_spec: ActionSpec, max_translation: float = 0.02,
@@ -70,12 +62,12 @@ def _episode(rows: dict, name: str, obs_spec: ObsSpec, action_spec: ActionSpec, 
     gripper_before, out = 0.0, []
     set_point = np.asarray(rows["ee_pose"][0], np.float64)[:7].copy()
     for t in range(n - 1):
-        executed = delta_action(set_point, rows["action_pose"][t], float(rows["action_gripper"][t][0]),
-                                max_translation, max_rotation)
+        target = rows["action_pose"][t]
+        executed = delta_between(set_point[:3], set_point[3:7], target[:3], target[3:7],
+                                 float(rows["action_gripper"][t][0]), max_translation, max_rotation)
         action, grip, gripper_after = policy_action(executed, action_spec, gripper_before)
         applied, _ = env_action(action, grip, action_spec, gripper_before)   # what DeltaAction will receive
-        set_point = np.concatenate((set_point[:3] + applied[:3] * max_translation,
-                                    tf.quat_mul(tf.axis_angle_to_quat(applied[3:6] * max_rotation), set_point[3:7])))
+        set_point = np.concatenate(apply_delta(applied, set_point[:3], set_point[3:7], max_translation, max_rotation)[:2])
         reward = float(np.asarray(rows["reward"][t]))
         done = reward >= 1.0
         out.append(Transition(observations[t], action, grip, reward, observations[t + 1], terminated=done,

@@ -41,6 +41,7 @@ from std_msgs.msg import Bool, Float64, Float64MultiArray
 from std_srvs.srv import Trigger
 
 from robot_stack import transforms as tf
+from robot_stack.control.delta import apply_delta, delta_between
 from robot_stack.ros import convert, qos
 from robot_stack.sim.env import PHASES, observation_space
 from robot_stack.sim.robots import get_robot
@@ -272,10 +273,10 @@ class RosArmEnv(gym.Env):
             if self._was_intervening or self._setpoint is None:   # the operator moved the arm: start from there
                 self._setpoint = (start_pos, start_quat)
             pos, quat = self._setpoint
-            target = np.clip(pos + action[:3] * self.max_translation, self.ws_low, self.ws_high)
-            target_quat = tf.normalize(tf.quat_mul(tf.axis_angle_to_quat(action[3:6] * self.max_rotation), quat))
+            target, target_quat, gripper = apply_delta(action, pos, quat, self.max_translation, self.max_rotation)
+            target = np.clip(target, self.ws_low, self.ws_high)
             self._pub_target.publish(convert.pose_msg(target, target_quat, self._now()))
-            self._pub_gripper.publish(Float64(data=float((action[6] + 1.0) / 2.0)))
+            self._pub_gripper.publish(Float64(data=gripper))
             self._setpoint = (target, target_quat)
             self.commands_sent += 1
 
@@ -471,10 +472,9 @@ class RosArmEnv(gym.Env):
 
     def _reconstruct(self, start_pos, start_quat, end_pose, gripper_cmd: float | None) -> np.ndarray:
         """The operator's step in the normalised action space, from the observed TCP motion."""
-        dpos = (end_pose[:3] - start_pos) / self.max_translation
-        rot = tf.quat_to_axis_angle(tf.quat_mul(end_pose[3:], tf.quat_conj(start_quat))) / self.max_rotation
-        grip = 2.0 * (gripper_cmd if gripper_cmd is not None else 0.0) - 1.0
-        return np.clip(np.concatenate((dpos, rot, [grip])), -1.0, 1.0)
+        grip = gripper_cmd if gripper_cmd is not None else 0.0
+        return delta_between(start_pos, start_quat, end_pose[:3], end_pose[3:], grip, self.max_translation,
+                             self.max_rotation)
 
     def _info(self, success: bool, intervention: bool, executed: np.ndarray, overrun: bool) -> dict[str, Any]:
         with self._lock:

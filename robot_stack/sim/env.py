@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from robot_stack import transforms as tf
+from robot_stack.control.delta import apply_delta
 from robot_stack.sim.arm import SimArm
 from robot_stack.sim.camera import CameraRenderer
 from robot_stack.sim.ik import solve_ik
@@ -179,12 +179,11 @@ class DeltaAction(gym.ActionWrapper):
         self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float64)
 
     def action(self, action: np.ndarray) -> np.ndarray:
-        action = np.clip(np.asarray(action, dtype=float), -1.0, 1.0)
         arm = self.env.unwrapped.arm
-        pos, quat = arm.pose_interp.pos, arm.pose_interp.quat    # build on the set point, not the noisy measurement
-        target = pos + action[:3] * self.max_translation
-        rot = tf.axis_angle_to_quat(action[3:6] * self.max_rotation)
-        return np.concatenate((target, tf.quat_mul(rot, quat), [(action[6] + 1.0) / 2.0]))
+        # build on the set point, not the noisy measurement
+        target, quat, gripper = apply_delta(action, arm.pose_interp.pos, arm.pose_interp.quat,
+                                            self.max_translation, self.max_rotation)
+        return np.concatenate((target, quat, [gripper]))
 
 
 def make_env(task: str, robot: str = "panda", seed: int | None = None, cameras: tuple[str, ...] = CAMERAS,

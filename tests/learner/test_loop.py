@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from robot_stack.config import load_config
-from robot_stack.learner.demos import delta_action, demo_transitions
+from robot_stack.learner.demos import demo_transitions
 from robot_stack.learner.loop import run
 from robot_stack.learner.roles import Actor, Learner, LearnerSettings
 from robot_stack.learner.spaces import GRIP_CLOSE, GRIP_OPEN, GRIP_STAY, ActionSpec, ObsSpec, env_action, policy_action
@@ -65,14 +65,6 @@ def test_demo_actions_replayed_in_the_agents_action_space_reproduce_the_demos(li
         assert success, f"{name} (seed {seed}) did not reproduce"
     assert clipped > 0          # the expert outruns 2 cm per step somewhere: the case the set point tracking is for
     env.close()
-
-
-def test_delta_action_inverts_the_delta_action_wrapper():
-    ref = np.array([0.4, 0.0, 0.3, 1.0, 0.0, 0.0, 0.0])
-    target = ref.copy()
-    target[:3] += [0.01, -0.005, 0.002]
-    a = delta_action(ref, target, 1.0, 0.02, 0.1)
-    np.testing.assert_allclose(a, [0.5, -0.25, 0.1, 0, 0, 0, 1.0], atol=1e-9)
 
 
 def test_gripper_actions_round_trip():
