@@ -146,5 +146,4 @@ class MujocoArmDriver(ArmDriver):
 
     def sim_state(self) -> np.ndarray:
         """Simulator time, qpos and mocap positions: enough for a mirror to render the same scene."""
-        d = self.scene.data
-        return np.concatenate(([d.time], d.qpos, d.mocap_pos.ravel()))
+        return self.scene.sim_state()

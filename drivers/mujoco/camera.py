@@ -12,7 +12,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import mujoco
 import numpy as np
 
 from robot_stack.drivers.base import CameraDriver, DriverError
@@ -84,15 +83,10 @@ class MujocoCamera(CameraDriver):
                 raise DriverError(f"twin camera {self.name}: no simulator state on sim/state "
                                   f"within {self.config.state_timeout} s (is arm_node running with the mujoco driver?)")
             time.sleep(0.01)
-        scene = self._scene
-        m, d = scene.model, scene.data
-        nq, nmocap = m.nq, m.nmocap
-        if state.size != 2 + nq + 3 * nmocap:
-            raise DriverError(f"twin camera {self.name}: state vector of {state.size} values does not match "
-                              f"the {self.config.robot} scene ({2 + nq + 3 * nmocap}); wrong robot?")
-        d.qpos[:] = state[2:2 + nq]
-        d.mocap_pos[:] = state[2 + nq:].reshape(nmocap, 3)
-        mujoco.mj_forward(m, d)
+        try:
+            self._scene.load_state_message(state)
+        except ValueError as exc:
+            raise DriverError(f"twin camera {self.name}: {exc}") from exc
         rgb = self._renderer.render(self.name)
         depth = None
         if self.config.depth:

@@ -16,7 +16,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import mujoco
 import numpy as np
 
 from robot_stack.drivers.teleop.base import DriverError, TeleopCommand, TeleopDevice
@@ -71,13 +70,10 @@ class ScriptedDevice(TeleopDevice):
             state = self._state
         if state is None:
             return False
-        m, d = self.scene.model, self.scene.data
-        if state.size != 2 + m.nq + 3 * m.nmocap:
-            raise DriverError(f"scripted teleop: sim/state has {state.size} values; the {self.config.robot} "
-                              f"scene needs {2 + m.nq + 3 * m.nmocap} (is the arm node running that robot?)")
-        d.qpos[:] = state[2:2 + m.nq]
-        d.mocap_pos[:] = state[2 + m.nq:].reshape(m.nmocap, 3)
-        mujoco.mj_forward(m, d)
+        try:
+            self.scene.load_state_message(state)
+        except ValueError as exc:
+            raise DriverError(f"scripted teleop: {exc}") from exc
         return True
 
     # --- device --------------------------------------------------------------------------

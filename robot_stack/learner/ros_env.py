@@ -32,7 +32,6 @@ import time
 from typing import Any, Callable
 
 import gymnasium as gym
-import mujoco
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from gymnasium import spaces
@@ -101,8 +100,6 @@ class RosArmEnv(gym.Env):
         self.task.reset(self.mirror, np.random.default_rng(0))
         self._task_state_shape = self.task.state(self.mirror).shape
         self.mirror.reset_to_home()
-        m = self.mirror.model
-        self._sim_size = 2 + m.nq + 3 * m.nmocap
 
         self.observation_space = observation_space(self.cameras, (h, w), self.spec.dof, self._task_state_shape)
         self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float64)
@@ -182,8 +179,8 @@ class RosArmEnv(gym.Env):
 
     def _on_sim_state(self, msg: Float64MultiArray) -> None:
         state = np.asarray(msg.data, dtype=float)
-        if state.size != self._sim_size:
-            return self._drop("sim/state", f"{state.size} values; the {self.spec.name} scene needs {self._sim_size} "
+        if state.size != self.mirror.state_message_size:
+            return self._drop("sim/state", f"{state.size} values; the {self.spec.name} scene needs {self.mirror.state_message_size} "
                                             "(wrong robot?)")
         if not np.isfinite(state).all():
             return self._drop("sim/state", "non-finite values")
@@ -435,11 +432,7 @@ class RosArmEnv(gym.Env):
             entry = self._sim
         if not self.twin or entry is None:
             return False
-        m, d = self.mirror.model, self.mirror.data
-        state = entry[0]
-        d.qpos[:] = state[2:2 + m.nq]
-        d.mocap_pos[:] = state[2 + m.nq:].reshape(m.nmocap, 3)
-        mujoco.mj_forward(m, d)
+        self.mirror.load_state_message(entry[0])
         return True
 
     def _observation(self) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import mujoco
 import numpy as np
 from rclpy.node import Node
 from std_msgs.msg import Float64, Float64MultiArray, String
@@ -68,11 +67,7 @@ class ExpertCommander(Node):
         """Copy the latest simulator state into the mirror scene; returns its stamp."""
         with self._lock:
             state = self._state
-        m, d = self.scene.model, self.scene.data
-        d.qpos[:] = state[2:2 + m.nq]
-        d.mocap_pos[:] = state[2 + m.nq:].reshape(m.nmocap, 3)
-        mujoco.mj_forward(m, d)           # positions and contacts, for the expert and the predicate
-        return float(state[0])
+        return self.scene.load_state_message(state)   # positions and contacts, for the expert and the predicate
 
     def reset(self) -> int:
         future = self.reset_client.call_async(Trigger.Request())

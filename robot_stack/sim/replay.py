@@ -112,11 +112,8 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
 
 def _objects_from_state(robot: str, state: list[float]) -> dict[str, list[float]]:
     """Object positions in a /sim/state vector (stamp, time, qpos, mocap) as recorded."""
-    import mujoco
     scene = Scene(robot)
-    m, d = scene.model, scene.data
-    d.qpos[:] = state[2:2 + m.nq]
-    mujoco.mj_kinematics(m, d)
+    scene.load_state_message(state)
     return _object_positions(scene)
 
 

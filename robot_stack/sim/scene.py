@@ -59,6 +59,29 @@ class Scene:
         return ancestor == 0
 
     # --- state -----------------------------------------------------------------------
+    @property
+    def state_message_size(self) -> int:
+        """Length of a sim/state message for this scene: stamp, time, qpos, mocap positions."""
+        return 2 + self.model.nq + 3 * self.model.nmocap
+
+    def sim_state(self) -> np.ndarray:
+        """Simulator time, qpos and mocap positions: enough for a mirror to show the same scene."""
+        d = self.data
+        return np.concatenate(([d.time], d.qpos, d.mocap_pos.ravel()))
+
+    def load_state_message(self, message) -> float:
+        """Set this scene from a sim/state message ([stamp, *sim_state()]) and run forward kinematics and
+        contacts; returns the stamp. A message of another size (another robot's scene) is a ValueError."""
+        state = np.asarray(message, dtype=float)
+        if state.size != self.state_message_size:
+            raise ValueError(f"sim/state has {state.size} values; the {self.spec.name} scene needs "
+                             f"{self.state_message_size} (is the arm node running that robot?)")
+        m, d = self.model, self.data
+        d.qpos[:] = state[2:2 + m.nq]
+        d.mocap_pos[:] = state[2 + m.nq:].reshape(m.nmocap, 3)
+        mujoco.mj_forward(m, d)
+        return float(state[0])
+
     def reset_to_home(self) -> None:
         mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[self.arm_qpos] = self.spec.q_home

@@ -1,4 +1,5 @@
 """Scene cameras, task predicates and rewards."""
+import mujoco
 import numpy as np
 import pytest
 
@@ -126,3 +127,19 @@ def test_resets_are_randomised_and_seeded(task):
     np.testing.assert_allclose(a, c)
     assert not np.allclose(a, b) or not np.allclose(env.reset(seed=1)[0]["ee_pose"], env.reset(seed=2)[0]["ee_pose"])
     assert not env.task.success(env.scene)
+
+
+def test_a_mirror_loaded_from_a_state_message_shows_the_same_scene():
+    source, mirror = Scene("panda"), Scene("panda")
+    make_task("pick_place").reset(source, np.random.default_rng(3))
+    source.data.mocap_pos[source.target_zone_mocap] = [0.5, 0.1, 0.0]
+    mujoco.mj_forward(source.model, source.data)
+    assert not np.allclose(mirror.data.qpos, source.data.qpos)
+    stamp = mirror.load_state_message([12.5, *source.sim_state()])
+    assert stamp == 12.5
+    for color in ("red", "green", "blue"):
+        np.testing.assert_allclose(mirror.block_pos(color), source.block_pos(color))
+    np.testing.assert_allclose(mirror.ee_pose()[0], source.ee_pose()[0])
+    np.testing.assert_allclose(mirror.target_zone_pos()[:2], [0.5, 0.1])
+    with pytest.raises(ValueError, match="ur5e scene needs"):
+        Scene("ur5e").load_state_message([0.0, *source.sim_state()])
