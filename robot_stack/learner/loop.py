@@ -73,6 +73,15 @@ def load_demos(cfg: DictConfig, agent: RLPDAgent) -> list:
                             cfg.action.max_rotation, penalty=cfg.grasp_penalty)
 
 
+def resume_or_build(cfg: DictConfig, ckpt: Path) -> tuple[Learner, dict | None]:
+    """The learner saved at `ckpt` with its run state (state.json), or a fresh one from cfg and the demos and None."""
+    settings = LearnerSettings(cfg.buffer_capacity, cfg.seed)
+    if (ckpt / "state.json").exists():
+        return Learner.load(ckpt, settings), json.loads((ckpt / "state.json").read_text())
+    agent = make_agent(cfg)
+    return Learner(agent, load_demos(cfg, agent), settings), None
+
+
 def evaluate(env, actor: Actor, episodes: int, seed: int) -> dict:
     """Deterministic policy on seeds seed .. seed + episodes - 1: success rate with a 95% Wilson interval."""
     outcomes = []
@@ -115,13 +124,8 @@ def run(cfg: DictConfig, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     env = make_learning_env(cfg)
     ckpt = out / "checkpoint"
-    if (ckpt / "state.json").exists():
-        learner = Learner.load(ckpt, LearnerSettings(cfg.buffer_capacity, cfg.seed))
-        state = json.loads((ckpt / "state.json").read_text())
-    else:
-        agent = make_agent(cfg)
-        learner = Learner(agent, load_demos(cfg, agent), LearnerSettings(cfg.buffer_capacity, cfg.seed))
-        state = {"env_steps": 0, "episodes": 0, "wall_s": 0.0, "curve": [], "train_successes": []}
+    learner, state = resume_or_build(cfg, ckpt)
+    state = state or {"env_steps": 0, "episodes": 0, "wall_s": 0.0, "curve": [], "train_successes": []}
     agent = learner.agent
     actor = Actor(agent, seed=cfg.seed + state["episodes"], grasp_penalty=cfg.grasp_penalty,
                   random_steps=max(0, cfg.random_steps - state["env_steps"]))

@@ -22,9 +22,8 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from std_msgs.msg import String, UInt8MultiArray
 
-from robot_stack.learner.loop import load_demos, make_agent, plot_curve, save_checkpoint
+from robot_stack.learner.loop import plot_curve, resume_or_build, save_checkpoint
 from robot_stack.learner.rlpd import to_tensors
-from robot_stack.learner.roles import Learner, LearnerSettings
 from robot_stack.learner.spaces import SpecError
 from robot_stack.learner.transport import TransportError, decode_transition, encode_weights
 from robot_stack.nodes.common import declare_any, node_config, run_node
@@ -43,16 +42,12 @@ class LearnerNode(Node):
         self.out = Path(self.cfg.out)
         self.ckpt = self.out / "checkpoint"
         self.state = {"received": {}, "durable": {}, "version": 0, "curve": [], "episodes": [], "wall_s": 0.0}
-        if (self.ckpt / "state.json").exists():
-            self.learner = Learner.load(self.ckpt, LearnerSettings(self.cfg.buffer_capacity, self.cfg.seed))
-            self.state.update(json.loads((self.ckpt / "state.json").read_text()))
+        self.learner, saved = resume_or_build(self.cfg, self.ckpt)
+        if saved is not None:
+            self.state.update(saved)
             self.state["durable"] = dict(self.state["received"])
             self.get_logger().info(f"resumed from {self.ckpt}: {self.learner.agent.updates} updates, "
                                    f"received {self.state['received']}")
-        else:
-            agent = make_agent(self.cfg)
-            self.learner = Learner(agent, load_demos(self.cfg, agent),
-                                   LearnerSettings(self.cfg.buffer_capacity, self.cfg.seed))
         self.fingerprint = self.learner.agent.fingerprint()
         self.ignored = 0                   # repeats and out-of-order messages (resent later)
         self._lock = threading.Lock()
