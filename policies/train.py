@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from robot_stack.optim_state import load_optimizer_tensors, optimizer_tensors
 from robot_stack.policies.base import Policy, policy_class
 from robot_stack.policies.batches import PolicyBatches, split_episodes
 
@@ -53,9 +54,7 @@ def git_commit() -> str:
 def _save_state(out: Path, step: int, policy: Policy, ema: EMA, opt: torch.optim.Optimizer, history: list) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
     tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.model.state_dict().items()})
-    for i, st in opt.state_dict()["state"].items():
-        for name, v in st.items():
-            tensors[f"opt.{i}.{name}"] = torch.as_tensor(v).detach().cpu().contiguous()
+    tensors.update(optimizer_tensors(opt, "opt"))
     tmp = out / "train_state.safetensors.tmp"
     save_file(tensors, str(tmp))
     tmp.replace(out / "train_state.safetensors")
@@ -67,14 +66,7 @@ def _load_state(out: Path, policy: Policy, ema: EMA, opt: torch.optim.Optimizer)
     tensors = load_file(str(out / "train_state.safetensors"), device=str(next(policy.parameters()).device))
     policy.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     ema.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    sd = opt.state_dict()
-    state: dict = {}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, i, name = key.split(".", 2)
-            state.setdefault(int(i), {})[name] = v
-    sd["state"] = state
-    opt.load_state_dict(sd)
+    load_optimizer_tensors(opt, tensors, "opt")
     return int(doc["step"]), list(doc["history"])
 
 

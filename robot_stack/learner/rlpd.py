@@ -22,6 +22,7 @@ from torch import nn
 
 from robot_stack.learner.networks import CriticEnsemble, ObservationEncoder, TanhGaussianActor, mlp
 from robot_stack.learner.spaces import ActionSpec, ObsSpec, SpecError, fingerprint, specs_from_json, specs_to_json
+from robot_stack.optim_state import load_optimizer_tensors, optimizer_tensors
 
 FORMAT = "robot_stack.rlpd/1"
 
@@ -309,12 +310,7 @@ def _optimisers(agent: RLPDAgent) -> dict[str, torch.optim.Optimizer]:
 
 
 def _optim_tensors(agent: RLPDAgent) -> dict[str, torch.Tensor]:
-    out = {}
-    for name, opt in _optimisers(agent).items():
-        for idx, st in opt.state_dict()["state"].items():
-            for key, value in st.items():
-                out[f"{name}.{idx}.{key}"] = torch.as_tensor(value).contiguous().clone()
-    return out
+    return {k: v for name, opt in _optimisers(agent).items() for k, v in optimizer_tensors(opt, name).items()}
 
 
 def _optim_meta(agent: RLPDAgent) -> dict:
@@ -323,9 +319,4 @@ def _optim_meta(agent: RLPDAgent) -> dict:
 
 def _load_optim(agent: RLPDAgent, tensors: dict, meta: dict) -> None:
     for name, opt in _optimisers(agent).items():
-        state: dict = {}
-        for key, value in tensors.items():
-            opt_name, idx, field_name = key.split(".", 2)
-            if opt_name == name:
-                state.setdefault(int(idx), {})[field_name] = value
-        opt.load_state_dict({"state": state, "param_groups": meta[name]["param_groups"]})
+        load_optimizer_tensors(opt, tensors, name, meta[name]["param_groups"])
