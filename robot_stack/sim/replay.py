@@ -122,12 +122,14 @@ def _schedule(ep: dict, mode: str) -> list:
     if mode == "actions":
         if "action_pose" not in ep:
             raise ValueError("the episode has no recorded actions (action_pose)")
-        t = ep["action_pose"]["capture_stamp"]
-        poses = ep["action_pose"]["data"]
+        tp, poses = ep["action_pose"]["capture_stamp"], ep["action_pose"]["data"]
         g = ep.get("action_gripper")
+        # every pose or gripper command starts a step: a release sent after the last pose must still happen
+        t = np.union1d(tp, g["capture_stamp"][g["capture_stamp"] > tp[0]]) if g else tp
+        pose_at = [_latest(tp, poses, ti, poses[0]) for ti in t]
         grips = [float(_latest(g["capture_stamp"], g["data"], ti, [0.0])[0]) if g else 0.0 for ti in t]
         ends = np.append(t[1:], t[-1] + 1.0)          # hold the last target for a second
-        return [((t[i], ends[i]), (poses[i][:3], poses[i][3:], grips[i])) for i in range(len(t))]
+        return [((t[i], ends[i]), (pose_at[i][:3], pose_at[i][3:], grips[i])) for i in range(len(t))]
     t = ep["joint_pos"]["capture_stamp"]
     q = ep["joint_pos"]["data"]
     width = ep["gripper"]["data"][:, 0] if "gripper" in ep else np.zeros(len(t))
