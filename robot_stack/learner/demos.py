@@ -67,7 +67,8 @@ def _episode(rows: dict, name: str, obs_spec: ObsSpec, action_spec: ActionSpec, 
                                  float(rows["action_gripper"][t][0]), max_translation, max_rotation)
         action, grip, gripper_after = policy_action(executed, action_spec, gripper_before)
         applied, _ = env_action(action, grip, action_spec, gripper_before)   # what DeltaAction will receive
-        set_point = np.concatenate(apply_delta(applied, set_point[:3], set_point[3:7], max_translation, max_rotation)[:2])
+        pos, quat, _ = apply_delta(applied, set_point[:3], set_point[3:7], max_translation, max_rotation)
+        set_point = np.concatenate((pos, quat))
         reward = float(np.asarray(rows["reward"][t]))
         done = reward >= 1.0
         out.append(Transition(observations[t], action, grip, reward, observations[t + 1], terminated=done,

@@ -179,9 +179,9 @@ class RosArmEnv(gym.Env):
 
     def _on_sim_state(self, msg: Float64MultiArray) -> None:
         state = np.asarray(msg.data, dtype=float)
-        if state.size != self.mirror.state_message_size:
-            return self._drop("sim/state", f"{state.size} values; the {self.spec.name} scene needs {self.mirror.state_message_size} "
-                                            "(wrong robot?)")
+        size = self.mirror.state_message_size
+        if state.size != size:
+            return self._drop("sim/state", f"{state.size} values; the {self.spec.name} scene needs {size} (wrong robot?)")
         if not np.isfinite(state).all():
             return self._drop("sim/state", "non-finite values")
         with self._lock:
