@@ -65,15 +65,5 @@ class BackgroundSpin:
 
 def call(client, request=None, timeout: float = 30.0):
     """Call a service from a thread other than the spinning one; `request` defaults to std_srvs/Trigger's."""
-    if request is None:
-        from std_srvs.srv import Trigger
-        request = Trigger.Request()
-    if not client.wait_for_service(timeout_sec=timeout):
-        raise RuntimeError(f"service {client.srv_name} is not available")
-    future = client.call_async(request)
-    deadline = time.monotonic() + timeout
-    while not future.done():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{client.srv_name} did not answer")
-        time.sleep(0.005)
-    return future.result()
+    from robot_stack.ros.service_call import call_service
+    return call_service(client, request, timeout=timeout)

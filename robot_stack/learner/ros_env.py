@@ -42,6 +42,7 @@ from std_srvs.srv import Trigger
 from robot_stack import transforms as tf
 from robot_stack.control.delta import apply_delta, delta_between
 from robot_stack.ros import convert, qos
+from robot_stack.ros.service_call import RESEND_RESET_AFTER, ServiceError, call_service
 from robot_stack.sim.env import PHASES, observation_space
 from robot_stack.sim.robots import get_robot
 from robot_stack.sim.scene import Scene
@@ -333,21 +334,16 @@ class RosArmEnv(gym.Env):
                 raise RuntimeError(f"RosArmEnv: timed out waiting for {what}")
             time.sleep(0.005)
 
-    def _call(self, client, name: str) -> Trigger.Response:
-        if not client.wait_for_service(timeout_sec=self.timeout):
-            raise RuntimeError(f"RosArmEnv: service {name} is not available")
-        future = client.call_async(Trigger.Request())
-        deadline = time.monotonic() + self.timeout
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"RosArmEnv: {name} did not answer within {self.timeout} s "
-                                   "(is the env's node being spun?)")
-            time.sleep(0.002)
-        return future.result()
+    def _call(self, client, name: str, resend_after: float | None = None) -> Trigger.Response:
+        try:
+            return call_service(client, timeout=self.timeout, resend_after=resend_after,
+                                hint="is the env's node being spun?")
+        except ServiceError as exc:
+            raise RuntimeError(f"RosArmEnv: {exc}") from None
 
     def _reset_twin(self) -> float:
         """`sim/reset`, the task's parameters for the episode's seed in the mirror; returns the answer's time."""
-        result = self._call(self._reset_client, "sim/reset")
+        result = self._call(self._reset_client, "sim/reset", resend_after=RESEND_RESET_AFTER)
         answered = self._now()
         if not result.success:
             raise RuntimeError(f"RosArmEnv: sim/reset failed: {result.message}")

@@ -37,6 +37,7 @@ from robot_stack import transforms as tf
 from robot_stack.drivers.teleop import EVENTS, FRAMES, DriverError, TeleopCommand, TeleopDevice, make_device
 from robot_stack.nodes.common import declare_any, run_node
 from robot_stack.ros import convert, qos
+from robot_stack.ros.service_call import RESEND_RESET_AFTER, ServiceError, call_service
 
 ANSWER_TIMEOUT = 30.0       # s: how long a service that exists may take to answer (the recorder's commit)
 
@@ -258,13 +259,12 @@ class TeleopNode(Node):
             self.event_log.append((event, ok, message))
 
     def _call(self, event: str) -> tuple[bool, str]:
-        return self._trigger(self._recorder_clients[event], f"recorder/{event}", self.cfg.service_timeout,
-                             "is the recorder running?")
+        return self._trigger(self._recorder_clients[event], self.cfg.service_timeout, "is the recorder running?")
 
     def _reset(self) -> tuple[bool, str]:
         """A new scripted episode: the arm node resets the twin, the device restarts with its seed."""
-        ok, message = self._trigger(self._reset_client, "sim/reset", max(self.cfg.service_timeout, RESET_TIMEOUT),
-                                    "is arm_node running with the mujoco driver?")
+        ok, message = self._trigger(self._reset_client, max(self.cfg.service_timeout, RESET_TIMEOUT),
+                                    "is arm_node running with the mujoco driver?", resend_after=RESEND_RESET_AFTER)
         if ok:
             answered = self.now()
             try:
@@ -275,24 +275,14 @@ class TeleopNode(Node):
             self.get_logger().info(f"scripted episode {self.episodes_done + 1}/{self.cfg.episodes}: seed {seed}")
         return ok, message
 
-    def _trigger(self, client, name: str, timeout: float, hint: str) -> tuple[bool, str]:
-        """Call a Trigger service from the worker thread (the executor completes the future)."""
-        deadline = time.monotonic() + timeout
-        while not client.service_is_ready():            # in slices, so close() never waits for a timeout
-            if time.monotonic() > deadline or not self._running:
-                return False, f"no {name} service within {timeout:g} s ({hint})"
-            time.sleep(0.02)
-        future = client.call_async(Trigger.Request())
-        answer_timeout = max(timeout, ANSWER_TIMEOUT)          # a present service may take a while (a commit)
-        deadline = time.monotonic() + answer_timeout
-        while not future.done():
-            if time.monotonic() > deadline or not self._running:
-                future.cancel()
-                return False, f"{name} did not answer within {answer_timeout:g} s"
-            time.sleep(0.005)
-        response = future.result()
-        if response is None:
-            return False, f"{name} failed"
+    def _trigger(self, client, timeout: float, hint: str, resend_after: float | None = None) -> tuple[bool, str]:
+        """Call a Trigger service from the worker thread (the executor completes the future); a present service
+        may take a while to answer (the recorder's commit)."""
+        try:
+            response = call_service(client, timeout=timeout, answer_timeout=max(timeout, ANSWER_TIMEOUT),
+                                    resend_after=resend_after, keep_waiting=lambda: self._running, hint=hint)
+        except ServiceError as exc:
+            return False, str(exc)
         return bool(response.success), response.message
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from robot_stack.nodes.arm_node import ArmNode
 from robot_stack.ros import convert, qos
+from robot_stack.ros.service_call import call_service
 from robot_stack.types import ActionChunk
 from tests.nodes.conftest import wait_for
 
@@ -37,11 +38,8 @@ class Client:
         return pos, quat
 
     def call(self, name):
-        cli = self.node.create_client(Trigger, name)
-        assert cli.wait_for_service(timeout_sec=5.0)
-        future = cli.call_async(Trigger.Request())
-        wait_for(future.done, what=f"{name} response")
-        return future.result()
+        """arm/stop and arm/recover are idempotent, so a reply lost at start-up is resent."""
+        return call_service(self.node.create_client(Trigger, name), timeout=10.0, resend_after=3.0)
 
 
 def start(ros, **params):

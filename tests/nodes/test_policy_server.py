@@ -11,6 +11,7 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from robot_stack.nodes.policy_server import PolicyServer, parse_checkpoints
 from robot_stack.ros import convert, qos
+from robot_stack.ros.service_call import call_service
 from tests.nodes.conftest import wait_for
 from tests.policies.toy import ToyPolicy, toy_stats
 
@@ -44,9 +45,7 @@ def feed(g, t, size=32):
 
 
 def enable(g, on=True):
-    assert g["enable"].wait_for_service(timeout_sec=10)
-    future = g["enable"].call_async(SetBool.Request(data=on))
-    wait_for(future.done, what="enable answered")
+    call_service(g["enable"], SetBool.Request(data=on), timeout=10.0, resend_after=3.0)   # idempotent
 
 
 def pump(g, seconds, size=32):

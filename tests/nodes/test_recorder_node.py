@@ -13,15 +13,12 @@ from robot_stack.nodes.arm_node import ArmNode
 from robot_stack.nodes.camera_node import IMAGE_PUBLISHER_QOS, CameraNode
 from robot_stack.nodes.recorder_node import RecorderNode
 from robot_stack.ros import convert, qos
+from robot_stack.ros.service_call import call_service
 from tests.nodes.conftest import wait_for
 
 
 def call(node, name):
-    cli = node.create_client(Trigger, name)
-    assert cli.wait_for_service(timeout_sec=5.0)
-    future = cli.call_async(Trigger.Request())
-    wait_for(future.done, timeout=30.0, what=name)
-    return future.result()
+    return call_service(node.create_client(Trigger, name), timeout=30.0)
 
 
 def test_records_streams_at_their_rates_with_alignment(ros, tmp_path):
