@@ -15,7 +15,7 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict, prefix: st
     """Restore what `optimizer_tensors` wrote; `param_groups` from the checkpoint's JSON, else the optimiser's own."""
     state: dict = {}
     for key, value in tensors.items():
-        head, idx, field = key.split(".", 2)
-        if head == prefix:
+        if key.startswith(prefix + "."):          # other keys may be anything, e.g. a model's top-level "ema.log_tau"
+            idx, field = key[len(prefix) + 1:].split(".", 1)
             state.setdefault(int(idx), {})[field] = value
     opt.load_state_dict({"state": state, "param_groups": param_groups or opt.state_dict()["param_groups"]})
