@@ -73,7 +73,8 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], go
             pub_text.publish(String(data=text if conditioning == "instruction" else ""))
             time.sleep(0.15)
             set_enabled(True)
-            frames, success, steps = [], False, 0
+            frames, success, touched, steps = [], False, False, 0
+            gripper, manipulated = monitor.scene.gripper_geoms, monitor.task.manipulated_geoms(monitor.scene)
             start = next_tick = time.monotonic()
             for steps in range(1, monitor.task.max_steps + 1):
                 next_tick += monitor.dt
@@ -81,13 +82,14 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], go
                 if video and viewer.frame() is not None:
                     frames.append(viewer.frame())
                 monitor._mirror()
+                touched |= monitor.scene.touching(gripper, manipulated)
                 if monitor.task.success(monitor.scene):
                     success = True
                     break
             set_enabled(False)
             if video and frames:
                 write_mp4(Path(video) / f"{policy.name}_{task}_seed{seed}_ros.mp4", frames, fps=10)
-            records.append({"seed": seed, "success": success, "steps": steps, "instruction": text or None,
+            records.append({"seed": seed, "success": success, "touched": touched, "steps": steps, "instruction": text or None,
                             "params": params, "seconds": time.monotonic() - start})
         time.sleep(1.2)                         # one more 1 Hz diagnostics message, covering the last episode
         diagnostics = dict(viewer.diagnostics)

@@ -104,11 +104,12 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
                     n = min(execute_steps, len(chunk))
                     plan.extend(np.concatenate((chunk.positions[k], chunk.quats[k], [chunk.gripper[k]])) for k in range(n))
                 return plan.pop(0)
-        frames, success, t0 = [], False, time.perf_counter()
+        frames, success, touched, t0 = [], False, False, time.perf_counter()
         for _ in range(env.task.max_steps):
             if video:
                 frames.append(np.concatenate([obs[c] for c in cams], axis=1))
             obs, _, terminated, truncated, info = env.step(actor(obs))
+            touched |= info["contact_phase"] != "pre_contact"
             if info["success"]:
                 success = True
                 break
@@ -116,8 +117,8 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
             from robot_stack.video import write_mp4
             Path(video).mkdir(parents=True, exist_ok=True)
             write_mp4(Path(video) / f"{policy_name}_{task}_seed{seed}.mp4", frames + [frames[-1]] * 5, fps=10)
-        records.append({"seed": seed, "success": success, "steps": int(info["steps"]), "instruction": text,
-                        "params": info["task_params"], "seconds": time.perf_counter() - t0})
+        records.append({"seed": seed, "success": success, "touched": touched, "steps": int(info["steps"]),
+                        "instruction": text, "params": info["task_params"], "seconds": time.perf_counter() - t0})
     env.close()
     return records
 
@@ -177,10 +178,11 @@ def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, i
         records, arm = run_ros(checkpoint, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction,
                                video)
     n_ok = sum(r["success"] for r in records)
+    n_touched = sum(r["touched"] for r in records)      # how far failures got: did the gripper reach the object?
     lo, hi = wilson_interval(n_ok, len(records))
     report = {"checkpoint": checkpoint, "policy": name, "task": task, "robot": robot, "backend": backend,
               "conditioning": conditioning, "execute_steps": execute_steps, "instruction": instruction, "goal_seed": goal_seed, "seeds": [seeds[0], seeds[-1]],
-              "episodes": len(records), "successes": n_ok, "success_rate": n_ok / max(1, len(records)),
+              "episodes": len(records), "successes": n_ok, "success_rate": n_ok / max(1, len(records)), "touched": n_touched,
               "ci95": [lo, hi], "mean_steps": float(np.mean([r["steps"] for r in records])) if records else None,
               "records": records}
     if arm is not None:
@@ -190,7 +192,7 @@ def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, i
               f" missed ticks {arm.get('missed_ticks')}")
     print(f"{name} on {task} ({robot}, {backend}, {conditioning}): {n_ok}/{len(records)} = "
           f"{100 * report['success_rate']:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}%), "
-          f"mean length {report['mean_steps']:.1f} steps")
+          f"mean length {report['mean_steps']:.1f} steps; the gripper touched the object in {n_touched}/{len(records)}")
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(report, indent=1))

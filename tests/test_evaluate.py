@@ -26,10 +26,14 @@ def test_expert_and_random_baselines_in_process(tmp_path):
     assert expert["successes"] == 2 and json.loads((tmp_path / "e.json").read_text())["episodes"] == 2
     rand = run_eval("random", "reach", "panda", 2, seed=0, backend="sim")
     assert rand["episodes"] == 2 and all(r["steps"] >= 1 for r in rand["records"])
+    # how far an episode got: the lift expert grasps its block; reaching a point touches nothing
+    lift = run_eval("expert", "lift", "panda", 1, seed=0, backend="sim")
+    assert lift["records"][0]["touched"] is True and lift["touched"] == 1
+    assert expert["touched"] == 0 and not any(r["touched"] for r in expert["records"])
 
 
 def test_worker_processes_give_the_serial_records():
-    keys = ("seed", "success", "steps", "params")
+    keys = ("seed", "success", "touched", "steps", "params")
     serial = run_eval("expert", "reach", "panda", 3, seed=5, backend="sim")
     parallel = run_eval("expert", "reach", "panda", 3, seed=5, backend="sim", workers=2)
     assert [{k: r[k] for k in keys} for r in parallel["records"]] == [{k: r[k] for k in keys} for r in serial["records"]]
@@ -57,4 +61,5 @@ def test_ros_backend_drives_the_twin_through_the_policy_server(tmp_path, monkeyp
     report = run_eval(str(tmp_path / "toy"), "reach", "panda", 1, seed=7, instruction="reach the {target}",
                       backend="ros")
     assert report["records"][0]["seed"] == 7 and report["episodes"] == 1
+    assert report["records"][0]["touched"] is False and report["touched"] == 0     # a reach touches no object
     assert float(report["arm_diagnostics"]["chunks_received"]) >= 5
