@@ -95,6 +95,11 @@ class Policy(torch.nn.Module):
         """Policy-space actions (Ta, 7), unnormalised, for an observation history (oldest first)."""
         raise NotImplementedError
 
+    def predict_batch(self, batch: dict) -> torch.Tensor:
+        """Normalised actions (B, Ta, 7) for a training-format batch, conditioned on its goal images: the
+        open-loop check of policies/probe.py. Deterministic, so two calls differ only where the inputs do."""
+        raise NotImplementedError(f"policy {self.name!r} has no batch prediction")
+
     def _on_reset(self, task: Task) -> None:
         """Per-method work when the task changes (encode the goal or instruction once)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def _sim_demo(args: argparse.Namespace) -> int:
@@ -78,6 +79,29 @@ def _eval(args: argparse.Namespace) -> int:
                       video=args.video, json_path=args.json, execute_steps=args.execute_steps,
                       workers=args.workers)
     return 0 if report["episodes"] else 1
+
+
+def _probe(args: argparse.Namespace) -> int:
+    import json
+
+    from robot_stack.policies.base import load_policy
+    from robot_stack.policies.batches import PolicyBatches, split_episodes
+    from robot_stack.policies.probe import format_report, probe
+
+    policy = load_policy(args.checkpoint)
+    manifest = json.loads((Path(args.checkpoint) / "config.json").read_text()).get("manifest", {})
+    cfg = manifest.get("config", {})
+    data = args.data or manifest.get("data")
+    if not data:
+        raise ValueError(f"{args.checkpoint}: no training data in its manifest; pass --data STORE")
+    train_eps, val_eps = split_episodes(data, cfg.get("val_fraction", 0.1), cfg.get("seed", 0), manifest.get("task"))
+    episodes = (val_eps if args.split == "val" else train_eps)[: args.episodes]
+    rows = probe(policy, PolicyBatches(data, policy.data_spec(), episodes, stats=policy.stats))
+    print(f"{policy.name} on {len(episodes)} {args.split} episodes of {data}: last chunk step's position error")
+    print(format_report(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"checkpoint": args.checkpoint, "split": args.split, "rows": rows}, indent=1))
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -158,6 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--video", metavar="DIR")
     ev.add_argument("--json", metavar="FILE")
     ev.set_defaults(func=_eval)
+
+    pr = sub.add_parser("probe", help="open-loop check of which inputs a checkpoint reads (swap each between episodes)")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--data", help="episode store (default: the one in the checkpoint's manifest)")
+    pr.add_argument("--split", default="val", choices=["val", "train"], help="the manifest's held-out or training episodes")
+    pr.add_argument("--episodes", type=int, default=40)
+    pr.add_argument("--json", metavar="FILE")
+    pr.set_defaults(func=_probe)
 
     demo_ros = sub.add_parser("demo", help="bring up the twin's ROS 2 graph and run scripted episodes through it")
     demo_ros.add_argument("--robot", default="panda", choices=["panda", "ur5e"])

@@ -168,6 +168,14 @@ class GRIFPolicy(Policy):
         return total, metrics
 
     # --- inference --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_batch(self, batch: dict) -> torch.Tensor:
+        """The image-task policy: z = f(start, goal), actions from the current front frame."""
+        frames = as_uint8_images(batch["images"]["front"])
+        frames = frames.reshape(-1, self.data_spec().obs_horizon, *frames.shape[1:])[:, -1]
+        z = self.embed_images(as_uint8_images(batch["start_image"]), as_uint8_images(batch["goal_image"]))
+        return self.policy(to_float_image(frames, self._device()), z)
+
     def _on_reset(self, task: Task) -> None:
         self._z = self._task_z(task, first_frame=None)
 

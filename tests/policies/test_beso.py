@@ -223,15 +223,15 @@ def test_guidance_zero_is_goal_free_policy():
     obs = observation()
     policy.reset(Task(goal_image=image(9)))
     torch.manual_seed(1)
-    with_goal = policy.predict([obs, obs], policy.task)
+    with_goal = policy.predict([obs] * policy.config.obs_horizon, policy.task)
     policy.reset(Task())
     torch.manual_seed(1)
-    goal_free = policy.predict([obs, obs], policy.task)
+    goal_free = policy.predict([obs] * policy.config.obs_horizon, policy.task)
     np.testing.assert_array_equal(with_goal, goal_free)
     policy.config.guidance = 1.0
     policy.reset(Task(goal_image=image(9)))
     torch.manual_seed(1)
-    assert not np.allclose(policy.predict([obs, obs], policy.task), goal_free)
+    assert not np.allclose(policy.predict([obs] * policy.config.obs_horizon, policy.task), goal_free)
 
 
 # --- 5. network details ----------------------------------------------------------------------------
@@ -271,7 +271,7 @@ def test_predict_unnormalises_and_uses_normalised_proprio(monkeypatch):
 
 def test_data_spec():
     spec = BESOPolicy(Config(), {}).data_spec()
-    assert (spec.cameras, spec.image_size, spec.obs_horizon, spec.action_horizon) == (("front", "wrist"), 128, 2, 10)
+    assert (spec.cameras, spec.image_size, spec.obs_horizon, spec.action_horizon) == (("front", "wrist"), 128, 1, 10)
     assert (spec.goal_camera, spec.goal_final_prob, spec.action_norm) == ("front", 1.0, "meanstd")
     assert BESOPolicy.conditioning == frozenset({"goal_image", "none"})
 

@@ -39,6 +39,11 @@ class ToyPolicy(Policy):
         loss = torch.nn.functional.mse_loss(pred, batch["action"])
         return loss, {"mse": float(loss.detach())}
 
+    def predict_batch(self, batch):
+        x = self._features(torch.as_tensor(batch["images"]["front"])[:, -1], torch.as_tensor(batch["goal_image"]),
+                           torch.as_tensor(batch["proprio"])[:, -1])
+        return self.net(x).view(len(x), self.config.action_horizon, 7)
+
     def predict(self, history, task):
         o = history[-1]
         prop = act_space.normalise(act_space.proprio(np.asarray(o.ee_pose), np.array(o.gripper)), self.stats["proprio"],
