@@ -71,7 +71,8 @@ def sinusoidal(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class ScoreTransformer(nn.Module):
-    """F(c_in x, c_noise | observations, goal): tokens [sigma, goal, obs (cameras + proprio per step), actions]."""
+    """F(c_in x, c_noise | observations, goal): tokens [sigma, goal, obs (cameras [+ proprio] per step), actions].
+    proprio_dim 0 leaves the proprio token out."""
 
     def __init__(self, n_cameras: int, obs_horizon: int, action_horizon: int, action_dim: int, proprio_dim: int,
                  width: int, layers: int, heads: int, dropout: float, channels: tuple[int, ...],
@@ -79,11 +80,11 @@ class ScoreTransformer(nn.Module):
         super().__init__()
         self.n_cameras, self.obs_horizon, self.action_horizon = n_cameras, obs_horizon, action_horizon
         self.encoder = ImageEncoder(width, channels, strides, keypoints, shift_pad)   # state and goal share it
-        self.proprio_emb = nn.Linear(proprio_dim, width)
+        self.proprio_emb = nn.Linear(proprio_dim, width) if proprio_dim else None
         self.sigma_emb = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.action_emb = nn.Linear(action_dim, width)
         self.null_goal = nn.Parameter(torch.zeros(1, 1, width))                  # the dropped / absent goal
-        n_tokens = 2 + obs_horizon * (n_cameras + 1) + action_horizon
+        n_tokens = 2 + obs_horizon * (n_cameras + bool(proprio_dim)) + action_horizon
         self.pos_emb = nn.Parameter(torch.randn(1, n_tokens, width) * 0.02)
         block = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout, activation="gelu", batch_first=True,
                                            norm_first=True)
@@ -97,13 +98,15 @@ class ScoreTransformer(nn.Module):
 
     def encode_obs(self, images: list[torch.Tensor], proprio: torch.Tensor, augment: bool = False,
                    goal_image: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-camera uint8 (B, To, H, W, 3) and proprio (B, To, P) -> obs tokens (B, To*(cams+1), width)
+        """Per-camera uint8 (B, To, H, W, 3) and proprio (B, To, P) -> obs tokens (B, To*(cams[+1]), width)
         and, when given a goal image, its tokens from the same CNN call (one batched pass)."""
-        b, t = proprio.shape[:2]
+        b, t = images[0].shape[:2]
         flat = [im.reshape(b * t, *im.shape[2:]) for im in images] + ([goal_image] if goal_image is not None else [])
         feats = self.encoder(torch.cat(flat), augment)
         cams = feats[: len(images) * b * t].reshape(len(images), b, t, -1).permute(1, 2, 0, 3)   # (B, To, cams, w)
-        tokens = torch.cat((cams, self.proprio_emb(proprio)[:, :, None]), 2).reshape(b, -1, self.width)
+        if self.proprio_emb is not None:
+            cams = torch.cat((cams, self.proprio_emb(proprio)[:, :, None]), 2)
+        tokens = cams.reshape(b, -1, self.width)
         goal = feats[len(images) * b * t:][:, None] if goal_image is not None else None
         return tokens, goal
 

@@ -26,8 +26,9 @@ CAMERAS = ("front", "wrist")
 class Config:
     # data
     image_size: int = 128
-    obs_horizon: int = 1                 # 2 let the network read the heading from proprio and ignore the cameras
-                                         # (copycat; `robot-stack probe`), as "a short window" it is still faithful
+    obs_horizon: int = 1                 # the current frame: half the image encoding of 2 per sample
+    proprio: bool = False                # images only. With the TCP pose as a token the network read its heading
+                                         # from it and ignored the cameras where only they know the way (`robot-stack probe`)
     action_horizon: int = 10
     goal_final_prob: float = 1.0
     # network (CPU-sized; the paper's are 4-6 layers of width 240-360)
@@ -67,7 +68,7 @@ class BESOPolicy(Policy):
         super().__init__(config, stats)
         c = config
         self.net = ScoreTransformer(len(CAMERAS), c.obs_horizon, c.action_horizon, actions.ACTION_DIM,
-                                    actions.PROPRIO_DIM, c.width, c.layers, c.heads, c.dropout,
+                                    actions.PROPRIO_DIM if c.proprio else 0, c.width, c.layers, c.heads, c.dropout,
                                     c.cnn_channels, c.cnn_strides, c.keypoints, c.shift_pad)
         self._goal_tokens: torch.Tensor | None = None
 

@@ -248,7 +248,7 @@ def test_augmentation_only_in_training():
 
 # --- 6. normalisation ----------------------------------------------------------------------------
 def test_predict_unnormalises_and_uses_normalised_proprio(monkeypatch):
-    policy = make_policy()
+    policy = make_policy(proprio=True)
     policy.reset(Task())
     fixed = torch.linspace(-1, 1, 4 * 7).reshape(1, 4, 7)
     monkeypatch.setattr(edm, "sample", lambda *a, **k: fixed.clone())
@@ -267,6 +267,17 @@ def test_predict_unnormalises_and_uses_normalised_proprio(monkeypatch):
     prop = actions.proprio(np.stack([o.ee_pose for o in obs]), np.array([o.gripper for o in obs]))
     np.testing.assert_allclose(seen["proprio"][0].numpy(), actions.normalise(prop, policy.stats["proprio"], "meanstd"),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_proprio_is_a_token_only_when_configured():
+    b = batch(b=2)
+    outs = {}
+    for use in (False, True):
+        policy = make_policy(proprio=use).eval()
+        with torch.no_grad():
+            outs[use] = [policy.predict_batch({**b, "proprio": p}) for p in (b["proprio"], b["proprio"] + 1)]
+    torch.testing.assert_close(outs[False][0], outs[False][1])
+    assert not torch.allclose(outs[True][0], outs[True][1])
 
 
 def test_data_spec():
