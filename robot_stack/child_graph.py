@@ -63,7 +63,8 @@ class BackgroundSpin:
         rclpy.try_shutdown()
 
 
-def call(client, request=None, timeout: float = 30.0):
-    """Call a service from a thread other than the spinning one; `request` defaults to std_srvs/Trigger's."""
-    from robot_stack.ros.service_call import call_service
-    return call_service(client, request, timeout=timeout)
+def call(client, request=None, timeout: float = 30.0, idempotent: bool = False):
+    """Call a service from a thread other than the spinning one; `request` defaults to std_srvs/Trigger's.
+    idempotent: resend when the answer is late (ros/service_call.py: a DDS server can drop a first reply)."""
+    from robot_stack.ros.service_call import RESEND_AFTER, call_service
+    return call_service(client, request, timeout=timeout, resend_after=RESEND_AFTER if idempotent else None)

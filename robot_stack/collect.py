@@ -104,7 +104,7 @@ def _collect_human(graph: subprocess.Popen, task: str, robot: str, device: str, 
                 bar.update(now - saved)
                 saved = now
                 if saved < episodes:
-                    call(reset)             # a fresh scene for the next episode
+                    call(reset, idempotent=True)             # a fresh scene for the next episode
             time.sleep(0.05)
         bar.close()
     finally:

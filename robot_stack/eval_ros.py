@@ -47,7 +47,7 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], go
     pub_text = monitor.create_publisher(String, "task/instruction", qos.LATCHED)
     enable = monitor.create_client(SetBool, "policy_server/enable")
     spin = BackgroundSpin(monitor, viewer.node)
-    set_enabled = lambda on: call(enable, SetBool.Request(data=on))     # noqa: E731
+    set_enabled = lambda on: call(enable, SetBool.Request(data=on), idempotent=True)     # noqa: E731
     records, diagnostics = [], {}
     try:
         monitor.wait_for_graph(timeout=90.0)

@@ -3,8 +3,8 @@
 Why a resend: at start-up a DDS server can take a request before it has discovered the client's reply
 reader, and then drops the reply (rmw_fastrtps waits only briefly for it). `wait_for_service` cannot see
 this: it only knows the request side is matched. A call that must not hang on that race may resend after
-`resend_after` seconds without an answer, but only where a repeat is harmless (a reset: the later answer
-describes the state the server is in). The answer taken is always the latest request's.
+`resend_after` seconds without an answer, but only where a repeat is harmless (a reset, or a switch set to a
+value: the later answer describes the state the server is in). The answer taken is always the latest request's.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 from typing import Callable
 
 
-RESEND_RESET_AFTER = 3.0     # s: the twin resets at its next control tick; silence this long means a lost reply
+RESEND_AFTER = 3.0     # s: a reset or a switch answers within a tick or two; silence this long means a lost reply
 
 
 class ServiceError(RuntimeError):

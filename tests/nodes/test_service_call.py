@@ -50,3 +50,14 @@ def test_an_absent_service_and_a_caller_that_stops_waiting(ros):
     with pytest.raises(ServiceError):
         call_service(client, timeout=30.0, keep_waiting=lambda: not stop.is_set())
     assert time.monotonic() - started < 5.0                             # ended by keep_waiting, not the timeout
+
+
+def test_child_graph_resends_only_idempotent_calls(ros):
+    from robot_stack.child_graph import call
+    from robot_stack.ros.service_call import RESEND_AFTER
+    calls = _slow_first_server(ros.node("server"), first_delay=RESEND_AFTER + 2.0)
+    client = ros.node("client").create_client(Trigger, "twin/reset")
+    assert call(client, timeout=RESEND_AFTER + 1.5, idempotent=True).message == "call 2"
+    calls.clear()                                     # the next request is again a slow first one
+    with pytest.raises(ServiceError):                 # and without a resend it times out
+        call(client, timeout=RESEND_AFTER + 1.0)
