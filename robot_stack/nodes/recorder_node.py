@@ -215,6 +215,14 @@ class RecorderNode(Node):
         except json.JSONDecodeError as exc:
             self.get_logger().error(f"sim/episode: {exc}")
 
+    def _twin_episode(self) -> dict:
+        """The twin's episode (source, seed, task) as metadata, {} off the twin. Taken at start and again at
+        commit: the latched sim/episode of the reset before an episode can reach us after recorder/start
+        (seen on a loaded machine), but not after the episode's end."""
+        if not self.sim_episode:
+            return {}
+        return {"source": "twin", "seed": self.sim_episode.get("seed"), "task": self.sim_episode.get("task", self.task)}
+
     def _on_tick(self) -> None:
         """The control clock; alignment to it is computed at commit, when every capture stamp is known."""
         tick = self.now()
@@ -235,8 +243,7 @@ class RecorderNode(Node):
                 return response
             meta = {"task": self.task, "instruction": self.instruction, "robot": self.robot,
                     "operator": self.operator, "start_time": self.now()}
-            if self.sim_episode:
-                meta.update(source="twin", seed=self.sim_episode.get("seed"), task=self.sim_episode.get("task", self.task))
+            meta.update(self._twin_episode())
             self._episode = self._last = _Episode(meta)
             self._queue.put(("begin", meta))
         self._publish_status(True)
@@ -303,6 +310,7 @@ class RecorderNode(Node):
                     elif kind == "commit":
                         self._append_alignment(writer, stamps)
                         extra = {"final_sim_state": self.sim_state} if self.sim_state is not None else {}
+                        extra.update(self._twin_episode())   # again: sim/episode can arrive after recorder/start
                         k = writer.commit(success=item[2], end_time=self.now(), **extra)
                         done.update(ok=True, message=f"episode {k} committed")
                     else:
