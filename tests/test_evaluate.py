@@ -57,7 +57,7 @@ def test_ros_backend_drives_the_twin_through_the_policy_server(tmp_path, monkeyp
     isolated_domain()
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))     # the server imports tests.policies.toy
     ToyPolicy(ToyPolicy.Config(), toy_stats()).save(tmp_path / "toy")
-    monkeypatch.setattr("robot_stack.sim.tasks.reach.Reach.max_steps", 15)
+    monkeypatch.setattr("robot_stack.sim.tasks.reach.Reach.max_steps", 30)   # 3 s: room for a slow start
     report = run_eval(str(tmp_path / "toy"), "reach", "panda", 1, seed=7, instruction="reach the {target}",
                       backend="ros")
     assert report["records"][0]["seed"] == 7 and report["episodes"] == 1
