@@ -35,25 +35,26 @@ def input_swaps(policy: Policy) -> dict[str, Callable[[dict], dict]]:
     return swaps
 
 
-def final_step_error_mm(policy: Policy, pred: torch.Tensor, batch: dict) -> np.ndarray:
-    """Per row: distance (mm) between the predicted and the true position target of the chunk's last step."""
-    norm = policy.data_spec().action_norm
-    p = act_space.unnormalise(np.asarray(pred, dtype=np.float64), policy.stats["action"], norm)
-    t = act_space.unnormalise(np.asarray(batch["action"], dtype=np.float64), policy.stats["action"], norm)
-    return 1000 * np.linalg.norm(p[:, -1, :3] - t[:, -1, :3], axis=-1)
+def last_target_positions(policy: Policy, actions) -> np.ndarray:
+    """Normalised policy-space actions (B, Ta, 7) -> the position target of each chunk's last step (B, 3), in m."""
+    unnormalised = act_space.unnormalise(np.asarray(actions, dtype=np.float64), policy.stats["action"],
+                                         policy.data_spec().action_norm)
+    return unnormalised[:, -1, :3]
 
 
 def sensitivity(policy: Policy, batch: dict) -> dict:
-    """Mean error with every input in place, with each group swapped, and the error of always predicting the
-    batch's mean target (what a policy that reads nothing useful would reach at best)."""
-    truth = act_space.unnormalise(np.asarray(batch["action"], dtype=np.float64), policy.stats["action"],
-                                  policy.data_spec().action_norm)[:, -1, :3]
+    """Mean error (mm) of the last step's position target with every input in place, with each group swapped, and
+    the error of always predicting the batch's mean target (what a policy that reads nothing useful reaches at best)."""
+    truth = last_target_positions(policy, batch["action"])
+
+    def error_mm(b: dict) -> float:
+        return float(1000 * np.linalg.norm(last_target_positions(policy, policy.predict_batch(b)) - truth, axis=-1).mean())
+
     with torch.no_grad():
-        base = final_step_error_mm(policy, policy.predict_batch(batch), batch).mean()
-        swapped = {name: float(final_step_error_mm(policy, policy.predict_batch(swap(batch)), batch).mean())
-                   for name, swap in input_swaps(policy).items()}
+        base = error_mm(batch)
+        swapped = {name: error_mm(swap(batch)) for name, swap in input_swaps(policy).items()}
     mean_guess = 1000 * np.linalg.norm(truth - truth.mean(0), axis=-1).mean()
-    return {"error_mm": float(base), "mean_guess_mm": float(mean_guess), "swapped_mm": swapped}
+    return {"error_mm": base, "mean_guess_mm": float(mean_guess), "swapped_mm": swapped}
 
 
 def windows_at_phase(batches: PolicyBatches, phase: float) -> np.ndarray:

@@ -132,10 +132,14 @@ class GRIFPolicy(Policy):
         return self._z_language(list(texts))
 
     # --- training ---------------------------------------------------------------------------------
+    def _current_frames(self, batch: dict) -> torch.Tensor:
+        """The batch's newest front frames, uint8 (B, H, W, 3)."""
+        frames = as_uint8_images(batch["images"]["front"])
+        return frames.reshape(-1, self.data_spec().obs_horizon, *frames.shape[1:])[:, -1]
+
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         dev = self._device()
-        frames = as_uint8_images(batch["images"]["front"])
-        frames = frames.reshape(-1, self.data_spec().obs_horizon, *frames.shape[1:])[:, -1]   # current frame
+        frames = self._current_frames(batch)
         labelled = torch.as_tensor(np.asarray(batch["labelled"]), dtype=torch.bool)
         texts = list(batch["instruction"])
         # not in place: as_tensor may share the batch's memory; a labelled row needs a non-empty text
@@ -171,8 +175,7 @@ class GRIFPolicy(Policy):
     @torch.no_grad()
     def predict_batch(self, batch: dict) -> torch.Tensor:
         """The image-task policy: z = f(start, goal), actions from the current front frame."""
-        frames = as_uint8_images(batch["images"]["front"])
-        frames = frames.reshape(-1, self.data_spec().obs_horizon, *frames.shape[1:])[:, -1]
+        frames = self._current_frames(batch)
         z = self.embed_images(as_uint8_images(batch["start_image"]), as_uint8_images(batch["goal_image"]))
         return self.policy(to_float_image(frames, self._device()), z)
 

@@ -11,7 +11,7 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from robot_stack.nodes.arm_node import ArmNode
 from robot_stack.ros import convert, qos
-from robot_stack.ros.service_call import call_service
+from robot_stack.ros.service_call import RESEND_AFTER, call_service
 from robot_stack.types import ActionChunk
 from tests.nodes.conftest import wait_for
 
@@ -39,7 +39,7 @@ class Client:
 
     def call(self, name):
         """arm/stop and arm/recover are idempotent, so a reply lost at start-up is resent."""
-        return call_service(self.node.create_client(Trigger, name), timeout=10.0, resend_after=3.0)
+        return call_service(self.node.create_client(Trigger, name), timeout=10.0, resend_after=RESEND_AFTER)
 
 
 def start(ros, **params):

@@ -11,7 +11,7 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from robot_stack.nodes.policy_server import PolicyServer, parse_checkpoints
 from robot_stack.ros import convert, qos
-from robot_stack.ros.service_call import call_service
+from robot_stack.ros.service_call import RESEND_AFTER, call_service
 from tests.nodes.conftest import wait_for
 from tests.policies.toy import ToyPolicy, toy_stats
 
@@ -45,7 +45,7 @@ def feed(g, t, size=32):
 
 
 def enable(g, on=True):
-    call_service(g["enable"], SetBool.Request(data=on), timeout=10.0, resend_after=3.0)   # idempotent
+    call_service(g["enable"], SetBool.Request(data=on), timeout=10.0, resend_after=RESEND_AFTER)   # idempotent
 
 
 def pump(g, seconds, size=32, until=None):
