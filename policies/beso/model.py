@@ -39,15 +39,16 @@ class SpatialSoftmax(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """uint8 (N, H, W, 3) -> (N, width): strided convs with GroupNorm/ReLU, spatial-softmax keypoints, a linear layer.
+    """uint8 (N, H, W, C) -> (N, width): strided convs with GroupNorm/ReLU, spatial-softmax keypoints, a linear layer.
 
     A layer with stride >= 4 is a patchify stem (kernel = stride, no overlap): on a 2-core CPU the
     full-resolution activations of a stride-2 first layer cost more than the rest of the model.
     """
 
-    def __init__(self, width: int, channels: tuple[int, ...], strides: tuple[int, ...], keypoints: int, shift_pad: int):
+    def __init__(self, width: int, channels: tuple[int, ...], strides: tuple[int, ...], keypoints: int, shift_pad: int,
+                 in_channels: int = 3):
         super().__init__()
-        layers, c_in = [], 3
+        layers, c_in = [], in_channels
         for c, s in zip(channels, strides, strict=True):
             k, pad = (s, 0) if s >= 4 else (3, 1)
             layers += [nn.Conv2d(c_in, c, k, stride=s, padding=pad), nn.GroupNorm(max(1, c // 8), c),
@@ -72,14 +73,28 @@ def sinusoidal(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 class ScoreTransformer(nn.Module):
     """F(c_in x, c_noise | observations, goal): tokens [sigma, goal, obs (cameras [+ proprio] per step), actions].
-    proprio_dim 0 leaves the proprio token out."""
+    proprio_dim 0 leaves the proprio token out.
+
+    goal_encoder "shared": the goal image goes through the observation CNN (the paper). "stacked": a
+    second CNN reads the goal stacked channel-wise on the newest frame of camera `goal_camera` (6
+    channels), so the goal token encodes what is left to change, as GRIF's task encoder does with
+    (s0, g). With "shared", telling which of three blocks the goal moved means comparing two pooled
+    vectors; `robot-stack probe` showed the 20k-step model never learned it (start error = chance).
+    """
 
     def __init__(self, n_cameras: int, obs_horizon: int, action_horizon: int, action_dim: int, proprio_dim: int,
                  width: int, layers: int, heads: int, dropout: float, channels: tuple[int, ...],
-                 strides: tuple[int, ...], keypoints: int, shift_pad: int):
+                 strides: tuple[int, ...], keypoints: int, shift_pad: int, goal_encoder: str = "shared",
+                 goal_camera: int = 0):
         super().__init__()
+        if goal_encoder not in ("shared", "stacked"):
+            raise ValueError(f"goal_encoder must be 'shared' or 'stacked', got {goal_encoder!r}")
         self.n_cameras, self.obs_horizon, self.action_horizon = n_cameras, obs_horizon, action_horizon
-        self.encoder = ImageEncoder(width, channels, strides, keypoints, shift_pad)   # state and goal share it
+        self.encoder = ImageEncoder(width, channels, strides, keypoints, shift_pad)
+        self.stacked_goal = goal_encoder == "stacked"
+        self.goal_camera = goal_camera
+        self.goal_encoder = (ImageEncoder(width, channels, strides, keypoints, shift_pad, in_channels=6)
+                             if self.stacked_goal else None)
         self.proprio_emb = nn.Linear(proprio_dim, width) if proprio_dim else None
         self.sigma_emb = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.action_emb = nn.Linear(action_dim, width)
@@ -92,22 +107,33 @@ class ScoreTransformer(nn.Module):
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, action_dim))
         self.width = width
 
-    def encode_goal(self, goal_image: torch.Tensor, augment: bool = False) -> torch.Tensor:
-        """uint8 (B, H, W, 3) -> goal tokens (B, 1, width)."""
-        return self.encoder(goal_image, augment)[:, None]
+    def encode_goal(self, goal_image: torch.Tensor, current: torch.Tensor | None = None,
+                    augment: bool = False) -> torch.Tensor:
+        """uint8 goal (B, H, W, 3) [and, for the stacked encoder, the goal camera's newest frame] -> (B, 1, width)."""
+        if not self.stacked_goal:
+            return self.encoder(goal_image, augment)[:, None]
+        if current is None:
+            raise ValueError("the stacked goal encoder needs the current frame of the goal camera")
+        return self.goal_encoder(torch.cat((goal_image, current), -1), augment)[:, None]
 
     def encode_obs(self, images: list[torch.Tensor], proprio: torch.Tensor, augment: bool = False,
                    goal_image: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-camera uint8 (B, To, H, W, 3) and proprio (B, To, P) -> obs tokens (B, To*(cams[+1]), width)
         and, when given a goal image, its tokens from the same CNN call (one batched pass)."""
         b, t = images[0].shape[:2]
-        flat = [im.reshape(b * t, *im.shape[2:]) for im in images] + ([goal_image] if goal_image is not None else [])
+        shared_goal = goal_image is not None and not self.stacked_goal
+        flat = [im.reshape(b * t, *im.shape[2:]) for im in images] + ([goal_image] if shared_goal else [])
         feats = self.encoder(torch.cat(flat), augment)
         cams = feats[: len(images) * b * t].reshape(len(images), b, t, -1).permute(1, 2, 0, 3)   # (B, To, cams, w)
         if self.proprio_emb is not None:
             cams = torch.cat((cams, self.proprio_emb(proprio)[:, :, None]), 2)
         tokens = cams.reshape(b, -1, self.width)
-        goal = feats[len(images) * b * t:][:, None] if goal_image is not None else None
+        if goal_image is None:
+            goal = None
+        elif shared_goal:
+            goal = feats[len(images) * b * t:][:, None]
+        else:
+            goal = self.encode_goal(goal_image, images[self.goal_camera][:, -1], augment)
         return tokens, goal
 
     def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, obs_tokens: torch.Tensor,

@@ -20,6 +20,7 @@ from robot_stack.policies.beso.model import ScoreTransformer
 from robot_stack.types import Observation, Task
 
 CAMERAS = ("front", "wrist")
+GOAL_CAMERA = "front"
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Config:
     cnn_channels: tuple = (16, 32, 64, 64)
     cnn_strides: tuple = (4, 2, 2, 1)    # 128 px -> 8x8 keypoint maps; see model.ImageEncoder
     keypoints: int = 32
+    goal_encoder: str = "stacked"        # stacked: goal on the current front frame (6 channels); shared: the paper's
+                                         # one CNN for goal and state. See model.ScoreTransformer
     shift_pad: int = 4                   # random-shift augmentation in training; 0 turns it off
     # diffusion
     sigma_data: float = 0.5
@@ -69,13 +72,15 @@ class BESOPolicy(Policy):
         c = config
         self.net = ScoreTransformer(len(CAMERAS), c.obs_horizon, c.action_horizon, actions.ACTION_DIM,
                                     actions.PROPRIO_DIM if c.proprio else 0, c.width, c.layers, c.heads, c.dropout,
-                                    c.cnn_channels, c.cnn_strides, c.keypoints, c.shift_pad)
-        self._goal_tokens: torch.Tensor | None = None
+                                    c.cnn_channels, c.cnn_strides, c.keypoints, c.shift_pad, c.goal_encoder,
+                                    CAMERAS.index(GOAL_CAMERA))
+        self._goal_tokens: torch.Tensor | None = None      # the shared encoder's goal token, once per task
+        self._goal_image: torch.Tensor | None = None       # the stacked encoder's goal, re-encoded on every frame
 
     def data_spec(self) -> DataSpec:
         c = self.config
         return DataSpec(cameras=CAMERAS, image_size=c.image_size, obs_horizon=c.obs_horizon,
-                        action_horizon=c.action_horizon, goal_camera="front", goal_final_prob=c.goal_final_prob,
+                        action_horizon=c.action_horizon, goal_camera=GOAL_CAMERA, goal_final_prob=c.goal_final_prob,
                         action_norm="meanstd")
 
     # --- training ---------------------------------------------------------------------------
@@ -141,12 +146,15 @@ class BESOPolicy(Policy):
         return x / c.action_scale
 
     def _on_reset(self, task: Task) -> None:
-        """Encode the goal once per task; the policy must be reset again after its weights change."""
-        self._goal_tokens = None
+        """Encode the goal once per task (shared encoder); the policy must be reset again after its weights change."""
+        self._goal_tokens = self._goal_image = None
         if task.goal_image is not None:
-            with torch.no_grad():
-                img = torch.as_tensor(np.asarray(task.goal_image), device=self.net.pos_emb.device)[None]
-                self._goal_tokens = self.net.encode_goal(img, augment=False)
+            img = torch.as_tensor(np.asarray(task.goal_image), device=self.net.pos_emb.device)[None]
+            if self.net.stacked_goal:
+                self._goal_image = img
+            else:
+                with torch.no_grad():
+                    self._goal_tokens = self.net.encode_goal(img)
 
     @torch.no_grad()
     def predict(self, obs: list[Observation], task: Task) -> np.ndarray:
@@ -155,8 +163,10 @@ class BESOPolicy(Policy):
         prop = actions.proprio(np.stack([np.asarray(o.ee_pose, dtype=np.float64) for o in obs]),
                                np.array([o.gripper for o in obs]))
         prop = actions.normalise(prop, self.stats["proprio"], "meanstd")
-        obs_tokens, _ = self.net.encode_obs(images, torch.as_tensor(prop, dtype=torch.float32, device=dev)[None])
-        goal = self._goal_tokens if task.goal_image is not None else None
+        obs_tokens, goal = self.net.encode_obs(images, torch.as_tensor(prop, dtype=torch.float32, device=dev)[None],
+                                               goal_image=self._goal_image if task.goal_image is not None else None)
+        if goal is None and task.goal_image is not None:
+            goal = self._goal_tokens
         pred = self._sample(obs_tokens, goal)[0].cpu().numpy()
         return actions.unnormalise(pred, self.stats["action"], self.data_spec().action_norm).astype(np.float64)
 

@@ -305,8 +305,8 @@ def test_bad_inputs_raise():
         policy.reset(Task(goal_image=image(0, size=SIZE * 2)))
 
 
-def test_reset_caches_goal_tokens(monkeypatch):
-    policy = make_policy()
+def test_shared_encoder_caches_goal_tokens_at_reset(monkeypatch):
+    policy = make_policy(goal_encoder="shared")
     policy.reset(Task(goal_image=image(9)))
     assert policy._goal_tokens.shape == (1, 1, policy.config.width)
     calls = []
@@ -315,6 +315,42 @@ def test_reset_caches_goal_tokens(monkeypatch):
     policy.act(observation())
     policy.act(observation(stamp=1.1))
     assert calls == []
+
+
+def goal_token(policy, goal_seed, front_seed):
+    images = [torch.as_tensor(image(front_seed))[None, None], torch.as_tensor(image(50))[None, None]]
+    with torch.no_grad():
+        _, goal = policy.net.encode_obs(images, torch.zeros(1, 1, 8), goal_image=torch.as_tensor(image(goal_seed))[None])
+    return goal
+
+
+def test_stacked_goal_token_reads_goal_and_current_front_frame():
+    """The default goal token encodes the goal stacked on the newest front frame: it changes with either."""
+    policy = make_policy()
+    assert policy.config.goal_encoder == "stacked" and policy.net.goal_encoder.convs[0].in_channels == 6
+    base = goal_token(policy, 9, 1)
+    assert base.shape == (1, 1, policy.config.width)
+    assert not torch.allclose(base, goal_token(policy, 9, 2))      # another current frame
+    assert not torch.allclose(base, goal_token(policy, 8, 1))      # another goal
+    shared = make_policy(goal_encoder="shared")
+    torch.testing.assert_close(goal_token(shared, 9, 1), goal_token(shared, 9, 2))   # the paper's: goal alone
+
+
+def test_stacked_goal_is_encoded_with_each_observation(monkeypatch):
+    policy = make_policy()
+    policy.reset(Task(goal_image=image(9)))
+    seen = []
+    real = policy.net.encode_goal
+    monkeypatch.setattr(policy.net, "encode_goal", lambda g, cur, *a, **k: seen.append(cur.clone()) or real(g, cur, *a, **k))
+    policy.act(observation(seed=3))
+    policy.act(observation(seed=4, stamp=1.1))
+    assert len(seen) == 2
+    np.testing.assert_array_equal(seen[1][0].numpy(), image(4))    # the newest front frame of that call
+    monkeypatch.setattr(policy.net, "encode_goal", real)
+    with pytest.raises(ValueError, match="current frame"):
+        policy.net.encode_goal(torch.as_tensor(image(9))[None])
+    with pytest.raises(ValueError, match="goal_encoder"):
+        make_policy(goal_encoder="concat")
 
 
 def test_save_load_round_trip(tmp_path):
