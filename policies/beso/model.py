@@ -79,7 +79,8 @@ class ScoreTransformer(nn.Module):
     second CNN reads the goal stacked channel-wise on the newest frame of camera `goal_camera` (6
     channels), so the goal token encodes what is left to change, as GRIF's task encoder does with
     (s0, g). With "shared", telling which of three blocks the goal moved means comparing two pooled
-    vectors; `robot-stack probe` showed the 20k-step model never learned it (start error = chance).
+    vectors: regressing the target from (front, goal), the shared CNN was twice as far off after
+    1000 steps (43.1 against 22.5 mm; README, session 9).
     """
 
     def __init__(self, n_cameras: int, obs_horizon: int, action_horizon: int, action_dim: int, proprio_dim: int,

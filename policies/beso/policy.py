@@ -166,9 +166,9 @@ class BESOPolicy(Policy):
                                np.array([o.gripper for o in obs]))
         prop = actions.normalise(prop, self.stats["proprio"], "meanstd")
         obs_tokens, goal = self.net.encode_obs(images, torch.as_tensor(prop, dtype=torch.float32, device=dev)[None],
-                                               goal_image=self._goal_image if task.goal_image is not None else None)
-        if goal is None and task.goal_image is not None:
-            goal = self._goal_tokens
+                                               goal_image=self._goal_image)
+        if goal is None:
+            goal = self._goal_tokens            # the shared encoder's, or None: the goal-free policy
         pred = self._sample(obs_tokens, goal)[0].cpu().numpy()
         return actions.unnormalise(pred, self.stats["action"], self.data_spec().action_norm).astype(np.float64)
 
