@@ -115,7 +115,9 @@ def end_to_end(checkpoint: str, seconds: float) -> dict:
                 "missed_ticks": int(float(arm.get("missed_ticks", 0))) - int(float(base.get("missed_ticks", 0))),
                 "jitter_p99_ms": float(arm.get("jitter_p99_ms", "nan")),
                 "server_act_p50_ms": float(server.get("act_p50_ms", "nan")),
-                "server_act_p99_ms": float(server.get("act_p99_ms", "nan")), "server_errors": server.get("errors")}
+                "server_act_p99_ms": float(server.get("act_p99_ms", "nan")),
+                "server_obs_age_p50_ms": float(server.get("obs_age_p50_ms", "nan")),
+                "server_obs_age_p99_ms": float(server.get("obs_age_p99_ms", "nan")), "server_errors": server.get("errors")}
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

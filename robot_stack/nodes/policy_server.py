@@ -9,9 +9,10 @@ keeps serving. The task comes from /task/instruction and /task/goal_image (latch
 task and the first frames captured after the call as the start image — or pauses it.
 A task or policy change takes effect at the next chunk.
 
-At most `rate` times a second, as soon as every camera the policy reads has a new frame,
-those frames with the newest TCP pose and gripper width make an Observation stamped with
-the oldest capture time among them;
+At most `rate` times a second, as soon as every camera the policy reads has a new frame of
+the same capture instant (stamps within `sync_slop`; unsynchronised cameras are waited for at
+most `sync_slop` past the period), those frames with the newest TCP pose and gripper width
+make an Observation stamped with the oldest capture time among them;
 the chunk goes out on /arm/action_chunk with that stamp in its header, so the arm node
 measures capture-to-arm latency and drops steps already stale. Bad input (missing
 conditioning, a wrong image size or encoding, a bad checkpoint) is reported on
@@ -69,6 +70,8 @@ class PolicyServer(Node):
             raise ValueError(f"policy {active!r} is not loaded; loaded: {sorted(self.policies)}")
         self.active = active
         self.rate = float(declare_any(self, "rate") or 10.0)
+        # frames whose capture stamps differ by more than this are not one capture instant (seconds)
+        self.sync_slop = float(declare_any(self, "sync_slop") or 0.015)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._lock = threading.Lock()
@@ -85,6 +88,7 @@ class PolicyServer(Node):
         self.last_error = ""
         self.published = 0
         self.act_ms: deque[float] = deque(maxlen=2000)
+        self.obs_age_ms: deque[float] = deque(maxlen=2000)   # capture stamp to the start of act(): time spent queued
         self._last_frames = 0.0          # newest capture stamp a decision has used
         self._last_decision = 0.0        # monotonic time of the last decision
 
@@ -185,10 +189,14 @@ class PolicyServer(Node):
             if any(c not in self.images for c in cams) or self.pose is None or self.gripper is None:
                 return
             frames = {c: self.images[c] for c in cams}
-            if min(s for s, _ in frames.values()) <= self._last_frames:
+            stamps = [s for s, _ in frames.values()]
+            if min(stamps) <= self._last_frames:
                 return                          # a camera has nothing new yet
-            if time.monotonic() - self._last_decision < 0.8 / self.rate:
+            since = time.monotonic() - self._last_decision
+            if since < 0.8 / self.rate:
                 return                          # at most `rate` decisions per second
+            if max(stamps) - min(stamps) > self.sync_slop and since < 1.0 / self.rate + self.sync_slop:
+                return                          # another camera's frame of this instant is still on its way
             self._last_frames = max(s for s, _ in frames.values())
             self._last_decision = time.monotonic()
             if self._episode_start is not None:
@@ -205,6 +213,7 @@ class PolicyServer(Node):
         try:
             if dirty or policy.task is None:
                 policy.reset(task)
+            self.obs_age_ms.append(1000 * (self.now() - obs.stamp))
             t0 = time.perf_counter()
             chunk = policy.act(obs)
             self.act_ms.append(1000 * (time.perf_counter() - t0))
@@ -230,6 +239,8 @@ class PolicyServer(Node):
         if self.act_ms:
             values["act_p50_ms"] = f"{np.percentile(self.act_ms, 50):.2f}"
             values["act_p99_ms"] = f"{np.percentile(self.act_ms, 99):.2f}"
+            values["obs_age_p50_ms"] = f"{np.percentile(self.obs_age_ms, 50):.2f}"
+            values["obs_age_p99_ms"] = f"{np.percentile(self.obs_age_ms, 99):.2f}"
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         self.pub_diag.publish(DiagnosticArray(header=convert.header(self.now(), ""), status=[status]))
         self.last_error = ""

@@ -104,3 +104,35 @@ def test_switching_policy_at_runtime(graph):
     n = len(g["chunks"])
     pump(g, 0.4)
     assert len(g["chunks"]) == n                     # paused: nothing goes out
+
+
+def test_decides_on_frames_of_one_capture_instant(ros, tmp_path):
+    """With two cameras, a new front frame beside the wrist frame of the instant before is not a decision:
+    it would stamp the chunk a camera period early (measured: BESO's capture->arm p50 53 -> 25 ms).
+    Unsynchronised cameras are waited for at most `sync_slop` past the period."""
+    import time
+    ToyPolicy(ToyPolicy.Config(cameras=("front", "wrist")), toy_stats()).save(tmp_path / "toy2")
+    server = ros.add(PolicyServer(context=ros.context, parameter_overrides=[
+        Parameter("checkpoints", value=str(tmp_path / "toy2")), Parameter("rate", value=10.0)]))
+    server.instruction, server.gripper, server.enabled = "go", 0.08, True
+    server.pose = (0.0, np.array([0.4, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0]))
+
+    def frame(cam, t):
+        server._on_image(cam, convert.image_msg(np.full((32, 32, 3), 90, np.uint8), t, cam))
+
+    def window(since):                   # seconds since the last decision
+        server._last_decision = time.monotonic() - since
+
+    t0 = server.now()
+    frame("front", t0), frame("wrist", t0)
+    assert server.published == 1
+    window(0.09)                         # the 10 Hz window is open, the period not yet overdue
+    frame("wrist", t0 + 0.066)
+    frame("front", t0 + 0.1)             # beside wrist t0+0.066: not one instant
+    assert server.published == 1
+    frame("wrist", t0 + 0.1)
+    assert server.published == 2 and server._last_frames == pytest.approx(t0 + 0.1)
+    window(0.2)                          # overdue: an unsynchronised pair is taken
+    frame("front", t0 + 0.2)
+    frame("wrist", t0 + 0.166)
+    assert server.published == 3
