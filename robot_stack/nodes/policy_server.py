@@ -197,15 +197,15 @@ class PolicyServer(Node):
                 return                          # at most `rate` decisions per second
             if max(stamps) - min(stamps) > self.sync_slop and since < 1.0 / self.rate + self.sync_slop:
                 return                          # another camera's frame of this instant is still on its way
-            self._last_frames = max(s for s, _ in frames.values())
+            self._last_frames = max(stamps)
             self._last_decision = time.monotonic()
             if self._episode_start is not None:
-                if min(s for s, _ in frames.values()) < self._episode_start:
+                if min(stamps) < self._episode_start:
                     return                      # wait for frames captured after the episode started
                 self._start_image = frames[policy.data_spec().goal_camera][1]
                 self._episode_start = None
                 self._task_dirty = True
-            stamp = min([s for s, _ in frames.values()] + [self.pose[0]])
+            stamp = min(stamps + [self.pose[0]])
             obs = Observation(stamp=stamp, images={c: im for c, (_, im) in frames.items()}, ee_pose=self.pose[1],
                               gripper=self.gripper)
             dirty, self._task_dirty = self._task_dirty, False
