@@ -102,6 +102,24 @@ def validation_loss(model: Policy, batches: PolicyBatches, batch_size: int, seed
     return float(np.mean(losses)) if losses else float("nan")
 
 
+def init_weights(policy: Policy, ema: EMA, checkpoint: Path) -> str:
+    """Start from a checkpoint's weights where name and shape match (a fine-tune, or a changed head):
+    the rest keep their fresh initialisation. A checkpoint of another method is an error, not a no-op."""
+    doc = json.loads((checkpoint / "config.json").read_text())
+    if doc.get("policy") != policy.name:
+        raise ValueError(f"init_from={checkpoint} holds a {doc.get('policy')!r} policy, not {policy.name!r}")
+    tensors = load_file(str(checkpoint / "model.safetensors"), device=str(next(policy.parameters()).device))
+    own = policy.state_dict()
+    taken = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+    if not taken:
+        raise ValueError(f"init_from={checkpoint}: no weight matches this policy's names and shapes")
+    policy.load_state_dict(taken, strict=False)
+    ema.model.load_state_dict(taken, strict=False)
+    fresh = sorted(set(own) - set(taken))
+    return (f"initialised {len(taken)}/{len(own)} tensors from {checkpoint}"
+            + (f"; fresh: {', '.join(fresh)}" if fresh else ""))
+
+
 def training_device(name: str) -> torch.device:
     """`auto` takes the GPU when there is one; asking for one that is not there is an error, not a silent CPU run."""
     if name == "auto":
@@ -132,6 +150,8 @@ def train(cfg, argv: list[str] | None = None) -> dict:
     if cfg.resume and (out / "train_state.json").exists():
         step, history = _load_state(out, policy, ema, opt)
         print(f"resumed from {out} at step {step}")
+    elif cfg.get("init_from"):
+        print(init_weights(policy, ema, Path(cfg.init_from)))
     manifest = {"command": "robot-stack train " + " ".join(argv or []), "policy": cfg.policy.name,
                 "task": cfg.task, "data": str(cfg.data), "train_episodes": train_eps, "val_episodes": val_eps,
                 "labelled_episodes": int(data.labelled.sum()), "commit": git_commit(),

@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--backend", default="ros", choices=["ros", "sim"],
                     help="ros: through the ROS 2 graph in real time; sim: the same policy in-process, faster than real time")
     ev.add_argument("--execute-steps", type=int, default=1,
-                    help="sim backend: chunk steps executed open-loop before replanning (1 = replan every step)")
+                    help="chunk steps executed open-loop before the policy decides again (1 = every 0.1 s step); "
+                         "BESO pick_place: 46/100 with 1, 68/100 with 8 (README)")
     ev.add_argument("--workers", type=int, default=1, help="sim backend: episodes spread over this many processes")
     ev.add_argument("--video", metavar="DIR")
     ev.add_argument("--json", metavar="FILE")

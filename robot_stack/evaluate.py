@@ -6,9 +6,10 @@ Backends run the same Policy object on the same seeded episodes:
   task on /task/goal_image and /task/instruction, enables the server and watches the twin's
   state for success.
 - `sim`: in-process and faster than real time (no transport, no camera latency): the
-  policy acts every 0.1 s on rendered frames, and the first step of each chunk is executed
-  (the server republishes every tick and the arm node plays a chunk's current step, so
-  both backends replan at 10 Hz).
+  policy acts on rendered frames and the first `execute_steps` steps of each chunk are
+  executed, 0.1 s each, before it decides again. The ros backend passes `execute_steps` to
+  the policy server, which decides every `execute_steps` periods while the arm node plays
+  the chunk, so both backends replan alike (every 0.1 s with 1).
 
 `--checkpoint expert` and `--checkpoint random` run the scripted expert and a random policy
 (uniform TCP targets in the workspace, random gripper) on the same seeds, as baselines.
@@ -176,7 +177,7 @@ def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, i
     else:
         from robot_stack.eval_ros import run_ros
         records, arm = run_ros(checkpoint, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction,
-                               video)
+                               video, execute_steps=execute_steps)
     n_ok = sum(r["success"] for r in records)
     n_touched = sum(r["touched"] for r in records)      # how far failures got: did the gripper reach the object?
     lo, hi = wilson_interval(n_ok, len(records))

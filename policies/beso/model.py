@@ -13,29 +13,13 @@ import torch
 from torch import nn
 
 from robot_stack.policies.augment import random_shift
+from robot_stack.policies.keypoints import SpatialSoftmax
 
 
 def to_float(images: torch.Tensor, shift: int = 0) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [0, 1], channels-last (no copy for the permute); with
     shift > 0 each image first moves by a random offset in [-shift, shift] (DrQ, augment.random_shift)."""
     return random_shift(images, shift).float().mul_(1 / 255).permute(0, 3, 1, 2)
-
-
-class SpatialSoftmax(nn.Module):
-    """Feature map -> expected (x, y) of `k` learned keypoints: keeps where things are, which pooling would lose."""
-
-    def __init__(self, channels: int, k: int):
-        super().__init__()
-        self.proj = nn.Conv2d(channels, k, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.proj(x)
-        n, k, h, w = x.shape
-        attn = x.flatten(2).softmax(-1)                                           # (N, K, H*W)
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device),
-                                torch.linspace(-1, 1, w, device=x.device), indexing="ij")
-        grid = torch.stack((xs.flatten(), ys.flatten()), -1)                      # (H*W, 2)
-        return (attn @ grid).flatten(1)                                           # (N, 2K)
 
 
 class ImageEncoder(nn.Module):

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robot_stack.policies.keypoints import SpatialSoftmax
+
 
 def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(8, channels), channels)
@@ -44,27 +46,28 @@ def make_stem(in_channels: int, out_channels: int, kind: str) -> nn.Sequential:
 
 
 class ResNetTrunk(nn.Module):
-    """Stem (resolution / 4) then stages of `blocks` residual blocks, the first strided."""
+    """Stem (resolution / 4) then stages of `blocks` residual blocks, the first strided (the last stage's
+    first block by `last_stride`: 1 keeps an 8x8 map at 128 px for keypoints)."""
 
-    def __init__(self, in_channels: int, channels: tuple[int, ...], blocks: int = 1, stem: str = "conv"):
+    def __init__(self, in_channels: int, channels: tuple[int, ...], blocks: int = 1, stem: str = "conv",
+                 last_stride: int = 2):
         super().__init__()
         self.stem = make_stem(in_channels, channels[0], stem)
         stages, cin = [], channels[0]
-        for cout in channels:
-            stages.append(nn.Sequential(*[BasicBlock(cin if i == 0 else cout, cout, 2 if i == 0 else 1)
+        for j, cout in enumerate(channels):
+            stride = last_stride if j == len(channels) - 1 else 2
+            stages.append(nn.Sequential(*[BasicBlock(cin if i == 0 else cout, cout, stride if i == 0 else 1)
                                           for i in range(blocks)]))
             cin = cout
         self.stages = nn.ModuleList(stages)
         self.channels = tuple(channels)
 
 
-def pool(x: torch.Tensor, how: str) -> torch.Tensor:
-    return x.mean((2, 3)) if how == "avg" else x.flatten(1)
-
-
-def pooled_dim(channels: tuple[int, ...], image_size: int, how: str) -> int:
+def pooled_dim(channels: tuple[int, ...], image_size: int, how: str, keypoints: int = 0) -> int:
     if how == "avg":
         return channels[-1]
+    if how == "keypoints":
+        return 2 * keypoints
     side = image_size // 4                  # both stems divide by 4 (sizes are multiples of 4)
     for _ in channels:                      # one strided block per stage
         side = (side + 1) // 2
@@ -101,31 +104,48 @@ class FiLMPolicy(nn.Module):
     """ResNet on the current frame; after each stage x <- x * (1 + gamma(z)) + beta(z); MLP head."""
 
     def __init__(self, channels, task_dim: int, film_hidden: int, head_hidden: int, action_horizon: int,
-                 action_dim: int, image_size: int, pooling: str = "avg", blocks: int = 1, stem: str = "conv"):
+                 action_dim: int, image_size: int, pooling: str = "avg", blocks: int = 1, stem: str = "conv",
+                 extra_dim: int = 0, keypoints: int = 32):
         super().__init__()
-        self.trunk = ResNetTrunk(3, channels, blocks, stem)
+        self.pooling = pooling
+        self.trunk = ResNetTrunk(3, channels, blocks, stem, last_stride=1 if pooling == "keypoints" else 2)
+        self.keypoints = SpatialSoftmax(channels[-1], keypoints) if pooling == "keypoints" else None
         self.film = nn.Sequential(nn.Linear(task_dim, film_hidden), nn.ReLU(),
                                   nn.Linear(film_hidden, 2 * sum(channels)))
         nn.init.zeros_(self.film[-1].weight)     # identity modulation at init (z gets gradients from step 2)
         nn.init.zeros_(self.film[-1].bias)
-        self.pooling = pooling
-        self.head = nn.Sequential(nn.Linear(pooled_dim(tuple(channels), image_size, pooling), head_hidden), nn.ReLU(),
+        self.extra_dim = extra_dim            # low-dimensional inputs joined to the pooled image features (gripper width)
+        self.head = nn.Sequential(nn.Linear(pooled_dim(tuple(channels), image_size, pooling, keypoints) + extra_dim, head_hidden),
+                                  nn.ReLU(),
                                   nn.Linear(head_hidden, head_hidden), nn.ReLU(),
                                   nn.Linear(head_hidden, action_horizon * action_dim))
         self.out_shape = (action_horizon, action_dim)
 
-    def forward(self, image: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """image (B, 3, H, W) float, z (B, task_dim) -> (B, Ta, action_dim)."""
-        return self.from_stem(self.stem(image), z)
+    def forward(self, image: torch.Tensor, z: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """image (B, 3, H, W) float, z (B, task_dim), extra (B, extra_dim) -> (B, Ta, action_dim)."""
+        return self.from_stem(self.stem(image), z, extra)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """avg: the paper's global average; flatten: the map as it is; keypoints: where each learned feature
+        peaks (spatial softmax), the inductive bias for localising that generalises beyond the training scenes."""
+        if self.pooling == "avg":
+            return x.mean((2, 3))
+        return self.keypoints(x) if self.keypoints is not None else x.flatten(1)
 
     def stem(self, image: torch.Tensor) -> torch.Tensor:
         """The part before the first FiLM: independent of z, so training computes it once per frame."""
         return self.trunk.stem(image)
 
-    def from_stem(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def from_stem(self, x: torch.Tensor, z: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         film = self.film(z).split([c for c in self.trunk.channels for _ in (0, 1)], dim=-1)
         for i, stage in enumerate(self.trunk.stages):
             x = stage(x)
             gamma, beta = film[2 * i], film[2 * i + 1]
             x = x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
-        return self.head(pool(x, self.pooling)).view(-1, *self.out_shape)
+        feats = self.pool(x)
+        if self.extra_dim:
+            if extra is None or extra.shape != (len(feats), self.extra_dim):
+                raise ValueError(f"the policy head needs extra inputs of shape ({len(feats)}, {self.extra_dim}), "
+                                 f"got {None if extra is None else tuple(extra.shape)}")
+            feats = torch.cat((feats, extra), -1)
+        return self.head(feats).view(-1, *self.out_shape)

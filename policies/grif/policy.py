@@ -33,7 +33,9 @@ class GRIFConfig:
     task_channels: tuple = (32, 64, 128)  # image task encoder stages
     blocks_per_stage: int = 1
     stem: str = "patch"                  # "patch" (4x4 stride 4) or "conv" (3x3 stride 2 + max-pool: 2x the step time)
-    pooling: str = "avg"                 # "avg" (paper's ResNet) or "flatten" (keeps the spatial layout)
+    pooling: str = "avg"                 # "avg" (paper's ResNet), "flatten" (keeps the spatial layout) or "keypoints"
+                                         # (spatial softmax on an 8x8 map, as BESO's encoder)
+    keypoints: int = 32
     film_hidden: int = 256
     head_hidden: int = 256
     lang_hidden: int = 256
@@ -44,6 +46,9 @@ class GRIFConfig:
     align_weight: float = 1.0            # 0 = the "without alignment" ablation
     aug_pad: int = 4                     # random shift (pad, random crop) in training; 0 turns it off
     prefer: str = "goal_image"           # modality used when a task carries both: "goal_image" | "instruction"
+    gripper_input: bool = False          # the finger width joins the pooled features: the front frame hardly shows
+                                         # whether the fingers have closed, and without it the policy stalls at the
+                                         # grasp, averaging "still closing" and "lift" (README, session 11)
 
     def __post_init__(self):
         self.channels, self.task_channels = tuple(self.channels), tuple(self.task_channels)
@@ -53,8 +58,8 @@ class GRIFConfig:
             raise ValueError(f"image_size must be a multiple of 4, got {self.image_size}")
         if self.stem not in ("conv", "patch"):
             raise ValueError(f"stem must be 'conv' or 'patch', got {self.stem!r}")
-        if self.pooling not in ("avg", "flatten"):
-            raise ValueError(f"pooling must be 'avg' or 'flatten', got {self.pooling!r}")
+        if self.pooling not in ("avg", "flatten", "keypoints"):
+            raise ValueError(f"pooling must be 'avg', 'flatten' or 'keypoints', got {self.pooling!r}")
 
 
 def as_uint8_images(image) -> torch.Tensor:
@@ -90,7 +95,8 @@ class GRIFPolicy(Policy):
         self.task_encoder = ImageTaskEncoder(c.task_channels, c.task_dim, c.blocks_per_stage, c.stem)
         self.language_projection = LanguageProjection(c.text_dim, c.lang_hidden, c.task_dim)
         self.policy = FiLMPolicy(c.channels, c.task_dim, c.film_hidden, c.head_hidden, c.action_horizon,
-                                 act_space.ACTION_DIM, c.image_size, c.pooling, c.blocks_per_stage, c.stem)
+                                 act_space.ACTION_DIM, c.image_size, c.pooling, c.blocks_per_stage, c.stem,
+                                 extra_dim=int(c.gripper_input), keypoints=c.keypoints)
         self.log_tau = torch.nn.Parameter(torch.tensor(math.log(c.tau_init)))
         self.to(memory_format=torch.channels_last)   # matches the NHWC camera frames; ~15% faster convs on CPU
         self._z: torch.Tensor | None = None   # the episode's task embedding (reset, or the first act)
@@ -137,9 +143,16 @@ class GRIFPolicy(Policy):
         frames = as_uint8_images(batch["images"]["front"])
         return frames.reshape(-1, self.data_spec().obs_horizon, *frames.shape[1:])[:, -1]
 
+    def _gripper(self, batch: dict) -> torch.Tensor | None:
+        """The newest normalised finger width (B, 1) from batch-format proprio (B, To, 8), if the head takes it."""
+        if not self.config.gripper_input:
+            return None
+        return torch.as_tensor(batch["proprio"], dtype=torch.float32, device=self._device())[:, -1, 7:8]
+
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         dev = self._device()
         frames = self._current_frames(batch)
+        grip = self._gripper(batch)
         labelled = torch.as_tensor(np.asarray(batch["labelled"]), dtype=torch.bool)
         texts = list(batch["instruction"])
         # not in place: as_tensor may share the batch's memory; a labelled row needs a non-empty text
@@ -159,11 +172,12 @@ class GRIFPolicy(Policy):
         feats = self.policy.stem(obs)
         if lab_texts:
             z_lang = self._z_language(lab_texts)
-            pred = self.policy.from_stem(torch.cat((feats, feats[rows])), torch.cat((z_img, z_lang)))
+            pred = self.policy.from_stem(torch.cat((feats, feats[rows])), torch.cat((z_img, z_lang)),
+                                         None if grip is None else torch.cat((grip, grip[rows])))
             bc_language = F.mse_loss(pred[n:], target[rows])
             align = alignment_loss(z_img[rows], z_lang, lab_texts, self.tau())
         else:
-            pred = self.policy.from_stem(feats, z_img)
+            pred = self.policy.from_stem(feats, z_img, grip)
             bc_language = align = torch.zeros((), device=dev)
         bc_image = F.mse_loss(pred[:n], target)
         total = bc_image + bc_language + self.config.align_weight * align
@@ -177,7 +191,7 @@ class GRIFPolicy(Policy):
         """The image-task policy: z = f(start, goal), actions from the current front frame."""
         frames = self._current_frames(batch)
         z = self.embed_images(as_uint8_images(batch["start_image"]), as_uint8_images(batch["goal_image"]))
-        return self.policy(to_float_image(frames, self._device()), z)
+        return self.policy(to_float_image(frames, self._device()), z, self._gripper(batch))
 
     def _on_reset(self, task: Task) -> None:
         self._z = self._task_z(task, first_frame=None)
@@ -198,6 +212,8 @@ class GRIFPolicy(Policy):
             raise BadObservation(f"policy {self.name!r} needs camera 'front'; got {sorted(obs[-1].images)}")
         if "action" not in self.stats:
             raise CheckpointMismatch(f"policy {self.name!r} has no action statistics to unnormalise with")
+        if self.config.gripper_input and "proprio" not in self.stats:
+            raise CheckpointMismatch(f"policy {self.name!r} reads the finger width but has no proprio statistics")
         first = obs[0].images.get("front")
         if task is self.task:
             if self._z is None:     # goal given without a start frame: the episode's first frame is s0
@@ -205,6 +221,11 @@ class GRIFPolicy(Policy):
             z = self._z
         else:
             z = self._task_z(task, first_frame=first)
+        grip = None
+        if self.config.gripper_input:     # the width is proprio's last entry, normalised as in training
+            prop = act_space.proprio(np.asarray(obs[-1].ee_pose, dtype=np.float64), np.array(obs[-1].gripper))
+            width = act_space.normalise(prop, self.stats["proprio"], "meanstd")[-1]
+            grip = torch.tensor([[width]], dtype=torch.float32, device=self._device())
         with torch.no_grad():
-            pred = self.policy(to_float_image(frame, self._device()), z)[0]
+            pred = self.policy(to_float_image(frame, self._device()), z, grip)[0]
         return act_space.unnormalise(pred.cpu().numpy().astype(np.float64), self.stats["action"], "meanstd")

@@ -9,8 +9,6 @@ only validate and hand over targets; they never touch the driver.
 from __future__ import annotations
 
 import json
-import os
-import sys
 import threading
 import time
 from collections import deque
@@ -31,7 +29,7 @@ from robot_stack import transforms as tf
 from robot_stack.control.interpolation import JointInterpolator, PoseInterpolator
 from robot_stack.control.safety import SafetyEnvelope, SafetyLimits, SafetyViolation, Watchdog
 from robot_stack.drivers.base import ArmDriver, DriverError
-from robot_stack.nodes.common import node_config, run_node
+from robot_stack.nodes.common import node_config, raise_thread_priority, run_node
 from robot_stack.ros import convert, qos
 from robot_stack.sim.robots import get_robot
 from robot_stack.sim.scene import Scene
@@ -270,7 +268,7 @@ class ArmNode(Node):
 
     # --- control thread ------------------------------------------------------------------
     def _control_loop(self) -> None:
-        self._raise_priority(self.cfg.realtime_priority, "control")
+        raise_thread_priority(self.get_logger(), self.cfg.realtime_priority, "control")
         while self._running and self.context.ok():
             try:
                 self.control_step()
@@ -278,19 +276,6 @@ class ArmNode(Node):
                 if self.context.ok():
                     raise
                 break
-
-    def _raise_priority(self, priority: int, what: str) -> None:
-        """Real-time scheduling for the calling thread where allowed, and a short GIL switch interval.
-
-        Other threads of this process would otherwise hold the GIL for up to 5 ms, and
-        other processes (cameras) would preempt the loop and delay command callbacks.
-        """
-        sys.setswitchinterval(2e-4)
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-            self.get_logger().info(f"{what} thread at SCHED_FIFO priority {priority}")
-        except (PermissionError, AttributeError, OSError) as exc:
-            self.get_logger().warning(f"no real-time priority for the {what} thread ({exc}); expect more jitter")
 
     def take_commands(self) -> None:
         """Take every waiting target pose and action chunk (newest last) and hand them over."""

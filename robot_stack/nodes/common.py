@@ -16,6 +16,24 @@ from rclpy.executors import SingleThreadedExecutor
 CLEANUP_SECONDS = 3.0     # launchers escalate to SIGTERM after 5 s
 
 
+def raise_thread_priority(logger, priority: int, what: str) -> bool:
+    """SCHED_FIFO for the calling thread where allowed (priority 0: leave it), and a short GIL switch interval.
+
+    Other threads of the process would otherwise hold the GIL for up to 5 ms, and other
+    processes (camera renderers) would preempt the thread mid-computation.
+    """
+    if priority <= 0:
+        return False
+    sys.setswitchinterval(2e-4)
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (PermissionError, AttributeError, OSError) as exc:
+        logger.warning(f"no real-time priority for the {what} thread ({exc}); expect more jitter")
+        return False
+    logger.info(f"{what} thread at SCHED_FIFO priority {priority}")
+    return True
+
+
 def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = None) -> int:
     """Start a node from command-line ROS arguments (`--ros-args -p ... -r __node:=...`)."""
     argv = sys.argv if argv is None else argv

@@ -9,7 +9,8 @@ keeps serving. The task comes from /task/instruction and /task/goal_image (latch
 task and the first frames captured after the call as the start image — or pauses it.
 A task or policy change takes effect at the next chunk.
 
-At most `rate` times a second, as soon as every camera the policy reads has a new frame of
+At most `rate` / `execute_steps` times a second (the chunk's first `execute_steps` steps are
+played before the next decision), as soon as every camera the policy reads has a new frame of
 the same capture instant (stamps within `sync_slop`; unsynchronised cameras are waited for at
 most `sync_slop` past the period), those frames with the newest TCP pose and gripper width
 make an Observation stamped with the oldest capture time among them;
@@ -35,7 +36,7 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import MultiDOFJointTrajectory
 
-from robot_stack.nodes.common import declare_any, run_node
+from robot_stack.nodes.common import declare_any, raise_thread_priority, run_node
 from robot_stack.policies import PolicyError, load_policy
 from robot_stack.ros import convert, qos
 from robot_stack.types import Observation, Task
@@ -70,9 +71,20 @@ class PolicyServer(Node):
             raise ValueError(f"policy {active!r} is not loaded; loaded: {sorted(self.policies)}")
         self.active = active
         self.rate = float(declare_any(self, "rate") or 10.0)
+        # chunk steps played before the next decision (receding horizon): 1 decides every period; more keeps a
+        # diffusion policy on one sampled plan through a grasp instead of switching between samples every 0.1 s
+        steps = declare_any(self, "execute_steps")
+        self.execute_steps = 1 if steps == "" else int(steps)
+        if self.execute_steps < 1:
+            raise ValueError(f"execute_steps must be at least 1, got {self.execute_steps}")
         # frames whose capture stamps differ by more than this are not one capture instant (seconds)
         self.sync_slop = float(declare_any(self, "sync_slop") or 0.015)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        # SCHED_FIFO for the thread that spins the node, in main() (act() runs there), below the arm's control
+        # loop (80): camera renderers do not preempt a decision halfway (BESO act() p99 7.8 ms alone, 23.5 ms
+        # beside them). 0: off.
+        priority = declare_any(self, "realtime_priority")
+        self.realtime_priority = 50 if priority == "" else int(priority)
 
         self._lock = threading.Lock()
         self.images: dict[str, tuple[float, np.ndarray]] = {}
@@ -104,7 +116,7 @@ class PolicyServer(Node):
         self.pub_diag = self.create_publisher(DiagnosticArray, "diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f"policy_server up: {sorted(self.policies)} loaded, {self.active!r} active, "
-                               f"{self.rate:g} Hz")
+                               f"{self.rate:g} Hz, a decision every {self.execute_steps} chunk step(s)")
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -175,7 +187,8 @@ class PolicyServer(Node):
         return Task(goal_image=self.goal_image, start_image=self._start_image, instruction=self.instruction)
 
     def _tick(self) -> None:
-        """Decide when every camera the policy reads has a frame newer than the last decision, at most at `rate`.
+        """Decide when every camera the policy reads has a frame newer than the last decision, at most every
+        `execute_steps` / `rate` seconds.
 
         Event-driven rather than on a timer: the decision follows the frames' arrival, so the
         observation is as fresh as the cameras allow (a free-running 10 Hz timer sampled
@@ -185,7 +198,8 @@ class PolicyServer(Node):
             if not self.enabled:
                 return
             policy = self.policy
-            cams = policy.data_spec().cameras
+            spec = policy.data_spec()
+            cams = spec.cameras
             if any(c not in self.images for c in cams) or self.pose is None or self.gripper is None:
                 return
             frames = {c: self.images[c] for c in cams}
@@ -193,16 +207,17 @@ class PolicyServer(Node):
             if min(stamps) <= self._last_frames:
                 return                          # a camera has nothing new yet
             since = time.monotonic() - self._last_decision
-            if since < 0.8 / self.rate:
-                return                          # at most `rate` decisions per second
-            if max(stamps) - min(stamps) > self.sync_slop and since < 1.0 / self.rate + self.sync_slop:
+            period = min(self.execute_steps, spec.action_horizon) / self.rate
+            if since < period - 0.2 / self.rate:
+                return                          # at most one decision per `execute_steps` chunk steps
+            if max(stamps) - min(stamps) > self.sync_slop and since < period + self.sync_slop:
                 return                          # another camera's frame of this instant is still on its way
             self._last_frames = max(stamps)
             self._last_decision = time.monotonic()
             if self._episode_start is not None:
                 if min(stamps) < self._episode_start:
                     return                      # wait for frames captured after the episode started
-                self._start_image = frames[policy.data_spec().goal_camera][1]
+                self._start_image = frames[spec.goal_camera][1]
                 self._episode_start = None
                 self._task_dirty = True
             stamp = min(stamps + [self.pose[0]])
@@ -247,7 +262,11 @@ class PolicyServer(Node):
 
 
 def main(argv=None) -> int:
-    return run_node(PolicyServer, argv)
+    def serve() -> PolicyServer:
+        server = PolicyServer()
+        raise_thread_priority(server.get_logger(), server.realtime_priority, "policy")
+        return server
+    return run_node(serve, argv)
 
 
 if __name__ == "__main__":

@@ -136,3 +136,36 @@ def test_decides_on_frames_of_one_capture_instant(ros, tmp_path):
     frame("front", t0 + 0.2)
     frame("wrist", t0 + 0.166)
     assert server.published == 3
+
+
+def test_execute_steps_spaces_decisions_by_that_many_chunk_steps(ros, tmp_path):
+    """execute_steps 3 at 10 Hz: a frame 0.1 or 0.2 s after a decision is no decision, one 0.3 s after is;
+    a policy whose chunk is shorter than execute_steps decides when its chunk runs out."""
+    import time
+    ToyPolicy(ToyPolicy.Config(action_horizon=5), toy_stats()).save(tmp_path / "toy")
+    server = ros.add(PolicyServer(context=ros.context, parameter_overrides=[
+        Parameter("checkpoints", value=str(tmp_path / "toy")), Parameter("rate", value=10.0),
+        Parameter("execute_steps", value=3)]))
+    server.instruction, server.gripper, server.enabled = "go", 0.08, True
+    server.pose = (0.0, np.array([0.4, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0]))
+    t0 = server.now()
+
+    def frame_after(k, since):            # camera frame k, `since` seconds after the last decision
+        server._last_decision = time.monotonic() - since
+        server._on_image("front", convert.image_msg(np.full((32, 32, 3), 90, np.uint8), t0 + 0.1 * k, "front"))
+
+    frame_after(0, 10.0)
+    assert server.published == 1
+    frame_after(1, 0.1)
+    frame_after(2, 0.2)
+    assert server.published == 1
+    frame_after(3, 0.3)
+    assert server.published == 2
+    server.execute_steps = 8              # more than the 5-step chunk: decide after 5 steps
+    frame_after(4, 0.45)
+    assert server.published == 2
+    frame_after(5, 0.5)
+    assert server.published == 3
+    with pytest.raises(ValueError, match="execute_steps"):
+        PolicyServer(context=ros.context, parameter_overrides=[
+            Parameter("checkpoints", value=str(tmp_path / "toy")), Parameter("execute_steps", value=0)])

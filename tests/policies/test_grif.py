@@ -1,5 +1,7 @@
 """GRIF: the faithfulness points of METHODS.md plus the Policy interface contract, on tiny configs."""
 import math
+import tempfile
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -8,7 +10,7 @@ import torch
 
 from robot_stack.policies import actions
 from robot_stack.policies.base import load_policy
-from robot_stack.policies.errors import BadObservation, MissingConditioning
+from robot_stack.policies.errors import BadObservation, CheckpointMismatch, MissingConditioning
 from robot_stack.policies.grif import GRIFPolicy, language
 from robot_stack.policies.grif.losses import alignment_loss
 from robot_stack.types import ActionChunk, Observation, Task
@@ -310,3 +312,50 @@ def test_save_load_round_trip(tmp_path):
         q.reset(task)
         np.testing.assert_array_equal(p.act(o).positions, q.act(o).positions)
         np.testing.assert_array_equal(p.predict([o], task), q.predict([o], task))
+
+
+def test_gripper_input_reaches_the_head_in_training_and_act():
+    """With gripper_input the finger width changes the action (the stall at the grasp needs it); without, it cannot."""
+    p = make_policy(gripper_input=True, aug_pad=0).eval()
+    p.reset(Task(goal_image=image(2), start_image=image(1)))
+    o = obs(5)
+    wide, closed = p.predict([o], p.task), p.predict([replace(o, gripper=0.0)], p.task)
+    assert np.abs(wide - closed).max() > 1e-4
+    batch = make_batch([1, 0], ["open the drawer", ""])
+    batch["proprio"] = np.zeros((2, 1, 8), np.float32)
+    base = p.predict_batch(batch)
+    batch["proprio"][:, :, 7] = 2.0
+    assert (p.predict_batch(batch) - base).abs().max() > 1e-4
+    p.train()
+    p.loss(batch)[0].backward()                              # a labelled row passes twice, width included
+    assert p.policy.head[0].weight.grad[:, -1].abs().sum() > 0
+    plain = make_policy()
+    plain.reset(Task(goal_image=image(2), start_image=image(1)))
+    np.testing.assert_array_equal(plain.predict([o], plain.task), plain.predict([replace(o, gripper=0.0)], plain.task))
+
+
+def test_gripper_input_needs_proprio_statistics():
+    p = make_policy(gripper_input=True)
+    del p.stats["proprio"]
+    p.reset(Task(instruction="open the drawer"))
+    with pytest.raises(CheckpointMismatch, match="finger width"):
+        p.act(obs())
+
+
+def test_keypoint_pooling_reads_where_a_feature_is():
+    """pooling=keypoints: the last stage keeps size/16 (no stride), the head sees 2K soft-argmax coordinates, and a
+    bright square moved across the frame moves them (avg pooling of a translation-equivariant map would not)."""
+    p = make_policy(pooling="keypoints", keypoints=6).eval()
+    frames = torch.zeros(2, 3, SIZE, SIZE)
+    frames[0, :, 2:8, 2:8] = 1.0
+    frames[1, :, 24:30, 24:30] = 1.0
+    x = p.policy.stem(frames)
+    for stage in p.policy.trunk.stages:
+        x = stage(x)
+    assert x.shape[-1] == SIZE // 16
+    coords = p.policy.pool(x)
+    assert coords.shape == (2, 12) and coords.abs().max() <= 1.0
+    assert (coords[0] - coords[1]).abs().max() > 0.05
+    q = load_policy(p.save(Path(tempfile.mkdtemp()) / "kp"))
+    z = p.embed_instructions(["open the drawer"])
+    torch.testing.assert_close(q.policy(frames, z), p.policy(frames, z))

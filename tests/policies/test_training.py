@@ -81,3 +81,26 @@ def test_asking_for_a_missing_gpu_is_an_error(store, tmp_path, monkeypatch):
     OmegaConf.set_readonly(cfg, False)
     with pytest.raises(RuntimeError, match="no CUDA device"):
         train(cfg)
+
+
+def test_init_from_takes_matching_weights_and_refuses_another_method(store, tmp_path):
+    base = ["policy.name=toy", f"data={store}", "task=reach", "steps=5", "batch_size=8", "threads=1",
+            "val_fraction=0.25"]
+    cfg = load_config("train", base + [f"out={tmp_path}/first"])
+    OmegaConf.set_readonly(cfg, False)
+    train(cfg)
+    first = load_policy(tmp_path / "first" / "checkpoint").state_dict()
+    # a wider hidden layer: both hidden-layer tensors and the output weight change shape, the output bias does not
+    cfg = load_config("train", base + ["steps=1", f"out={tmp_path}/second", f"init_from={tmp_path}/first/checkpoint",
+                                       "+policy.config.hidden=24", "policy.lr=0"])
+    OmegaConf.set_readonly(cfg, False)
+    train(cfg)
+    second = load_policy(tmp_path / "second" / "checkpoint").state_dict()
+    torch.testing.assert_close(second["net.2.bias"], first["net.2.bias"])   # lr 0: still the loaded values
+    assert second["net.0.weight"].shape != first["net.0.weight"].shape
+    doc = json.loads((tmp_path / "first" / "checkpoint" / "config.json").read_text())
+    (tmp_path / "first" / "checkpoint" / "config.json").write_text(json.dumps({**doc, "policy": "beso"}))
+    cfg = load_config("train", base + [f"out={tmp_path}/third", f"init_from={tmp_path}/first/checkpoint"])
+    OmegaConf.set_readonly(cfg, False)
+    with pytest.raises(ValueError, match="not 'toy'"):
+        train(cfg)
