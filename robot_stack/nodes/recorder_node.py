@@ -311,6 +311,8 @@ class RecorderNode(Node):
                         self._append_alignment(writer, stamps)
                         extra = {"final_sim_state": self.sim_state} if self.sim_state is not None else {}
                         extra.update(self._twin_episode())   # again: sim/episode can arrive after recorder/start
+                        if self.instruction:                 # so can the latched instruction published just before
+                            extra["instruction"] = self.instruction
                         k = writer.commit(success=item[2], end_time=self.now(), **extra)
                         done.update(ok=True, message=f"episode {k} committed")
                     else:

@@ -115,7 +115,7 @@ def test_full_write_queue_drops_and_counts(ros, tmp_path):
     assert counts["received"] == counts["dropped"] == n and counts["written"] == counts["enqueued"] == 0
 
 
-def test_twin_episode_announced_after_start_still_reaches_the_metadata(ros, tmp_path):
+def test_twin_episode_and_instruction_announced_after_start_still_reach_the_metadata(ros, tmp_path):
     recorder = ros.add(RecorderNode(context=ros.context, parameter_overrides=[
         Parameter("store", value=str(tmp_path / "store")), Parameter("cameras", value="front"),
         Parameter("task", value="lift")]))
@@ -123,8 +123,10 @@ def test_twin_episode_announced_after_start_still_reaches_the_metadata(ros, tmp_
     assert call(operator, "recorder/start").success                  # no sim/episode seen yet
     pub = operator.create_publisher(String, "sim/episode", qos.LATCHED)
     pub.publish(String(data=json.dumps({"robot": "panda", "task": "lift", "seed": 7})))
-    wait_for(lambda: recorder.sim_episode.get("seed") == 7, 10.0)
+    operator.create_publisher(String, "task/instruction", qos.LATCHED).publish(String(data="lift the cube"))
+    wait_for(lambda: recorder.sim_episode.get("seed") == 7 and recorder.instruction, 10.0)
     assert call(operator, "recorder/success").success
     recorder.close()
     meta = EpisodeStore.open(tmp_path / "store").metadata(0)
     assert meta["seed"] == 7 and meta["source"] == "twin" and meta["task"] == "lift"
+    assert meta["instruction"] == "lift the cube"
