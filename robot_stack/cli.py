@@ -77,7 +77,7 @@ def _eval(args: argparse.Namespace) -> int:
     report = run_eval(args.checkpoint, args.task, args.robot, args.episodes, args.seed, instruction=args.instruction,
                       goal_seed=args.goal_seed, conditioning=args.conditioning, backend=args.backend,
                       video=args.video, json_path=args.json, execute_steps=args.execute_steps,
-                      workers=args.workers)
+                      chunk_blend=args.chunk_blend, workers=args.workers)
     return 0 if report["episodes"] else 1
 
 
@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--execute-steps", type=int, default=1,
                     help="chunk steps executed open-loop before the policy decides again (1 = every 0.1 s step); "
                          "BESO pick_place: 46/100 with 1, 68/100 with 8 (README)")
+    ev.add_argument("--chunk-blend", type=float, default=0.0,
+                    help="temporal ensembling: weight the playing chunk keeps where a new one overlaps it (0 = replace); "
+                         "the ros backend sets the arm node's chunk_blend")
     ev.add_argument("--workers", type=int, default=1, help="sim backend: episodes spread over this many processes")
     ev.add_argument("--video", metavar="DIR")
     ev.add_argument("--json", metavar="FILE")

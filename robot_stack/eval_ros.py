@@ -24,7 +24,7 @@ from robot_stack.video import write_mp4
 
 def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], goals, goal_seed, conditioning: str,
             instruction: str | None, video: str | None, realtime: bool = True,
-            execute_steps: int = 1) -> tuple[list[dict], dict]:
+            execute_steps: int = 1, chunk_blend: float = 0.0) -> tuple[list[dict], dict]:
     import rclpy
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
@@ -39,7 +39,7 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], go
     cmd = [sys.executable, "-m", "robot_stack.cli", "launch", "policy.launch.yaml",
            f"checkpoints:={Path(checkpoint).resolve()}", f"robot:={robot}", f"task:={task}", f"seed:={seeds[0]}",
            f"image_width:={size}", f"image_height:={size}", f"realtime:={str(realtime).lower()}",
-           f"execute_steps:={execute_steps}"]
+           f"execute_steps:={execute_steps}", f"overrides:=chunk_blend={chunk_blend}"]
     print(f"starting the graph: robot-stack launch {' '.join(cmd[4:])}", flush=True)
     graph = subprocess.Popen(cmd, start_new_session=True)
     rclpy.init()

@@ -9,7 +9,9 @@ Backends run the same Policy object on the same seeded episodes:
   policy acts on rendered frames and the first `execute_steps` steps of each chunk are
   executed, 0.1 s each, before it decides again. The ros backend passes `execute_steps` to
   the policy server, which decides every `execute_steps` periods while the arm node plays
-  the chunk, so both backends replan alike (every 0.1 s with 1).
+  the chunk, so both backends replan alike (every 0.1 s with 1). `chunk_blend` > 0 moves a
+  new chunk towards the one playing where they overlap (`control.chunks.blend_chunks`): the
+  sim backend does what the ros backend's arm node does with the same parameter.
 
 `--checkpoint expert` and `--checkpoint random` run the scripted expert and a random policy
 (uniform TCP targets in the workspace, random gripper) on the same seeds, as baselines.
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from robot_stack.control.chunks import blend_chunks
 from robot_stack.sim.env import make_env
 from robot_stack.sim.rollout import run_expert
 from robot_stack.types import Observation, Task
@@ -77,9 +80,27 @@ def _random_actor(env, rng):
     return lambda obs: np.concatenate((rng.uniform(low, high), top_down(rng.uniform(-1, 1)), [float(rng.random() > 0.5)]))
 
 
+def chunk_actor(policy, env, cams, execute_steps: int, chunk_blend: float):
+    """obs -> the env's action: the policy decides every `execute_steps` steps; each new chunk is blended into the
+    one playing with weight `chunk_blend` where they overlap, as the arm node's temporal ensembling."""
+    playing: dict = {"left": 0}
+
+    def actor(o):
+        if not playing["left"]:
+            chunk = policy.act(Observation(stamp=env.steps * env.policy_dt, images={c: o[c] for c in cams},
+                                           ee_pose=o["ee_pose"], gripper=float(o["gripper"][0])))
+            if chunk_blend > 0 and "chunk" in playing:
+                chunk = blend_chunks(playing["chunk"], chunk, chunk_blend)
+            playing.update(chunk=chunk, start=env.steps, left=min(execute_steps, len(chunk)))
+        playing["left"] -= 1
+        c, k = playing["chunk"], env.steps - playing["start"]
+        return np.concatenate((c.positions[k], c.quats[k], [c.gripper[k]]))
+    return actor
+
+
 def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], goals: GoalImages,
              goal_seed: int | None, conditioning: str, instruction: str | None, video: str | None,
-             execute_steps: int = 1) -> list[dict]:
+             execute_steps: int = 1, chunk_blend: float = 0.0) -> list[dict]:
     cams = policy.data_spec().cameras if policy is not None else (("front",) if video else ())
     size = policy.data_spec().image_size if policy is not None else goals.size
     env = make_env(task, robot=robot, cameras=tuple(cams), image_size=size)
@@ -96,15 +117,7 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
         else:
             policy.reset(_make_task(conditioning, goal, obs[policy.data_spec().goal_camera], text))
 
-            plan: list[np.ndarray] = []
-
-            def actor(o):
-                if not plan:           # replan every `execute_steps` policy steps (1 = every step)
-                    chunk = policy.act(Observation(stamp=env.steps * env.policy_dt, images={c: o[c] for c in cams},
-                                                   ee_pose=o["ee_pose"], gripper=float(o["gripper"][0])))
-                    n = min(execute_steps, len(chunk))
-                    plan.extend(np.concatenate((chunk.positions[k], chunk.quats[k], [chunk.gripper[k]])) for k in range(n))
-                return plan.pop(0)
+            actor = chunk_actor(policy, env, cams, execute_steps, chunk_blend)
         frames, success, touched, t0 = [], False, False, time.perf_counter()
         for _ in range(env.task.max_steps):
             if video:
@@ -125,7 +138,7 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
 
 
 def _run_sim_parallel(checkpoint, task, robot, seeds, instruction, goal_seed, conditioning, video, execute_steps,
-                      workers) -> list[dict]:
+                      chunk_blend, workers) -> list[dict]:
     """The sim backend in `workers` child processes over contiguous seed ranges; their records, in seed order."""
     import tempfile
 
@@ -137,7 +150,7 @@ def _run_sim_parallel(checkpoint, task, robot, seeds, instruction, goal_seed, co
         for k, part in enumerate(parts):
             argv = ["eval", "--checkpoint", checkpoint, "--task", task, "--robot", robot, "--episodes", str(len(part)),
                     "--seed", str(int(part[0])), "--backend", "sim", "--conditioning", conditioning,
-                    "--execute-steps", str(execute_steps), "--json", f"{tmp}/{k}.json"]
+                    "--execute-steps", str(execute_steps), "--chunk-blend", str(chunk_blend), "--json", f"{tmp}/{k}.json"]
             argv += ["--instruction", instruction] if instruction else []
             argv += ["--goal-seed", str(goal_seed)] if goal_seed is not None else []
             argv += ["--video", video] if video else []
@@ -150,7 +163,7 @@ def _run_sim_parallel(checkpoint, task, robot, seeds, instruction, goal_seed, co
 def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, instruction: str | None = None,
              goal_seed: int | None = None, conditioning: str | None = None, backend: str = "ros",
              video: str | None = None, json_path: str | None = None, execute_steps: int = 1,
-             workers: int = 1) -> dict:
+             chunk_blend: float = 0.0, workers: int = 1) -> dict:
     import torch
 
     from robot_stack.policies import load_policy
@@ -158,6 +171,8 @@ def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, i
     torch.set_num_threads(1)      # batch-1 inference gains little from threads; two threads thrash on a busy 2-core CPU
     if episodes < 1:
         raise ValueError("--episodes must be at least 1")
+    if not 0.0 <= chunk_blend < 1.0:
+        raise ValueError(f"--chunk-blend must be in [0, 1), got {chunk_blend}")
     policy = None if checkpoint in ("expert", "random") else load_policy(checkpoint)
     conditioning = conditioning or ("instruction" if instruction else "goal_image")
     if policy is not None and conditioning not in policy.conditioning:
@@ -170,19 +185,19 @@ def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, i
     arm = None
     if workers > 1 and (backend == "sim" or policy is None):
         records = _run_sim_parallel(checkpoint, task, robot, seeds, instruction, goal_seed, conditioning, video,
-                                    execute_steps, workers)
+                                    execute_steps, chunk_blend, workers)
     elif backend == "sim" or policy is None:
         records = _run_sim(name, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction, video,
-                           execute_steps)
+                           execute_steps, chunk_blend)
     else:
         from robot_stack.eval_ros import run_ros
         records, arm = run_ros(checkpoint, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction,
-                               video, execute_steps=execute_steps)
+                               video, execute_steps=execute_steps, chunk_blend=chunk_blend)
     n_ok = sum(r["success"] for r in records)
     n_touched = sum(r["touched"] for r in records)      # how far failures got: did the gripper reach the object?
     lo, hi = wilson_interval(n_ok, len(records))
     report = {"checkpoint": checkpoint, "policy": name, "task": task, "robot": robot, "backend": backend,
-              "conditioning": conditioning, "execute_steps": execute_steps, "instruction": instruction, "goal_seed": goal_seed, "seeds": [seeds[0], seeds[-1]],
+              "conditioning": conditioning, "execute_steps": execute_steps, "chunk_blend": chunk_blend, "instruction": instruction, "goal_seed": goal_seed, "seeds": [seeds[0], seeds[-1]],
               "episodes": len(records), "successes": n_ok, "success_rate": n_ok / max(1, len(records)), "touched": n_touched,
               "ci95": [lo, hi], "mean_steps": float(np.mean([r["steps"] for r in records])) if records else None,
               "records": records}

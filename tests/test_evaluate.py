@@ -63,3 +63,37 @@ def test_ros_backend_drives_the_twin_through_the_policy_server(tmp_path, monkeyp
     assert report["records"][0]["seed"] == 7 and report["episodes"] == 1
     assert report["records"][0]["touched"] is False and report["touched"] == 0     # a reach touches no object
     assert float(report["arm_diagnostics"]["chunks_received"]) >= 5
+
+
+def test_sim_actor_decides_every_execute_steps_and_blends_overlapping_chunks():
+    """execute_steps 2, chunk_blend 0.5: steps 0-1 play chunk 0 (x = 0), step 2 plays chunk 1 (x = 1) moved halfway to
+    chunk 0's plan there, and chunk 1's later steps outside chunk 0's span are its own."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from robot_stack.evaluate import chunk_actor
+    from robot_stack.types import ActionChunk
+
+    env = SimpleNamespace(steps=0, policy_dt=0.1)
+    decided = []
+
+    def act(obs):
+        n = len(decided)
+        decided.append(obs.stamp)
+        times = obs.stamp + 0.1 * np.arange(1, 5)
+        return ActionChunk(times, np.full((4, 3), float(n)), np.tile([1.0, 0, 0, 0], (4, 1)), np.full(4, float(n)))
+
+    obs = {"ee_pose": np.zeros(7), "gripper": np.zeros(1)}
+    actor = chunk_actor(SimpleNamespace(act=act), env, (), execute_steps=2, chunk_blend=0.5)
+    xs = []
+    for step in range(5):
+        env.steps = step
+        xs.append(actor(obs)[0])
+    assert decided == pytest.approx([0.0, 0.2, 0.4])
+    assert xs[:2] == [0.0, 0.0]
+    assert xs[2] == pytest.approx(0.5) and xs[3] == pytest.approx(0.5)   # inside chunk 0's span (to t = 0.4)
+    assert xs[4] == pytest.approx(0.5 * 2 + 0.5 * 1)                     # chunk 2 blended with blended chunk 1
+    plain = chunk_actor(SimpleNamespace(act=act), env, (), execute_steps=2, chunk_blend=0.0)
+    env.steps = 0
+    assert plain(obs)[0] == 3.0                                          # no blending: the new chunk as it is
