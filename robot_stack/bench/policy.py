@@ -4,7 +4,7 @@
    (latency depends on the architecture, not the weights), BESO at its 3 DPM-Solver-1 steps
    against the same network sampled with 16-step DDIM and 100-step DDPM (the ratio).
 2. End to end: launch/policy.launch.yaml (arm_node over the twin, two 128x128 twin cameras
-   at 30 Hz, the policy server at 10 Hz) with a checkpoint for SECONDS; the arm node measures
+   at 10 Hz, the policy server at 10 Hz) with a checkpoint for SECONDS; the arm node measures
    each chunk from the capture stamp of its oldest observation to its arrival, and counts
    control ticks that came late (missed). Checkpoints: the shipped checkpoints/<name>_pick_place
    when none are given (their configs are what the demo runs: frames, proprio, chunk length).
