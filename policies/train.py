@@ -102,15 +102,21 @@ def validation_loss(model: Policy, batches: PolicyBatches, batch_size: int, seed
     return float(np.mean(losses)) if losses else float("nan")
 
 
-def init_weights(policy: Policy, ema: EMA, checkpoint: Path) -> str:
+def init_weights(policy: Policy, ema: EMA, checkpoint: Path, skip: tuple[str, ...] = ()) -> str:
     """Start from a checkpoint's weights where name and shape match (a fine-tune, or a changed head):
-    the rest keep their fresh initialisation. A checkpoint of another method is an error, not a no-op."""
+    the rest, and every tensor whose name starts with one of `skip`, keep their fresh initialisation (an
+    ablation that must not inherit what a part learned, e.g. GRIF's language projection without alignment).
+    A checkpoint of another method is an error, not a no-op."""
     doc = json.loads((checkpoint / "config.json").read_text())
     if doc.get("policy") != policy.name:
         raise ValueError(f"init_from={checkpoint} holds a {doc.get('policy')!r} policy, not {policy.name!r}")
     tensors = load_file(str(checkpoint / "model.safetensors"), device=str(next(policy.parameters()).device))
     own = policy.state_dict()
-    taken = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+    unknown = [p for p in skip if not any(k.startswith(p) for k in own)]
+    if unknown:
+        raise ValueError(f"init_skip names no tensor of {policy.name!r}: {unknown}")
+    taken = {k: v for k, v in tensors.items()
+             if k in own and own[k].shape == v.shape and not k.startswith(tuple(skip))}
     if not taken:
         raise ValueError(f"init_from={checkpoint}: no weight matches this policy's names and shapes")
     policy.load_state_dict(taken, strict=False)
@@ -151,7 +157,7 @@ def train(cfg, argv: list[str] | None = None) -> dict:
         step, history = _load_state(out, policy, ema, opt)
         print(f"resumed from {out} at step {step}")
     elif cfg.get("init_from"):
-        print(init_weights(policy, ema, Path(cfg.init_from)))
+        print(init_weights(policy, ema, Path(cfg.init_from), tuple(cfg.get("init_skip") or ())))
     manifest = {"command": "robot-stack train " + " ".join(argv or []), "policy": cfg.policy.name,
                 "task": cfg.task, "data": str(cfg.data), "train_episodes": train_eps, "val_episodes": val_eps,
                 "labelled_episodes": int(data.labelled.sum()), "commit": git_commit(),

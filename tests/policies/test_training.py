@@ -98,6 +98,19 @@ def test_init_from_takes_matching_weights_and_refuses_another_method(store, tmp_
     second = load_policy(tmp_path / "second" / "checkpoint").state_dict()
     torch.testing.assert_close(second["net.2.bias"], first["net.2.bias"])   # lr 0: still the loaded values
     assert second["net.0.weight"].shape != first["net.0.weight"].shape
+    # init_skip keeps a part fresh even where name and shape match; a prefix that names nothing is refused
+    cfg = load_config("train", base + ["steps=1", f"out={tmp_path}/skip", f"init_from={tmp_path}/first/checkpoint",
+                                       "init_skip=[net.2]", "policy.lr=0"])
+    OmegaConf.set_readonly(cfg, False)
+    train(cfg)
+    skipped = load_policy(tmp_path / "skip" / "checkpoint").state_dict()
+    torch.testing.assert_close(skipped["net.0.weight"], first["net.0.weight"])
+    assert not torch.equal(skipped["net.2.weight"], first["net.2.weight"])
+    cfg = load_config("train", base + ["steps=1", f"out={tmp_path}/bad", f"init_from={tmp_path}/first/checkpoint",
+                                       "init_skip=[language]"])
+    OmegaConf.set_readonly(cfg, False)
+    with pytest.raises(ValueError, match="init_skip names no tensor"):
+        train(cfg)
     doc = json.loads((tmp_path / "first" / "checkpoint" / "config.json").read_text())
     (tmp_path / "first" / "checkpoint" / "config.json").write_text(json.dumps({**doc, "policy": "beso"}))
     cfg = load_config("train", base + [f"out={tmp_path}/third", f"init_from={tmp_path}/first/checkpoint"])
