@@ -4,6 +4,11 @@ The twin's physics lives in the arm node's process; a camera node in its own pro
 keeps a mirror of the scene, sets it from the state vectors the arm node publishes
 (`sim/state`: stamp, time, qpos, mocap positions) and renders from it, so the twin's
 graph has the same processes and topics as the real robot's.
+
+At each trigger the camera renders the first state that arrives after it (waiting at most
+`fresh_wait`), not the newest one already held: that one is up to a state period old (10 ms at
+the arm's 100 Hz), which is latency a policy pays on every decision. All twin cameras at one
+rate thereby render the same state and carry the same capture stamp.
 """
 from __future__ import annotations
 
@@ -29,22 +34,26 @@ class MujocoCameraConfig:
     fps: float = 30.0
     depth: bool = False
     state_timeout: float = 2.0      # s to wait for the first simulator state
+    fresh_wait: float = 0.02        # s to wait after a trigger for a state newer than it (2 periods at 100 Hz)
 
 
 class MujocoCamera(CameraDriver):
     def __init__(self, config: MujocoCameraConfig):
         self.config = config
         self.name = config.name
-        self._lock = threading.Lock()
+        self._arrived = threading.Condition()
         self._state: np.ndarray | None = None
+        self._state_arrival = -math.inf     # monotonic time the held state arrived
         self._scene: Scene | None = None
         self._renderer: CameraRenderer | None = None
         self._next = 0.0
 
     def update_state(self, vector) -> None:
         """Called from the subscription: [stamp, time, qpos..., mocap_pos...]."""
-        with self._lock:
+        with self._arrived:
             self._state = np.asarray(vector, dtype=float)
+            self._state_arrival = time.monotonic()
+            self._arrived.notify_all()
 
     def connect(self) -> None:
         """Create the mirror and the GL context; call from the thread that will call read()."""
@@ -73,16 +82,7 @@ class MujocoCamera(CameraDriver):
             # Behind by more than a frame (a render or scheduling stall): drop the missed frames, as a camera
             # does, rather than render them back to back, which stamped bursts above `fps`.
             self._next += math.floor(-delay / period) * period
-        deadline = time.monotonic() + self.config.state_timeout
-        while True:
-            with self._lock:
-                state = self._state
-            if state is not None:
-                break
-            if time.monotonic() > deadline:
-                raise DriverError(f"twin camera {self.name}: no simulator state on sim/state "
-                                  f"within {self.config.state_timeout} s (is arm_node running with the mujoco driver?)")
-            time.sleep(0.01)
+        state = self._fresh_state(trigger=min(self._next, time.monotonic()))
         try:
             self._scene.load_state_message(state)
         except ValueError as exc:
@@ -94,3 +94,14 @@ class MujocoCamera(CameraDriver):
             depth = np.clip(depth * 1000.0, 0, 65535).astype(np.uint16)
         return Frame(stamp=float(state[0]), rgb=rgb, k=self.k, depth=depth,
                      frame_id=f"{self.name}_color_optical_frame")
+
+    def _fresh_state(self, trigger: float) -> np.ndarray:
+        """The first state to arrive after `trigger`; the newest held one when none comes within `fresh_wait`
+        (an arm publishing slower than that); an error when none has ever come within `state_timeout`."""
+        with self._arrived:
+            self._arrived.wait_for(lambda: self._state_arrival >= trigger, timeout=self.config.fresh_wait)
+            if self._state is None and not self._arrived.wait_for(lambda: self._state is not None,
+                                                                  timeout=self.config.state_timeout):
+                raise DriverError(f"twin camera {self.name}: no simulator state on sim/state within "
+                                  f"{self.config.state_timeout} s (is arm_node running with the mujoco driver?)")
+            return self._state

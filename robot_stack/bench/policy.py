@@ -153,7 +153,8 @@ def main(seconds: float = 60.0, json_path: str | None = None, checkpoints: dict 
         print(f"end to end through ROS 2, {name} at 10 Hz, two 128x128 cameras, {r['seconds']} s: capture -> chunk at "
               f"the arm p50 {r['chunk_latency_p50_ms']:.1f} ms, p99 {r['chunk_latency_p99_ms']:.1f} ms over "
               f"{r['chunks_received']} chunks; control {r['control_rate_hz']:.1f} Hz, missed ticks "
-              f"{r['missed_ticks']}/{r['control_ticks']}, p99 jitter {r['jitter_p99_ms']:.2f} ms; server act() p50 "
+              f"{r['missed_ticks']}/{r['control_ticks']}, p99 jitter {r['jitter_p99_ms']:.2f} ms; in the server, capture -> "
+              f"act() start p50 {r['server_obs_age_p50_ms']:.1f} ms p99 {r['server_obs_age_p99_ms']:.1f} ms, act() p50 "
               f"{r['server_act_p50_ms']:.1f} ms p99 {r['server_act_p99_ms']:.1f} ms")
     out = {"act": rows, "end_to_end": e2e}
     if json_path:
