@@ -126,6 +126,24 @@ def init_weights(policy: Policy, ema: EMA, checkpoint: Path, skip: tuple[str, ..
             + (f"; fresh: {', '.join(fresh)}" if fresh else ""))
 
 
+def learning_rate(cfg, step: int) -> float:
+    """The step's learning rate: `constant`, or `cosine` (diffusion_policy's schedule: linear warm-up over
+    `lr_warmup` steps, then a half cosine to `lr_min_ratio` x lr at `steps`). A pure function of the step,
+    so a run resumed with the same `steps` continues on the same curve with nothing more saved."""
+    base = float(cfg.policy.lr)
+    schedule = cfg.get("lr_schedule", "constant")
+    if schedule == "constant":
+        return base
+    if schedule != "cosine":
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {schedule!r}")
+    warmup = int(cfg.get("lr_warmup", 0))
+    if step < warmup:
+        return base * (step + 1) / warmup
+    floor = base * float(cfg.get("lr_min_ratio", 0.0))
+    progress = min(1.0, (step - warmup) / max(1, int(cfg.steps) - warmup))
+    return floor + (base - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def training_device(name: str) -> torch.device:
     """`auto` takes the GPU when there is one; asking for one that is not there is an error, not a silent CPU run."""
     if name == "auto":
@@ -170,6 +188,9 @@ def train(cfg, argv: list[str] | None = None) -> dict:
     done = step >= cfg.steps or time.time() >= deadline
     while not done:
         for idx in np.array_split(rng.permutation(len(data)), max(1, len(data) // cfg.batch_size)):
+            lr = learning_rate(cfg, step)
+            for group in opt.param_groups:
+                group["lr"] = lr
             loss, metrics = policy.loss(data.batch(idx[: cfg.batch_size], rng))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} at step {step}")
@@ -186,7 +207,7 @@ def train(cfg, argv: list[str] | None = None) -> dict:
             running.append(float(loss.detach()))
             bar.update(1)
             if step % cfg.log_every == 0 or out_of_time:
-                entry = {"step": step, "loss": float(np.mean(running)), "time_s": time.time() - t0,
+                entry = {"step": step, "loss": float(np.mean(running)), "time_s": time.time() - t0, "lr": lr,
                          **{k: float(v) for k, v in metrics.items()}}
                 running = []
                 if val is not None and (step % cfg.val_every == 0 or done):

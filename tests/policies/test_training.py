@@ -117,3 +117,26 @@ def test_init_from_takes_matching_weights_and_refuses_another_method(store, tmp_
     OmegaConf.set_readonly(cfg, False)
     with pytest.raises(ValueError, match="not 'toy'"):
         train(cfg)
+
+
+def test_cosine_schedule_warms_up_decays_to_its_floor_and_resumes_on_the_curve(store, tmp_path):
+    from robot_stack.policies.train import learning_rate
+    cfg = load_config("train", ["policy.name=toy", "policy.lr=1e-3", "lr_schedule=cosine", "lr_warmup=10",
+                                "lr_min_ratio=0.1", "steps=110", f"data={store}"])
+    lrs = [learning_rate(cfg, s) for s in range(111)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)          # linear warm-up
+    assert lrs[60] == pytest.approx(0.55e-3) and lrs[110] == pytest.approx(1e-4)    # half-way, then the floor
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))                           # never rises after warm-up
+    assert learning_rate(load_config("train", ["policy.lr=1e-3", f"data={store}"]), 50) == 1e-3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        learning_rate(load_config("train", ["lr_schedule=linear", f"data={store}"]), 0)
+    # the trainer applies it: logged lrs follow the curve across a resume
+    run = ["policy.name=toy", f"data={store}", "task=reach", f"out={tmp_path}/run", "batch_size=8", "threads=1",
+           "log_every=10", "save_every=20", "policy.lr=1e-3", "lr_schedule=cosine", "lr_min_ratio=0.1"]
+    for steps in (20, 40):
+        c = load_config("train", run + [f"steps={steps}"])
+        OmegaConf.set_readonly(c, False)
+        train(c)
+    logged = {h["step"]: h["lr"] for h in json.loads((tmp_path / "run" / "history.json").read_text())}
+    final = load_config("train", run + ["steps=40"])
+    assert logged[40] == pytest.approx(learning_rate(final, 39)) and logged[40] < 0.11e-3
