@@ -91,15 +91,22 @@ def plot_curves(history: list[dict], path: Path, title: str) -> None:
 
 
 @torch.no_grad()
-def validation_loss(model: Policy, batches: PolicyBatches, batch_size: int, seed: int, max_batches: int = 8) -> float:
+def validation_metrics(model: Policy, batches: PolicyBatches, batch_size: int, seed: int,
+                       max_batches: int = 8) -> dict[str, float]:
+    """Every metric of `model.loss` averaged over held-out batches, as `val_<name>` (`val_loss` the total):
+    a total can hide its parts (GRIF's is mostly the alignment term, while BC is what acts)."""
     rng = np.random.default_rng(seed)
     torch_state = torch.get_rng_state()
     torch.manual_seed(seed)
     idx = rng.permutation(len(batches))[: batch_size * max_batches]
-    losses = [float(model.loss(batches.batch(idx[i:i + batch_size], rng))[0])
-              for i in range(0, len(idx), batch_size)]
+    rows = []
+    for i in range(0, len(idx), batch_size):
+        loss, metrics = model.loss(batches.batch(idx[i:i + batch_size], rng))
+        rows.append({**{k: float(v) for k, v in metrics.items()}, "loss": float(loss)})
     torch.set_rng_state(torch_state)
-    return float(np.mean(losses)) if losses else float("nan")
+    if not rows:
+        return {"val_loss": float("nan")}
+    return {f"val_{k}": float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
 def init_weights(policy: Policy, ema: EMA, checkpoint: Path, skip: tuple[str, ...] = ()) -> str:
@@ -211,7 +218,7 @@ def train(cfg, argv: list[str] | None = None) -> dict:
                          **{k: float(v) for k, v in metrics.items()}}
                 running = []
                 if val is not None and (step % cfg.val_every == 0 or done):
-                    entry["val_loss"] = validation_loss(ema.model, val, cfg.batch_size, cfg.seed)
+                    entry.update(validation_metrics(ema.model, val, cfg.batch_size, cfg.seed))
                 history.append(entry)
                 bar.set_postfix(loss=f"{entry['loss']:.4f}",
                                 **({"val": f"{entry['val_loss']:.4f}"} if "val_loss" in entry else {}))

@@ -53,6 +53,8 @@ def test_train_checkpoints_plots_and_resumes(store, tmp_path):
     assert result["steps"] == 40 and (run / "loss.png").stat().st_size > 1000
     history = json.loads((run / "history.json").read_text())
     assert [h["step"] for h in history] == [10, 20, 30, 40] and "val_loss" in history[1]
+    # every metric of the loss is validated, not only the total (the toy's one metric is its total)
+    assert history[1]["val_mse"] == pytest.approx(history[1]["val_loss"]) and "val_mse" not in history[0]
     policy = load_policy(run / "checkpoint")
     assert policy.name == "toy" and policy.stats["action"]["mean"]
     manifest = json.loads((run / "checkpoint" / "config.json").read_text())["manifest"]
