@@ -138,15 +138,15 @@ def learning_rate(cfg, step: int) -> float:
     `lr_warmup` steps, then a half cosine to `lr_min_ratio` x lr at `steps`). A pure function of the step,
     so a run resumed with the same `steps` continues on the same curve with nothing more saved."""
     base = float(cfg.policy.lr)
-    schedule = cfg.get("lr_schedule", "constant")
+    schedule = cfg.lr_schedule
     if schedule == "constant":
         return base
     if schedule != "cosine":
         raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {schedule!r}")
-    warmup = int(cfg.get("lr_warmup", 0))
+    warmup = int(cfg.lr_warmup)
     if step < warmup:
         return base * (step + 1) / warmup
-    floor = base * float(cfg.get("lr_min_ratio", 0.0))
+    floor = base * float(cfg.lr_min_ratio)
     progress = min(1.0, (step - warmup) / max(1, int(cfg.steps) - warmup))
     return floor + (base - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
@@ -162,6 +162,7 @@ def training_device(name: str) -> torch.device:
 
 
 def train(cfg, argv: list[str] | None = None) -> dict:
+    learning_rate(cfg, 0)                # a bad lr_schedule fails now, not after the data has loaded
     torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
