@@ -98,20 +98,28 @@ class MujocoArmDriver(ArmDriver):
                           tau=s.data.actuator_force[s.arm_act].copy(), mode="error" if self._error else "ok")
 
     def _tcp_wrench(self) -> np.ndarray:
-        """External force and torque on the hand from contacts (what a F/T estimate would read)."""
-        s = self.scene
-        wrench = np.zeros(6)
+        """External force and torque on the hand from contacts (what a F/T estimate would read), about the TCP.
 
-        for i in range(s.data.ncon):
-            con = s.data.contact[i]
-            if con.geom1 in s.gripper_geoms or con.geom2 in s.gripper_geoms:
-                f = np.zeros(6)
-                mujoco.mj_contactForce(s.model, s.data, i, f)
-                frame = con.frame.reshape(3, 3)
-                force = frame.T @ f[:3]
-                sign = -1.0 if con.geom1 in s.gripper_geoms else 1.0
-                wrench[:3] += sign * force
-                wrench[3:] += sign * np.cross(con.pos - s.data.site_xpos[s.tcp_site], force)
+        Vectorised over the contact arrays: it runs every control tick, and a loop over contact
+        structs was a fifth of the arm node's CPU once an object was in contact."""
+        s = self.scene
+        d, n = s.data, s.data.ncon
+        wrench = np.zeros(6)
+        if n == 0:
+            return wrench
+        g1, g2 = d.contact.geom1[:n], d.contact.geom2[:n]
+        on_hand1 = s.gripper_geom_mask[g1]
+        rows = np.flatnonzero(on_hand1 | s.gripper_geom_mask[g2])
+        if rows.size == 0:
+            return wrench
+        local = np.zeros((rows.size, 6))
+        for k, i in enumerate(rows):
+            mujoco.mj_contactForce(s.model, d, int(i), local[k])
+        frames = d.contact.frame[rows].reshape(-1, 3, 3)
+        force = np.einsum("kji,kj->ki", frames, local[:, :3])       # contact frame -> world (frame.T @ f)
+        force *= np.where(on_hand1[rows], -1.0, 1.0)[:, None]        # the force on the hand
+        wrench[:3] = force.sum(0)
+        wrench[3:] = np.cross(d.contact.pos[rows] - d.site_xpos[s.tcp_site], force).sum(0)
         return wrench
 
     def command_pose(self, pos, quat, gripper: float):

@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -69,7 +71,7 @@ def act_latency(n: int = 100) -> dict:
     return rows
 
 
-def end_to_end(checkpoint: str, seconds: float) -> dict:
+def end_to_end(checkpoint: str, seconds: float, launch_args: tuple[str, ...] = ()) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
@@ -80,7 +82,7 @@ def end_to_end(checkpoint: str, seconds: float) -> dict:
     from robot_stack.ros import convert, qos
 
     graph = start(["-m", "robot_stack.cli", "launch", "policy.launch.yaml", f"checkpoints:={checkpoint}",
-                   "task:=pick_place"])
+                   "task:=pick_place", *launch_args])
     rclpy.init()
     node = rclpy.create_node("bench_policy")
     diag: dict[str, dict] = {}
@@ -101,10 +103,13 @@ def end_to_end(checkpoint: str, seconds: float) -> dict:
         spin_for(node, 10.0, future.done)
         spin_for(node, 3.0)
         base = next((v for k, v in diag.items() if k.endswith(": arm")), {})
+        floor = _start_floor(seconds)
         t0 = time.monotonic()
         spin_for(node, seconds)
         elapsed = time.monotonic() - t0
         spin_for(node, 1.5)
+        floor_out, _ = floor.communicate(timeout=30)
+        machine = json.loads(floor_out.strip().splitlines()[-1])
         arm = next((v for k, v in diag.items() if k.endswith(": arm")), {})
         server = diag.get("policy_server", {})
         return {"seconds": round(elapsed, 1), "chunks_received": int(float(arm.get("chunks_received", 0))),
@@ -117,11 +122,23 @@ def end_to_end(checkpoint: str, seconds: float) -> dict:
                 "server_act_p50_ms": float(server.get("act_p50_ms", "nan")),
                 "server_act_p99_ms": float(server.get("act_p99_ms", "nan")),
                 "server_obs_age_p50_ms": float(server.get("obs_age_p50_ms", "nan")),
-                "server_obs_age_p99_ms": float(server.get("obs_age_p99_ms", "nan")), "server_errors": server.get("errors")}
+                "server_obs_age_p99_ms": float(server.get("obs_age_p99_ms", "nan")), "server_errors": server.get("errors"),
+                "floor_ticks": machine["ticks"], "floor_missed_ticks": machine["missed_ticks"],
+                "floor_fifo": machine["fifo"], "cpu_steal_pct": machine["steal_pct"]}
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
         stop(graph)
+
+
+def _start_floor(seconds: float) -> subprocess.Popen:
+    """The bare loop of `tick_floor` beside the graph, at the Panda arm loop's rate and priority."""
+    from omegaconf import OmegaConf
+
+    from robot_stack.sim.robots import get_robot
+    priority = OmegaConf.load(Path(__file__).parents[1] / "conf" / "arm_node.yaml").realtime_priority
+    return subprocess.Popen([sys.executable, "-m", "robot_stack.bench.tick_floor", str(seconds),
+                             str(get_robot("panda").control_hz), str(priority)], stdout=subprocess.PIPE, text=True)
 
 
 def _default_checkpoint(name: str) -> str:
@@ -153,7 +170,8 @@ def main(seconds: float = 60.0, json_path: str | None = None, checkpoints: dict 
         print(f"end to end through ROS 2, {name} at 10 Hz, two 128x128 cameras, {r['seconds']} s: capture -> chunk at "
               f"the arm p50 {r['chunk_latency_p50_ms']:.1f} ms, p99 {r['chunk_latency_p99_ms']:.1f} ms over "
               f"{r['chunks_received']} chunks; control {r['control_rate_hz']:.1f} Hz, missed ticks "
-              f"{r['missed_ticks']}/{r['control_ticks']}, p99 jitter {r['jitter_p99_ms']:.2f} ms; in the server, capture -> "
+              f"{r['missed_ticks']}/{r['control_ticks']} (a bare loop at the same rate and priority beside it: "
+              f"{r['floor_missed_ticks']}/{r['floor_ticks']}, CPU steal {r['cpu_steal_pct']:.1f}%), p99 jitter {r['jitter_p99_ms']:.2f} ms; in the server, capture -> "
               f"act() start p50 {r['server_obs_age_p50_ms']:.1f} ms p99 {r['server_obs_age_p99_ms']:.1f} ms, act() p50 "
               f"{r['server_act_p50_ms']:.1f} ms p99 {r['server_act_p99_ms']:.1f} ms")
     out = {"act": rows, "end_to_end": e2e}

@@ -9,11 +9,10 @@ keeps serving. The task comes from /task/instruction and /task/goal_image (latch
 task and the first frames captured after the call as the start image — or pauses it.
 A task or policy change takes effect at the next chunk.
 
-At most `rate` / `execute_steps` times a second (the chunk's first `execute_steps` steps are
-played before the next decision), as soon as every camera the policy reads has a new frame of
-the same capture instant (stamps within `sync_slop`; unsynchronised cameras are waited for at
-most `sync_slop` past the period), those frames with the newest TCP pose and gripper width
-make an Observation stamped with the oldest capture time among them;
+Once per `execute_steps` / `rate` seconds of capture time (the chunk's first `execute_steps`
+steps are played before the next decision), as soon as every camera the policy reads has a new
+frame of the same capture instant (stamps within `sync_slop`), those frames with the newest TCP
+pose and gripper width make an Observation stamped with the oldest capture time among them;
 the chunk goes out on /arm/action_chunk with that stamp in its header, so the arm node
 measures capture-to-arm latency and drops steps already stale. Bad input (missing
 conditioning, a wrong image size or encoding, a bad checkpoint) is reported on
@@ -77,8 +76,9 @@ class PolicyServer(Node):
         self.execute_steps = 1 if steps == "" else int(steps)
         if self.execute_steps < 1:
             raise ValueError(f"execute_steps must be at least 1, got {self.execute_steps}")
-        # frames whose capture stamps differ by more than this are not one capture instant (seconds)
-        self.sync_slop = float(declare_any(self, "sync_slop") or 0.015)
+        # frames whose capture stamps differ by more than this are not one capture instant (seconds); above half
+        # the frame period of unsynchronised cameras (16.7 ms at 30 Hz), so their nearest frames always pair
+        self.sync_slop = float(declare_any(self, "sync_slop") or 0.02)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         # SCHED_FIFO for the thread that spins the node, in main() (act() runs there), below the arm's control
         # loop (80): camera renderers do not preempt a decision halfway (BESO act() p99 7.8 ms alone, 23.5 ms
@@ -102,7 +102,7 @@ class PolicyServer(Node):
         self.act_ms: deque[float] = deque(maxlen=2000)
         self.obs_age_ms: deque[float] = deque(maxlen=2000)   # capture stamp to the start of act(): time spent queued
         self._last_frames = 0.0          # newest capture stamp a decision has used
-        self._last_decision = 0.0        # monotonic time of the last decision
+        self._last_stamp = -np.inf       # the last decision's observation stamp (its oldest frame)
 
         cameras = sorted({c for p in self.policies.values() for c in p.data_spec().cameras})
         for cam in cameras:
@@ -187,12 +187,16 @@ class PolicyServer(Node):
         return Task(goal_image=self.goal_image, start_image=self._start_image, instruction=self.instruction)
 
     def _tick(self) -> None:
-        """Decide when every camera the policy reads has a frame newer than the last decision, at most every
-        `execute_steps` / `rate` seconds.
+        """Decide when every camera the policy reads has a frame of one capture instant newer than the last
+        decision, at most once per `execute_steps` / `rate` seconds of capture time.
 
         Event-driven rather than on a timer: the decision follows the frames' arrival, so the
         observation is as fresh as the cameras allow (a free-running 10 Hz timer sampled
-        30 Hz frames up to 33 ms old). No new frames, no decision: the arm's watchdog holds.
+        30 Hz frames up to 33 ms old). Frames of different instants are never combined, and
+        decisions are spaced by capture stamps, not by when they ran: spaced by wall time, one
+        late decision made the next instant's frames look early, so they were skipped and one
+        of them was later paired with the instant after it (a chunk stamped a camera period
+        old: BESO capture-to-act() p99 122 ms). No new frames, no decision: the arm's watchdog holds.
         """
         with self._lock:
             if not self.enabled:
@@ -206,14 +210,13 @@ class PolicyServer(Node):
             stamps = [s for s, _ in frames.values()]
             if min(stamps) <= self._last_frames:
                 return                          # a camera has nothing new yet
-            since = time.monotonic() - self._last_decision
-            period = min(self.execute_steps, spec.action_horizon) / self.rate
-            if since < period - 0.2 / self.rate:
-                return                          # at most one decision per `execute_steps` chunk steps
-            if max(stamps) - min(stamps) > self.sync_slop and since < period + self.sync_slop:
+            if max(stamps) - min(stamps) > self.sync_slop:
                 return                          # another camera's frame of this instant is still on its way
+            period = min(self.execute_steps, spec.action_horizon) / self.rate
+            if min(stamps) - self._last_stamp < period - 0.2 / self.rate:
+                return                          # at most one decision per `execute_steps` chunk steps
             self._last_frames = max(stamps)
-            self._last_decision = time.monotonic()
+            self._last_stamp = min(stamps)
             if self._episode_start is not None:
                 if min(stamps) < self._episode_start:
                     return                      # wait for frames captured after the episode started

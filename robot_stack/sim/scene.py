@@ -42,6 +42,7 @@ class Scene:
         self.hand_body = m.body("hand").id
         self.gripper_geoms = frozenset(
             g for g in range(m.ngeom) if self._is_descendant(m.geom_bodyid[g], self.hand_body))
+        self.gripper_geom_mask = np.isin(np.arange(m.ngeom), list(self.gripper_geoms))   # by geom id, vectorised
         self.robot_geoms = frozenset(
             g for g in range(m.ngeom) if self._is_descendant(m.geom_bodyid[g], m.body("base").id))
         self.finger_geoms = frozenset((m.geom("finger_left").id, m.geom("finger_right").id))

@@ -109,7 +109,35 @@ def test_switching_policy_at_runtime(graph):
 def test_decides_on_frames_of_one_capture_instant(ros, tmp_path):
     """With two cameras, a new front frame beside the wrist frame of the instant before is not a decision:
     it would stamp the chunk a camera period early (measured: BESO's capture->arm p50 53 -> 25 ms).
-    Unsynchronised cameras are waited for at most `sync_slop` past the period."""
+    Frames of unsynchronised cameras within `sync_slop` are one instant."""
+    ToyPolicy(ToyPolicy.Config(cameras=("front", "wrist")), toy_stats()).save(tmp_path / "toy2")
+    server = ros.add(PolicyServer(context=ros.context, parameter_overrides=[
+        Parameter("checkpoints", value=str(tmp_path / "toy2")), Parameter("rate", value=10.0)]))
+    server.instruction, server.gripper, server.enabled = "go", 0.08, True
+    server.pose = (0.0, np.array([0.4, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0]))
+
+    def frame(cam, t):
+        server._on_image(cam, convert.image_msg(np.full((32, 32, 3), 90, np.uint8), t, cam))
+
+    t0 = server.now()
+    frame("front", t0), frame("wrist", t0)
+    assert server.published == 1
+    frame("wrist", t0 + 0.066)
+    frame("front", t0 + 0.1)             # beside wrist t0+0.066: not one instant
+    assert server.published == 1
+    frame("wrist", t0 + 0.1)
+    assert server.published == 2 and server._last_frames == pytest.approx(t0 + 0.1)
+    frame("front", t0 + 0.2)
+    frame("wrist", t0 + 0.19)            # unsynchronised, within sync_slop (20 ms): one instant
+    assert server.published == 3 and server._last_stamp == pytest.approx(t0 + 0.19)
+
+
+def test_a_late_decision_neither_skips_the_next_instant_nor_mixes_instants(ros, tmp_path):
+    """Decisions are spaced by capture stamps, not by when they ran. Spaced by wall time, a decision made
+    late (frames on their way, a slow act()) made the next instant's frames look early; they were skipped
+    and the leftover front frame was then paired with the next wrist frame, 100 ms apart (obs age p99
+    122 ms through ROS). Here every instant is decided however late its frames arrive, and a front frame
+    whose wrist partner never came is never combined with a later one."""
     import time
     ToyPolicy(ToyPolicy.Config(cameras=("front", "wrist")), toy_stats()).save(tmp_path / "toy2")
     server = ros.add(PolicyServer(context=ros.context, parameter_overrides=[
@@ -120,28 +148,21 @@ def test_decides_on_frames_of_one_capture_instant(ros, tmp_path):
     def frame(cam, t):
         server._on_image(cam, convert.image_msg(np.full((32, 32, 3), 90, np.uint8), t, cam))
 
-    def window(since):                   # seconds since the last decision
-        server._last_decision = time.monotonic() - since
-
     t0 = server.now()
     frame("front", t0), frame("wrist", t0)
-    assert server.published == 1
-    window(0.09)                         # the 10 Hz window is open, the period not yet overdue
-    frame("wrist", t0 + 0.066)
-    frame("front", t0 + 0.1)             # beside wrist t0+0.066: not one instant
-    assert server.published == 1
-    frame("wrist", t0 + 0.1)
-    assert server.published == 2 and server._last_frames == pytest.approx(t0 + 0.1)
-    window(0.2)                          # overdue: an unsynchronised pair is taken
-    frame("front", t0 + 0.2)
-    frame("wrist", t0 + 0.166)
-    assert server.published == 3
+    time.sleep(0.06)                     # the next instant's frames arrive right after a late decision
+    frame("front", t0 + 0.1), frame("wrist", t0 + 0.1)
+    assert server.published == 2
+    frame("front", t0 + 0.2)             # its wrist frame is lost
+    frame("wrist", t0 + 0.3)             # 100 ms from the only new front frame: not one instant
+    assert server.published == 2
+    frame("front", t0 + 0.3)
+    assert server.published == 3 and server._last_stamp == pytest.approx(t0 + 0.3)
 
 
 def test_execute_steps_spaces_decisions_by_that_many_chunk_steps(ros, tmp_path):
-    """execute_steps 3 at 10 Hz: a frame 0.1 or 0.2 s after a decision is no decision, one 0.3 s after is;
-    a policy whose chunk is shorter than execute_steps decides when its chunk runs out."""
-    import time
+    """execute_steps 3 at 10 Hz: frames captured 0.1 or 0.2 s after a decision's are no decision, 0.3 s after
+    are; a policy whose chunk is shorter than execute_steps decides when its chunk runs out."""
     ToyPolicy(ToyPolicy.Config(action_horizon=5), toy_stats()).save(tmp_path / "toy")
     server = ros.add(PolicyServer(context=ros.context, parameter_overrides=[
         Parameter("checkpoints", value=str(tmp_path / "toy")), Parameter("rate", value=10.0),
@@ -150,21 +171,21 @@ def test_execute_steps_spaces_decisions_by_that_many_chunk_steps(ros, tmp_path):
     server.pose = (0.0, np.array([0.4, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0]))
     t0 = server.now()
 
-    def frame_after(k, since):            # camera frame k, `since` seconds after the last decision
-        server._last_decision = time.monotonic() - since
+    def frame(k):                         # camera frame k, captured 0.1 k s after the first
         server._on_image("front", convert.image_msg(np.full((32, 32, 3), 90, np.uint8), t0 + 0.1 * k, "front"))
 
-    frame_after(0, 10.0)
+    frame(0)
     assert server.published == 1
-    frame_after(1, 0.1)
-    frame_after(2, 0.2)
+    frame(1)
+    frame(2)
     assert server.published == 1
-    frame_after(3, 0.3)
+    frame(3)
     assert server.published == 2
     server.execute_steps = 8              # more than the 5-step chunk: decide after 5 steps
-    frame_after(4, 0.45)
+    for k in range(4, 8):
+        frame(k)
     assert server.published == 2
-    frame_after(5, 0.5)
+    frame(8)
     assert server.published == 3
     with pytest.raises(ValueError, match="execute_steps"):
         PolicyServer(context=ros.context, parameter_overrides=[
