@@ -112,6 +112,7 @@ def end_to_end(checkpoint: str, seconds: float, launch_args: tuple[str, ...] = (
         machine = json.loads(floor_out.strip().splitlines()[-1])
         arm = next((v for k, v in diag.items() if k.endswith(": arm")), {})
         server = diag.get("policy_server", {})
+        cameras = [v for k, v in diag.items() if ": camera " in k]
         return {"seconds": round(elapsed, 1), "chunks_received": int(float(arm.get("chunks_received", 0))),
                 "chunk_latency_p50_ms": float(arm.get("chunk_latency_p50_ms", "nan")),
                 "chunk_latency_p99_ms": float(arm.get("chunk_latency_p99_ms", "nan")),
@@ -123,6 +124,8 @@ def end_to_end(checkpoint: str, seconds: float, launch_args: tuple[str, ...] = (
                 "server_act_p99_ms": float(server.get("act_p99_ms", "nan")),
                 "server_obs_age_p50_ms": float(server.get("obs_age_p50_ms", "nan")),
                 "server_obs_age_p99_ms": float(server.get("obs_age_p99_ms", "nan")), "server_errors": server.get("errors"),
+                "camera_publish_p99_ms": max((float(c.get("capture_to_publish_p99_ms", "nan")) for c in cameras),
+                                             default=float("nan")),
                 "floor_ticks": machine["ticks"], "floor_missed_ticks": machine["missed_ticks"],
                 "floor_fifo": machine["fifo"], "cpu_steal_pct": machine["steal_pct"]}
     finally:
@@ -173,7 +176,8 @@ def main(seconds: float = 60.0, json_path: str | None = None, checkpoints: dict 
               f"{r['missed_ticks']}/{r['control_ticks']} (a bare loop at the same rate and priority beside it: "
               f"{r['floor_missed_ticks']}/{r['floor_ticks']}, CPU steal {r['cpu_steal_pct']:.1f}%), p99 jitter {r['jitter_p99_ms']:.2f} ms; in the server, capture -> "
               f"act() start p50 {r['server_obs_age_p50_ms']:.1f} ms p99 {r['server_obs_age_p99_ms']:.1f} ms, act() p50 "
-              f"{r['server_act_p50_ms']:.1f} ms p99 {r['server_act_p99_ms']:.1f} ms")
+              f"{r['server_act_p50_ms']:.1f} ms p99 {r['server_act_p99_ms']:.1f} ms; capture -> published by the camera "
+              f"p99 {r['camera_publish_p99_ms']:.1f} ms")
     out = {"act": rows, "end_to_end": e2e}
     if json_path:
         Path(json_path).write_text(json.dumps(out, indent=2))

@@ -52,6 +52,8 @@ def test_camera_reports_frames_published_on_diagnostics(ros):
     values = {kv.key: kv.value for kv in diags[-1].values}
     assert int(values["frames_published"]) >= 1 and values["fps_configured"] == "20"
     assert float(values["fps_achieved"]) > 0 and float(values["max_interval_ms"]) > 0
+    # capture stamp to publish: the camera's share of a policy's observation age
+    assert 0 < float(values["capture_to_publish_p50_ms"]) <= float(values["capture_to_publish_p99_ms"]) < 1000
     cam.close()                                                # no more frames: the counts can be compared
     published = cam.frames
     wait_for(lambda: color and color[-1]["publication_sequence_number"] >= published, what="the last frame")
