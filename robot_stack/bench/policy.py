@@ -136,10 +136,9 @@ def end_to_end(checkpoint: str, seconds: float, launch_args: tuple[str, ...] = (
 
 def _start_floor(seconds: float) -> subprocess.Popen:
     """The bare loop of `tick_floor` beside the graph, at the Panda arm loop's rate and priority."""
-    from omegaconf import OmegaConf
-
+    from robot_stack.config import load_config
     from robot_stack.sim.robots import get_robot
-    priority = OmegaConf.load(Path(__file__).parents[1] / "conf" / "arm_node.yaml").realtime_priority
+    priority = load_config("arm_node").realtime_priority
     return subprocess.Popen([sys.executable, "-m", "robot_stack.bench.tick_floor", str(seconds),
                              str(get_robot("panda").control_hz), str(priority)], stdout=subprocess.PIPE, text=True)
 
@@ -174,7 +173,8 @@ def main(seconds: float = 60.0, json_path: str | None = None, checkpoints: dict 
               f"the arm p50 {r['chunk_latency_p50_ms']:.1f} ms, p99 {r['chunk_latency_p99_ms']:.1f} ms over "
               f"{r['chunks_received']} chunks; control {r['control_rate_hz']:.1f} Hz, missed ticks "
               f"{r['missed_ticks']}/{r['control_ticks']} (a bare loop at the same rate and priority beside it: "
-              f"{r['floor_missed_ticks']}/{r['floor_ticks']}, CPU steal {r['cpu_steal_pct']:.1f}%), p99 jitter {r['jitter_p99_ms']:.2f} ms; in the server, capture -> "
+              f"{r['floor_missed_ticks']}/{r['floor_ticks']}, CPU steal {r['cpu_steal_pct']:.1f}%), p99 jitter "
+              f"{r['jitter_p99_ms']:.2f} ms; in the server, capture -> "
               f"act() start p50 {r['server_obs_age_p50_ms']:.1f} ms p99 {r['server_obs_age_p99_ms']:.1f} ms, act() p50 "
               f"{r['server_act_p50_ms']:.1f} ms p99 {r['server_act_p99_ms']:.1f} ms; capture -> published by the camera "
               f"p99 {r['camera_publish_p99_ms']:.1f} ms")

@@ -12,12 +12,13 @@ how much CPU the hypervisor took meanwhile.
 from __future__ import annotations
 
 import json
-import os
+import logging
 import sys
 import time
 from pathlib import Path
 
 from robot_stack.control.loop_stats import LoopStats
+from robot_stack.nodes.common import raise_thread_priority
 
 
 def cpu_times(stat: str | None = None) -> dict[str, int]:
@@ -44,13 +45,7 @@ def steal_pct(before: dict[str, int], after: dict[str, int]) -> float:
 
 def bare_loop(seconds: float, hz: float = 1000.0, priority: int = 80) -> dict:
     """Sleep to each deadline of a `hz` loop for `seconds`; late ticks counted as the arm node counts them."""
-    fifo = False
-    if priority > 0:
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-            fifo = True
-        except (PermissionError, AttributeError, OSError):
-            pass
+    fifo = raise_thread_priority(logging.getLogger("tick_floor"), priority, "floor loop")   # as the arm's loop
     dt = 1.0 / hz
     stats = LoopStats(dt, size=int(seconds * hz) + 1)
     before = cpu_times()

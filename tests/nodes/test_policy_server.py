@@ -106,10 +106,9 @@ def test_switching_policy_at_runtime(graph):
     assert len(g["chunks"]) == n                     # paused: nothing goes out
 
 
-def test_decides_on_frames_of_one_capture_instant(ros, tmp_path):
-    """With two cameras, a new front frame beside the wrist frame of the instant before is not a decision:
-    it would stamp the chunk a camera period early (measured: BESO's capture->arm p50 53 -> 25 ms).
-    Frames of unsynchronised cameras within `sync_slop` are one instant."""
+@pytest.fixture
+def two_camera_server(ros, tmp_path):
+    """An enabled 10 Hz server over a front + wrist policy, and `frame(cam, t)`, which hands it a frame stamped t."""
     ToyPolicy(ToyPolicy.Config(cameras=("front", "wrist")), toy_stats()).save(tmp_path / "toy2")
     server = ros.add(PolicyServer(context=ros.context, parameter_overrides=[
         Parameter("checkpoints", value=str(tmp_path / "toy2")), Parameter("rate", value=10.0)]))
@@ -118,6 +117,14 @@ def test_decides_on_frames_of_one_capture_instant(ros, tmp_path):
 
     def frame(cam, t):
         server._on_image(cam, convert.image_msg(np.full((32, 32, 3), 90, np.uint8), t, cam))
+    return server, frame
+
+
+def test_decides_on_frames_of_one_capture_instant(two_camera_server):
+    """With two cameras, a new front frame beside the wrist frame of the instant before is not a decision:
+    it would stamp the chunk a camera period early (measured: BESO's capture->arm p50 53 -> 25 ms).
+    Frames of unsynchronised cameras within `sync_slop` are one instant."""
+    server, frame = two_camera_server
 
     t0 = server.now()
     frame("front", t0), frame("wrist", t0)
@@ -132,21 +139,14 @@ def test_decides_on_frames_of_one_capture_instant(ros, tmp_path):
     assert server.published == 3 and server._last_stamp == pytest.approx(t0 + 0.19)
 
 
-def test_a_late_decision_neither_skips_the_next_instant_nor_mixes_instants(ros, tmp_path):
+def test_a_late_decision_neither_skips_the_next_instant_nor_mixes_instants(two_camera_server):
     """Decisions are spaced by capture stamps, not by when they ran. Spaced by wall time, a decision made
     late (frames on their way, a slow act()) made the next instant's frames look early; they were skipped
     and the leftover front frame was then paired with the next wrist frame, 100 ms apart (obs age p99
     122 ms through ROS). Here every instant is decided however late its frames arrive, and a front frame
     whose wrist partner never came is never combined with a later one."""
     import time
-    ToyPolicy(ToyPolicy.Config(cameras=("front", "wrist")), toy_stats()).save(tmp_path / "toy2")
-    server = ros.add(PolicyServer(context=ros.context, parameter_overrides=[
-        Parameter("checkpoints", value=str(tmp_path / "toy2")), Parameter("rate", value=10.0)]))
-    server.instruction, server.gripper, server.enabled = "go", 0.08, True
-    server.pose = (0.0, np.array([0.4, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0]))
-
-    def frame(cam, t):
-        server._on_image(cam, convert.image_msg(np.full((32, 32, 3), 90, np.uint8), t, cam))
+    server, frame = two_camera_server
 
     t0 = server.now()
     frame("front", t0), frame("wrist", t0)
