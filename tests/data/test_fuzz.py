@@ -32,4 +32,4 @@ def test_append_accepts_matching_values_and_names_the_stream_otherwise(tmp_path_
         got = store.read_stream(0, stream)["data"]
         assert len(got) == 1 + fits
         if fits:
-            assert np.array_equal(got[1], value.astype(dtype))
+            assert np.array_equal(got[1], value.astype(dtype), equal_nan=True)   # a NaN reading comes back as NaN
