@@ -63,7 +63,7 @@ class GRIFConfig:
 
 
 def as_uint8_images(image) -> torch.Tensor:
-    """uint8 (..., H, W, 3), numpy or torch -> uint8 tensor (N, H, W, 3)."""
+    """uint8 (..., H, W, C), numpy or torch -> uint8 tensor (N, H, W, C)."""
     if not torch.is_tensor(image):
         image = np.asarray(image)
         image = np.ascontiguousarray(image) if image.flags.writeable else image.copy()   # e.g. ROS buffers
@@ -72,7 +72,7 @@ def as_uint8_images(image) -> torch.Tensor:
 
 
 def to_float_image(image, device) -> torch.Tensor:
-    """uint8 (..., H, W, 3) -> float (N, 3, H, W) in [0, 1]."""
+    """uint8 (..., H, W, C) -> float (N, C, H, W) in [0, 1]."""
     return as_uint8_images(image).to(device).permute(0, 3, 1, 2).float().div_(255.0)
 
 
@@ -123,6 +123,16 @@ class GRIFPolicy(Policy):
             x = random_shift(x, self.config.aug_pad)
         return to_float_image(x, self._device())
 
+    def _float_task_pair(self, s0, goal) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start and goal frames as float (N, 3, H, W) each, moved by one random shift per row in training.
+        f(s0, g) reads the pixel-wise change between them; shifting them independently would add up to
+        2 * aug_pad pixels of misalignment that act() never sees and that hides which object moved."""
+        pair = torch.cat((as_uint8_images(s0), as_uint8_images(goal)), -1).to(self._device())
+        if self.training:
+            pair = random_shift(pair, self.config.aug_pad)
+        x = to_float_image(pair, self._device())
+        return x[:, :3], x[:, 3:]
+
     def _z_language(self, texts: list[str]) -> torch.Tensor:
         return self.language_projection(language.embed(texts).to(self._device()))
 
@@ -162,7 +172,7 @@ class GRIFPolicy(Policy):
             goal = torch.where(labelled[:, None, None, None], as_uint8_images(batch["final_goal_image"]), goal)
 
         obs = self._float_images(frames)
-        z_img = self.task_encoder(self._float_images(batch["start_image"]), self._float_images(goal))
+        z_img = self.task_encoder(*self._float_task_pair(batch["start_image"], goal))
         target = torch.as_tensor(batch["action"], dtype=torch.float32, device=dev)
         rows = labelled.nonzero().flatten().to(dev)
         lab_texts = [texts[i] for i in rows.tolist()]

@@ -225,6 +225,22 @@ def test_random_shift_only_in_training():
     assert any(p.loss(batch)[1]["loss"] != first for _ in range(3))
 
 
+def test_start_and_goal_share_one_shift_in_training():
+    """f(s0, g) reads the change between two frames; a shift of one but not the other is a change that
+    act() never shows. With s0 == g, the stacked input's two halves must stay equal under augmentation."""
+    batch = make_batch([False] * 8, [""] * 8, final=False)
+    batch["goal_image"] = batch["start_image"].copy()
+    p = make_policy(aug_pad=4).train()
+    seen = []
+    hook = p.task_encoder.register_forward_pre_hook(lambda _m, args: seen.append(args))
+    p.loss(batch)
+    hook.remove()
+    s0, goal = seen[0]
+    assert torch.equal(s0, goal)
+    unshifted = torch.from_numpy(batch["start_image"]).permute(0, 3, 1, 2).float() / 255
+    assert not torch.equal(s0, unshifted)          # the augmentation did move them
+
+
 def test_tiny_model_overfits_a_batch():
     texts = ["open drawer", "stack blocks", "", "", "open drawer", "", "close drawer", ""]
     batch = make_batch([bool(t) for t in texts], texts, seed=3)
