@@ -111,11 +111,11 @@ class RecorderNode(Node):
         self._writer_thread.start()
 
         sub = self.create_subscription
-        sub(JointState, "joint_states", self._on_joints, qos.SENSOR)
-        sub(PoseStamped, "arm/ee_pose", lambda m: self._pose("ee_pose", m), qos.SENSOR)
-        sub(WrenchStamped, "arm/wrench", self._on_wrench, qos.SENSOR)
+        sub(JointState, "joint_states", self._on_joints, qos.RECORDER_STATE)
+        sub(PoseStamped, "arm/ee_pose", lambda m: self._pose("ee_pose", m), qos.RECORDER_STATE)
+        sub(WrenchStamped, "arm/wrench", self._on_wrench, qos.RECORDER_STATE)
         sub(JointState, "arm/gripper", lambda m: self._sample("gripper", np.array(m.position[:1]), m.header.stamp),
-            qos.SENSOR)
+            qos.RECORDER_STATE)
         sub(PoseStamped, "arm/target_pose", lambda m: self._pose("action_pose", m), qos.COMMAND)
         sub(Float64, "arm/gripper_cmd", lambda m: self._sample("action_gripper", np.array([m.data]), None), qos.RELIABLE)
         sub(Bool, "teleop/intervention", lambda m: self._sample("intervention", np.array([m.data]), None), qos.RELIABLE)

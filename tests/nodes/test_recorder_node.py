@@ -3,8 +3,9 @@ import json
 import time
 
 import numpy as np
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -61,6 +62,36 @@ def test_records_streams_at_their_rates_with_alignment(ros, tmp_path):
     for t, i in zip(ticks, idx):
         if i >= 0:
             assert cap[i] <= t and (i + 1 == len(cap) or cap[i + 1] > t)
+
+
+def test_a_stalled_recorder_keeps_the_state_samples_published_meanwhile(ros, tmp_path):
+    """The recorder's executor does not run while 100 joint states (1 s at the arm's rate) are published: once it
+    runs again it still gets them from its reader queue. With the sensor-data queue of 5 it got at most 5."""
+    recorder = RecorderNode(context=ros.context, parameter_overrides=[      # not spun: a stalled executor
+        Parameter("store", value=str(tmp_path / "store")), Parameter("cameras", value="")])
+    client = ros.node("arm")
+    seen = []
+    client.create_subscription(JointState, "joint_states", seen.append, qos.RECORDER_STATE)
+    pub = client.create_publisher(JointState, "joint_states", qos.SENSOR)
+    wait_for(lambda: pub.get_subscription_count() == 2, what="recorder and witness subscribed")
+    assert recorder._srv_start(Trigger.Request(), Trigger.Response()).success
+    n = 100
+    for i in range(n):
+        pub.publish(JointState(header=convert.header(recorder.now(), "base"), name=["j"], position=[float(i)],
+                               velocity=[0.0]))
+    wait_for(lambda: len(seen) >= n - 5, what="the burst delivered (witness)")
+    executor = SingleThreadedExecutor(context=ros.context)
+    executor.add_node(recorder)
+    received = lambda: recorder.status(True)["streams"].get("joint_pos", {}).get("received", 0)  # noqa: E731
+    try:
+        deadline = time.monotonic() + 5.0
+        while received() < len(seen) and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        executor.remove_node(recorder)
+        recorder.close()
+        recorder.destroy_node()
+    assert received() >= n - 10, recorder.status(True)
 
 
 def _latest_status(messages):
