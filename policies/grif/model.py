@@ -100,30 +100,32 @@ class LanguageProjection(nn.Module):
         return F.normalize(self.mlp(text_emb), dim=-1)
 
 
-class FiLMPolicy(nn.Module):
-    """ResNet on the current frame; after each stage x <- x * (1 + gamma(z)) + beta(z); MLP head."""
+class FiLMView(nn.Module):
+    """One camera's ResNet, FiLM-modulated by z after each stage, pooled to a feature vector."""
 
-    def __init__(self, channels, task_dim: int, film_hidden: int, head_hidden: int, action_horizon: int,
-                 action_dim: int, image_size: int, pooling: str = "avg", blocks: int = 1, stem: str = "conv",
-                 extra_dim: int = 0, keypoints: int = 32):
+    def __init__(self, channels, task_dim: int, film_hidden: int, image_size: int, pooling: str, blocks: int,
+                 stem: str, keypoints: int):
         super().__init__()
         self.pooling = pooling
+        self.out_dim = pooled_dim(tuple(channels), image_size, pooling, keypoints)
         self.trunk = ResNetTrunk(3, channels, blocks, stem, last_stride=1 if pooling == "keypoints" else 2)
         self.keypoints = SpatialSoftmax(channels[-1], keypoints) if pooling == "keypoints" else None
         self.film = nn.Sequential(nn.Linear(task_dim, film_hidden), nn.ReLU(),
                                   nn.Linear(film_hidden, 2 * sum(channels)))
         nn.init.zeros_(self.film[-1].weight)     # identity modulation at init (z gets gradients from step 2)
         nn.init.zeros_(self.film[-1].bias)
-        self.extra_dim = extra_dim            # low-dimensional inputs joined to the pooled image features (gripper width)
-        self.head = nn.Sequential(nn.Linear(pooled_dim(tuple(channels), image_size, pooling, keypoints) + extra_dim, head_hidden),
-                                  nn.ReLU(),
-                                  nn.Linear(head_hidden, head_hidden), nn.ReLU(),
-                                  nn.Linear(head_hidden, action_horizon * action_dim))
-        self.out_shape = (action_horizon, action_dim)
 
-    def forward(self, image: torch.Tensor, z: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        """image (B, 3, H, W) float, z (B, task_dim), extra (B, extra_dim) -> (B, Ta, action_dim)."""
-        return self.from_stem(self.stem(image), z, extra)
+    def stem(self, image: torch.Tensor) -> torch.Tensor:
+        """The part before the first FiLM: independent of z, so training computes it once per frame."""
+        return self.trunk.stem(image)
+
+    def from_stem(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        film = self.film(z).split([c for c in self.trunk.channels for _ in (0, 1)], dim=-1)
+        for i, stage in enumerate(self.trunk.stages):
+            x = stage(x)
+            gamma, beta = film[2 * i], film[2 * i + 1]
+            x = x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        return self.pool(x)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """avg: the paper's global average; flatten: the map as it is; keypoints: where each learned feature
@@ -132,20 +134,50 @@ class FiLMPolicy(nn.Module):
             return x.mean((2, 3))
         return self.keypoints(x) if self.keypoints is not None else x.flatten(1)
 
-    def stem(self, image: torch.Tensor) -> torch.Tensor:
-        """The part before the first FiLM: independent of z, so training computes it once per frame."""
-        return self.trunk.stem(image)
 
-    def from_stem(self, x: torch.Tensor, z: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        film = self.film(z).split([c for c in self.trunk.channels for _ in (0, 1)], dim=-1)
-        for i, stage in enumerate(self.trunk.stages):
-            x = stage(x)
-            gamma, beta = film[2 * i], film[2 * i + 1]
-            x = x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
-        feats = self.pool(x)
+class FiLMPolicy(nn.Module):
+    """One FiLMView per camera; their features (and the extra low-dimensional inputs) feed an MLP head.
+
+    The head's first layer is split per camera: `head[0]` reads the first camera and the extra inputs,
+    `view_inputs[j]` each further camera. That is the same layer as one Linear over the concatenation;
+    split, with the further cameras' weights zero at init, a one-camera checkpoint fine-tunes into a
+    two-camera policy starting from the same actions (`init_from`)."""
+
+    def __init__(self, channels, task_dim: int, film_hidden: int, head_hidden: int, action_horizon: int,
+                 action_dim: int, image_size: int, pooling: str = "avg", blocks: int = 1, stem: str = "conv",
+                 extra_dim: int = 0, keypoints: int = 32, views: int = 1):
+        super().__init__()
+        self.views = nn.ModuleList(FiLMView(channels, task_dim, film_hidden, image_size, pooling, blocks, stem,
+                                            keypoints) for _ in range(views))
+        self.extra_dim = extra_dim            # low-dimensional inputs joined to the pooled image features (gripper width)
+        feat = self.views[0].out_dim
+        self.head = nn.Sequential(nn.Linear(feat + extra_dim, head_hidden), nn.ReLU(),
+                                  nn.Linear(head_hidden, head_hidden), nn.ReLU(),
+                                  nn.Linear(head_hidden, action_horizon * action_dim))
+        self.view_inputs = nn.ModuleList(nn.Linear(feat, head_hidden, bias=False) for _ in range(views - 1))
+        for lin in self.view_inputs:
+            nn.init.zeros_(lin.weight)
+        self.out_shape = (action_horizon, action_dim)
+
+    def forward(self, images: list[torch.Tensor], z: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """images: one (B, 3, H, W) float per camera, z (B, task_dim), extra (B, extra_dim) -> (B, Ta, action_dim)."""
+        return self.from_stem(self.stem(images), z, extra)
+
+    def stem(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each camera's stem output: independent of z, so training computes it once per frame."""
+        if torch.is_tensor(images) or len(images) != len(self.views):
+            raise ValueError(f"the policy reads a list of {len(self.views)} camera frame(s)")
+        return [view.stem(image) for view, image in zip(self.views, images)]
+
+    def from_stem(self, xs: list[torch.Tensor], z: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        feats = [view.from_stem(x, z) for view, x in zip(self.views, xs)]
+        first = feats[0]
         if self.extra_dim:
-            if extra is None or extra.shape != (len(feats), self.extra_dim):
-                raise ValueError(f"the policy head needs extra inputs of shape ({len(feats)}, {self.extra_dim}), "
+            if extra is None or extra.shape != (len(first), self.extra_dim):
+                raise ValueError(f"the policy head needs extra inputs of shape ({len(first)}, {self.extra_dim}), "
                                  f"got {None if extra is None else tuple(extra.shape)}")
-            feats = torch.cat((feats, extra), -1)
-        return self.head(feats).view(-1, *self.out_shape)
+            first = torch.cat((first, extra), -1)
+        h = self.head[0](first)
+        for lin, f in zip(self.view_inputs, feats[1:]):
+            h = h + lin(f)
+        return self.head[1:](h).view(-1, *self.out_shape)

@@ -46,12 +46,17 @@ class GRIFConfig:
     align_weight: float = 1.0            # 0 = the "without alignment" ablation
     aug_pad: int = 4                     # random shift (pad, random crop) in training; 0 turns it off
     prefer: str = "goal_image"           # modality used when a task carries both: "goal_image" | "instruction"
+    cameras: tuple = ("front",)          # the paper's one camera; ("front", "wrist") adds a FiLM-conditioned wrist
+                                         # view, as BESO reads (README, session 16). The task encoder reads "front".
     gripper_input: bool = False          # the finger width joins the pooled features: the front frame hardly shows
                                          # whether the fingers have closed, and without it the policy stalls at the
                                          # grasp, averaging "still closing" and "lift" (README, session 11)
 
     def __post_init__(self):
         self.channels, self.task_channels = tuple(self.channels), tuple(self.task_channels)
+        self.cameras = tuple(self.cameras)
+        if self.cameras not in (("front",), ("front", "wrist")):
+            raise ValueError(f"cameras must be ['front'] or ['front', 'wrist'], got {list(self.cameras)}")
         if self.prefer not in ("goal_image", "instruction"):
             raise ValueError(f"prefer must be 'goal_image' or 'instruction', got {self.prefer!r}")
         if self.image_size % 4:
@@ -78,11 +83,12 @@ def to_float_image(image, device) -> torch.Tensor:
 
 @register
 class GRIFPolicy(Policy):
-    """GRIF with a frozen MiniLM instruction encoder; one camera ("front"), current frame, no proprio.
+    """GRIF with a frozen MiniLM instruction encoder; the current frame of one camera ("front"), no proprio.
 
     Differences from the paper, each for this stack: MiniLM instead of CLIP's text encoder (ships
     offline); small ResNets instead of ResNet-34s (CPU training); a short action chunk instead of
-    one step; everything trained jointly in one loss (as METHODS.md states it).
+    one step; everything trained jointly in one loss (as METHODS.md states it). Options beyond the
+    paper: the finger width (`gripper_input`) and a wrist camera (`cameras`) as policy inputs.
     """
 
     name = "grif"
@@ -96,16 +102,16 @@ class GRIFPolicy(Policy):
         self.language_projection = LanguageProjection(c.text_dim, c.lang_hidden, c.task_dim)
         self.policy = FiLMPolicy(c.channels, c.task_dim, c.film_hidden, c.head_hidden, c.action_horizon,
                                  act_space.ACTION_DIM, c.image_size, c.pooling, c.blocks_per_stage, c.stem,
-                                 extra_dim=int(c.gripper_input), keypoints=c.keypoints)
+                                 extra_dim=int(c.gripper_input), keypoints=c.keypoints, views=len(c.cameras))
         self.log_tau = torch.nn.Parameter(torch.tensor(math.log(c.tau_init)))
         self.to(memory_format=torch.channels_last)   # matches the NHWC camera frames; ~15% faster convs on CPU
         self._z: torch.Tensor | None = None   # the episode's task embedding (reset, or the first act)
 
     def data_spec(self) -> DataSpec:
-        """One camera, current frame only. action_horizon > 1 is ours: the paper predicts a single step;
+        """The current frame of each camera. action_horizon > 1 is ours: the paper predicts a single step;
         a short chunk executes more smoothly at 10 Hz. Unlabelled goals: final frame w.p. 0.5, else a
         uniform future frame (the paper's relabelling)."""
-        return DataSpec(cameras=("front",), image_size=self.config.image_size, obs_horizon=1,
+        return DataSpec(cameras=self.config.cameras, image_size=self.config.image_size, obs_horizon=1,
                         action_horizon=self.config.action_horizon, goal_camera="front", goal_final_prob=0.5,
                         action_norm="meanstd")
 
@@ -148,10 +154,10 @@ class GRIFPolicy(Policy):
         return self._z_language(list(texts))
 
     # --- training ---------------------------------------------------------------------------------
-    def _current_frames(self, batch: dict) -> torch.Tensor:
-        """The batch's newest front frames, uint8 (B, H, W, 3)."""
-        frames = as_uint8_images(batch["images"]["front"])
-        return frames.reshape(-1, self.data_spec().obs_horizon, *frames.shape[1:])[:, -1]
+    def _current_frames(self, batch: dict) -> list[torch.Tensor]:
+        """The batch's newest frame of each camera, uint8 (B, H, W, 3)."""
+        frames = [as_uint8_images(batch["images"][cam]) for cam in self.config.cameras]
+        return [f.reshape(-1, self.data_spec().obs_horizon, *f.shape[1:])[:, -1] for f in frames]
 
     def _gripper(self, batch: dict) -> torch.Tensor | None:
         """The newest normalised finger width (B, 1) from batch-format proprio (B, To, 8), if the head takes it."""
@@ -171,18 +177,18 @@ class GRIFPolicy(Policy):
         if batch.get("final_goal_image") is not None:   # labelled episodes: the final frame is the goal
             goal = torch.where(labelled[:, None, None, None], as_uint8_images(batch["final_goal_image"]), goal)
 
-        obs = self._float_images(frames)
+        obs = [self._float_images(f) for f in frames]
         z_img = self.task_encoder(*self._float_task_pair(batch["start_image"], goal))
         target = torch.as_tensor(batch["action"], dtype=torch.float32, device=dev)
         rows = labelled.nonzero().flatten().to(dev)
         lab_texts = [texts[i] for i in rows.tolist()]
-        n = len(obs)
+        n = len(obs[0])
 
         # One policy pass: every row with its image-task z, then the labelled rows again with h(l).
         feats = self.policy.stem(obs)
         if lab_texts:
             z_lang = self._z_language(lab_texts)
-            pred = self.policy.from_stem(torch.cat((feats, feats[rows])), torch.cat((z_img, z_lang)),
+            pred = self.policy.from_stem([torch.cat((f, f[rows])) for f in feats], torch.cat((z_img, z_lang)),
                                          None if grip is None else torch.cat((grip, grip[rows])))
             bc_language = F.mse_loss(pred[n:], target[rows])
             align = alignment_loss(z_img[rows], z_lang, lab_texts, self.tau())
@@ -198,10 +204,10 @@ class GRIFPolicy(Policy):
     # --- inference --------------------------------------------------------------------------------
     @torch.no_grad()
     def predict_batch(self, batch: dict) -> torch.Tensor:
-        """The image-task policy: z = f(start, goal), actions from the current front frame."""
-        frames = self._current_frames(batch)
+        """The image-task policy: z = f(start, goal), actions from the current frames."""
+        frames = [to_float_image(f, self._device()) for f in self._current_frames(batch)]
         z = self.embed_images(as_uint8_images(batch["start_image"]), as_uint8_images(batch["goal_image"]))
-        return self.policy(to_float_image(frames, self._device()), z, self._gripper(batch))
+        return self.policy(frames, z, self._gripper(batch))
 
     def _on_reset(self, task: Task) -> None:
         self._z = self._task_z(task, first_frame=None)
@@ -217,9 +223,10 @@ class GRIFPolicy(Policy):
         raise MissingConditioning(f"policy {self.name!r} needs a goal image or an instruction")
 
     def predict(self, obs: list[Observation], task: Task) -> np.ndarray:
-        frame = obs[-1].images.get("front")
-        if frame is None:
-            raise BadObservation(f"policy {self.name!r} needs camera 'front'; got {sorted(obs[-1].images)}")
+        missing = [cam for cam in self.config.cameras if obs[-1].images.get(cam) is None]
+        if missing:
+            raise BadObservation(f"policy {self.name!r} needs camera(s) {missing}; got {sorted(obs[-1].images)}")
+        frames = [to_float_image(obs[-1].images[cam], self._device()) for cam in self.config.cameras]
         if "action" not in self.stats:
             raise CheckpointMismatch(f"policy {self.name!r} has no action statistics to unnormalise with")
         if self.config.gripper_input and "proprio" not in self.stats:
@@ -237,5 +244,5 @@ class GRIFPolicy(Policy):
             width = act_space.normalise(prop, self.stats["proprio"], "meanstd")[-1]
             grip = torch.tensor([[width]], dtype=torch.float32, device=self._device())
         with torch.no_grad():
-            pred = self.policy(to_float_image(frame, self._device()), z, grip)[0]
+            pred = self.policy(frames, z, grip)[0]
         return act_space.unnormalise(pred.cpu().numpy().astype(np.float64), self.stats["action"], "meanstd")

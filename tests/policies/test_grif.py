@@ -143,7 +143,7 @@ def test_no_labelled_rows_no_alignment_and_no_language_gradient():
     loss.backward()
     for q in p.language_projection.parameters():
         assert q.grad is None or torch.count_nonzero(q.grad) == 0
-    assert torch.count_nonzero(p.policy.film[-1].weight.grad)    # the image-task path still trains
+    assert torch.count_nonzero(p.policy.views[0].film[-1].weight.grad)    # the image-task path still trains
 
 
 def test_unlabelled_rows_do_not_reach_language_losses():
@@ -272,12 +272,12 @@ def test_act_for_both_modalities_through_one_head():
     chunk = p.act(o)
     assert isinstance(chunk, ActionChunk) and len(chunk) == TINY.action_horizon
     frame = torch.from_numpy(o.images["front"][None]).permute(0, 3, 1, 2).float() / 255
-    raw = p.policy(frame, p.embed_images(image(1), image(2)))[0].detach().numpy()
+    raw = p.policy([frame], p.embed_images(image(1), image(2)))[0].detach().numpy()
     np.testing.assert_allclose(p.predict([o], p.task), actions.unnormalise(raw.astype(np.float64), p.stats["action"],
                                                                            "meanstd"), rtol=1e-5, atol=1e-6)
     p.reset(Task(instruction="open the drawer"))
     assert len(p.act(o)) == TINY.action_horizon
-    raw = p.policy(frame, p.embed_instructions(["open the drawer"]))[0].detach().numpy()
+    raw = p.policy([frame], p.embed_instructions(["open the drawer"]))[0].detach().numpy()
     np.testing.assert_allclose(p.predict([o], p.task), actions.unnormalise(raw.astype(np.float64), p.stats["action"],
                                                                            "meanstd"), rtol=1e-5, atol=1e-6)
 
@@ -365,13 +365,54 @@ def test_keypoint_pooling_reads_where_a_feature_is():
     frames = torch.zeros(2, 3, SIZE, SIZE)
     frames[0, :, 2:8, 2:8] = 1.0
     frames[1, :, 24:30, 24:30] = 1.0
-    x = p.policy.stem(frames)
-    for stage in p.policy.trunk.stages:
+    view = p.policy.views[0]
+    x = view.stem(frames)
+    for stage in view.trunk.stages:
         x = stage(x)
     assert x.shape[-1] == SIZE // 16
-    coords = p.policy.pool(x)
+    coords = view.pool(x)
     assert coords.shape == (2, 12) and coords.abs().max() <= 1.0
     assert (coords[0] - coords[1]).abs().max() > 0.05
     q = load_policy(p.save(Path(tempfile.mkdtemp()) / "kp"))
     z = p.embed_instructions(["open the drawer"])
-    torch.testing.assert_close(q.policy(frames, z), p.policy(frames, z))
+    torch.testing.assert_close(q.policy([frames], z), p.policy([frames], z))
+
+
+def test_wrist_view_starts_silent_then_learns_and_is_required():
+    """cameras=(front, wrist): a second FiLM view whose head weights start at zero, so a front-only checkpoint
+    fine-tuned into it (init_from) starts from the same actions; one training step makes the wrist frame matter;
+    an observation without the wrist frame is refused."""
+    from robot_stack.policies.train import EMA, init_weights
+    front_only = make_policy(gripper_input=True, aug_pad=0).eval()
+    ckpt = front_only.save(Path(tempfile.mkdtemp()) / "front")
+    p = make_policy(gripper_input=True, aug_pad=0, cameras=["front", "wrist"])
+    assert p.data_spec().cameras == ("front", "wrist")
+    note = init_weights(p, EMA(p, 0.9), ckpt)
+    assert "fresh: policy.view_inputs.0.weight, policy.views.1." in note
+    task = Task(goal_image=image(2), start_image=image(1))
+    front_only.reset(task)
+    p.eval().reset(task)
+    o = replace(obs(5), images={"front": image(5), "wrist": image(6)})
+    np.testing.assert_allclose(p.predict([o], p.task), front_only.predict([o], front_only.task), atol=1e-6)
+    other_wrist = replace(o, images={"front": image(5), "wrist": image(7)})
+    np.testing.assert_array_equal(p.predict([o], p.task), p.predict([other_wrist], p.task))
+
+    batch = make_batch([1, 0], ["open the drawer", ""])
+    batch["images"]["wrist"] = batch["images"]["front"][::-1].copy()
+    batch["proprio"] = np.zeros((2, 1, 8), np.float32)
+    p.train()
+    opt = torch.optim.SGD(p.parameters(), lr=1.0)
+    p.loss(batch)[0].backward()
+    assert p.policy.view_inputs[0].weight.grad.abs().sum() > 0
+    opt.step()
+    p.eval()
+    assert np.abs(p.predict([o], p.task) - p.predict([other_wrist], p.task)).max() > 1e-4
+    with pytest.raises(BadObservation, match="wrist"):
+        p.predict([obs(5)], p.task)
+    q = load_policy(p.save(Path(tempfile.mkdtemp()) / "wrist"))
+    np.testing.assert_allclose(q.predict([o], task), p.predict([o], task), atol=1e-6)
+
+
+def test_cameras_must_be_front_or_front_and_wrist():
+    with pytest.raises(ValueError, match="cameras"):
+        make_policy(cameras=["wrist"])
