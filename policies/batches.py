@@ -45,14 +45,15 @@ def split_episodes(store_path: str | Path, val_fraction: float, seed: int, task:
 
 class PolicyBatches:
     def __init__(self, store_path: str | Path, spec: DataSpec, episodes: list[int], stats: dict | None = None,
-                 language_fraction: float = 1.0, seed: int = 0):
+                 language_fraction: float = 1.0, seed: int = 0, cache_bytes: int = 2 << 30):
         if spec.goal_camera not in spec.cameras:
             raise ValueError(f"goal camera {spec.goal_camera!r} must be one of the policy's cameras {spec.cameras}")
         self.spec = spec
         self.image_keys = tuple(f"{c}_rgb" for c in spec.cameras)
         self.goal_key = f"{spec.goal_camera}_rgb"
         self.ds = EpisodeDataset(store_path, [*self.image_keys, *PROPRIO_KEYS], ACTION_KEYS, clock="tick",
-                                 obs_horizon=spec.obs_horizon, action_horizon=spec.action_horizon, episodes=episodes)
+                                 obs_horizon=spec.obs_horizon, action_horizon=spec.action_horizon, episodes=episodes,
+                                 cache_bytes=cache_bytes)
         store = EpisodeStore.open(store_path, "r")
         metas = [store.metadata(k) for k in episodes]
         self.instructions = [str(m.get("instruction", "")) for m in metas]

@@ -171,9 +171,11 @@ def train(cfg, argv: list[str] | None = None) -> dict:
     policy.to(training_device(cfg.device))
     spec = policy.data_spec()
     train_eps, val_eps = split_episodes(cfg.data, cfg.val_fraction, cfg.seed, task=cfg.task)
-    data = PolicyBatches(cfg.data, spec, train_eps, language_fraction=cfg.language_fraction, seed=cfg.seed)
-    val = PolicyBatches(cfg.data, spec, val_eps, stats=data.stats, language_fraction=1.0, seed=cfg.seed) \
-        if val_eps else None
+    cache = int(cfg.cache_gb * 2**30)
+    data = PolicyBatches(cfg.data, spec, train_eps, language_fraction=cfg.language_fraction, seed=cfg.seed,
+                         cache_bytes=cache)
+    val = PolicyBatches(cfg.data, spec, val_eps, stats=data.stats, language_fraction=1.0, seed=cfg.seed,
+                        cache_bytes=cache) if val_eps else None
     policy.stats = data.stats            # the normalisers travel in every checkpoint's config.json
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.policy.lr,
                             weight_decay=cfg.policy.weight_decay)

@@ -142,3 +142,15 @@ def test_cosine_schedule_warms_up_decays_to_its_floor_and_resumes_on_the_curve(s
     logged = {h["step"]: h["lr"] for h in json.loads((tmp_path / "run" / "history.json").read_text())}
     final = load_config("train", run + ["steps=40"])
     assert logged[40] == pytest.approx(learning_rate(final, 39)) and logged[40] < 0.11e-3
+
+
+def test_frame_cache_budget_changes_where_frames_come_from_not_the_batches(store):
+    """cache_gb: within the budget the camera streams are held decoded; below it they are re-read per episode."""
+    spec = ToyPolicy(ToyPolicy.Config()).data_spec()
+    held = PolicyBatches(store, spec, [0, 1, 2], seed=0)
+    reread = PolicyBatches(store, spec, [0, 1, 2], seed=0, cache_bytes=1)
+    assert "front_rgb" in held.ds._resident and "front_rgb" not in reread.ds._resident
+    idx = np.arange(len(held))
+    a, b = held.batch(idx, np.random.default_rng(3)), reread.batch(idx, np.random.default_rng(3))
+    torch.testing.assert_close(a["images"]["front"], b["images"]["front"])
+    torch.testing.assert_close(a["goal_image"], b["goal_image"])
