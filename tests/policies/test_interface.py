@@ -1,5 +1,6 @@
 """The Policy interface: conditioning checks, observation checks, checkpoints and their failures."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,3 +80,17 @@ def test_checkpoint_failures_are_clear(tmp_path):
         (path / "config.json").write_text(json.dumps({**doc, **change}))
         with pytest.raises((CheckpointMismatch, UnknownPolicy), match=message):
             load_policy(path)
+
+
+SHIPPED = sorted(p for p in (Path(__file__).parents[2] / "checkpoints").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("ckpt", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_checkpoint_loads_and_says_how_it_was_made(ckpt):
+    """The README's main job and bench load these; each names its command, data and commit, and the manifest
+    file describes it."""
+    policy = load_policy(ckpt)
+    manifest = json.loads((ckpt / "config.json").read_text())["manifest"]
+    assert manifest["command"].startswith("robot-stack train") and manifest["data"] and len(manifest["commit"]) == 40
+    assert policy.name == manifest["policy"] and ckpt.name.startswith(policy.name)
+    assert f"`{ckpt.name}`" in (ckpt.parent / "MANIFEST.md").read_text()
