@@ -42,7 +42,8 @@ def _sim_collect(args: argparse.Namespace) -> int:
 
     print(json.dumps(generate(args.task, args.robot, args.episodes, args.seed, args.out, args.image_size,
                               overwrite=args.overwrite, workers=args.workers, seed_stride=args.seed_stride,
-                              progress=not args.no_progress, durable=not args.scratch)))
+                              progress=not args.no_progress, durable=not args.scratch,
+                              position_noise=args.position_noise)))
     return 0
 
 
@@ -151,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True, metavar="STORE")
     gen.add_argument("--overwrite", action="store_true")
     gen.add_argument("--workers", type=int, default=1, help="expert processes; their shards merge in seed order")
+    gen.add_argument("--position-noise", type=float, default=0.0, metavar="M",
+                     help="disturb the arm by a drifting offset of this std in metres (DART); the store "
+                          "keeps the expert's undisturbed targets as the actions (default 0: off)")
     gen.add_argument("--seed-stride", type=int, default=1, help=argparse.SUPPRESS)   # a worker's seeds: seed, seed+stride, ...
     gen.add_argument("--scratch", action="store_true", help=argparse.SUPPRESS)   # a worker's shard: merged, deleted, no fsync
     gen.add_argument("--no-progress", action="store_true")

@@ -26,10 +26,13 @@ from robot_stack.sim.rollout import expert_steps
 from robot_stack.workers import run_cli_workers
 
 
-def record_expert_episode(env, writer, seed: int) -> dict:
-    """One seeded expert episode into an open EpisodeWriter; returns its metadata."""
+def record_expert_episode(env, writer, seed: int, position_noise: float = 0.0) -> dict:
+    """One seeded expert episode into an open EpisodeWriter; returns its metadata.
+
+    With `position_noise` the arm is disturbed (`rollout.PositionNoise`) and each row's action is
+    still the expert's undisturbed target: the label that brings a drifted arm back."""
     rows, phases, rewards, obs = [], [], [], None
-    for next_obs, action, info in expert_steps(env, seed):
+    for next_obs, action, info in expert_steps(env, seed, position_noise):
         if action is not None:
             rows.append((obs, action))
             phases.append(info["contact_phase"])
@@ -53,20 +56,23 @@ def record_expert_episode(env, writer, seed: int) -> dict:
         writer.append("reward", np.array(rewards[t]), stamp, stamp)
     return {"task": env.task.name, "robot": env.scene.spec.name, "seed": seed, "success": bool(info["success"]),
             "instruction": env.instruction, "params": env.task.params.as_dict(), "operator": "scripted",
-            "steps": len(rows) - 1, "contact_phase": phases, "goal_frame": len(rows) - 1}
+            "steps": len(rows) - 1, "contact_phase": phases, "goal_frame": len(rows) - 1,
+            "position_noise": position_noise}
 
 
 def generate(task: str, robot: str, episodes: int, seed: int, out: str, image_size: int = 128,
              only_success: bool = True, overwrite: bool = False, workers: int = 1, seed_stride: int = 1,
-             progress: bool = True, durable: bool = True) -> dict:
+             progress: bool = True, durable: bool = True, position_noise: float = 0.0) -> dict:
     """`episodes` seeded expert episodes (seeds seed, seed+stride, ...) into a new store at `out`.
 
     With workers > 1 each worker process takes every workers-th seed into a shard store of its own
     and the shards are merged in seed order, so the result holds the episodes one worker would have
     written, except where a failed seed shifts which seeds are kept. `durable`: `out` fsyncs every
-    commit (the shards, deleted after the merge, never do)."""
+    commit (the shards, deleted after the merge, never do). `position_noise` (metres): disturb the
+    arm as `rollout.PositionNoise` does, recording the expert's own targets."""
     if workers > 1:
-        return _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, workers, durable)
+        return _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, workers, durable,
+                                  position_noise)
     env = make_env(task, robot=robot, image_size=image_size)
     store = EpisodeStore.create(out, overwrite=overwrite, attrs={"source": "scripted expert", "task": task,
                                                                  "robot": robot, "image_size": image_size},
@@ -76,7 +82,7 @@ def generate(task: str, robot: str, episodes: int, seed: int, out: str, image_si
         with tqdm(total=episodes, desc=f"expert {task}/{robot}", unit="ep", disable=not progress) as bar:
             while kept < episodes:
                 writer = store.begin_episode()
-                meta = record_expert_episode(env, writer, s)
+                meta = record_expert_episode(env, writer, s, position_noise)
                 if only_success and not meta["success"]:
                     writer.discard()
                     failed.append(s)
@@ -91,7 +97,8 @@ def generate(task: str, robot: str, episodes: int, seed: int, out: str, image_si
     return {"store": str(out), "episodes": kept, "seeds": [seed, s - seed_stride], "failed_seeds": failed}
 
 
-def _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, workers, durable=True) -> dict:
+def _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, workers, durable=True,
+                       position_noise=0.0) -> dict:
     """Shards from `workers` child processes (`robot-stack sim collect --seed-stride --scratch`), then one merged store.
 
     The shards are scratch (``--scratch``: not fsynced): they are deleted once merged, and a crash before the
@@ -106,7 +113,7 @@ def _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, 
     shards = [shard_dir / str(k) for k in range(len(counts))]
     argvs = [["sim", "collect", "--task", task, "--robot", robot, "--episodes", str(n), "--seed", str(seed + k),
               "--seed-stride", str(len(counts)), "--image-size", str(image_size), "--out", str(shard),
-              "--no-progress", "--scratch"] for k, (n, shard) in enumerate(zip(counts, shards))]
+              "--position-noise", str(position_noise), "--no-progress", "--scratch"] for k, (n, shard) in enumerate(zip(counts, shards))]
     stdouts = run_cli_workers(argvs, f"expert {task}/{robot}", episodes,
                               lambda finished: sum(_committed(shard) for shard in shards))
     results = [json.loads(text.strip().splitlines()[-1]) for text in stdouts]

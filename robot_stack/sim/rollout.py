@@ -44,19 +44,47 @@ def gripper_events(commands: np.ndarray) -> list[tuple[int, str]]:
     return events
 
 
-def expert_steps(env: TwinEnv, seed: int):
+class PositionNoise:
+    """DART-style disturbance (Laskey et al. 2017): an offset added to the position the expert commands.
+
+    The arm executes the disturbed target while the episode records the expert's own, so the data
+    holds states off the expert's path labelled with the expert's way back: the states a cloned
+    policy drifts into. The offset is a per-axis AR(1) process (stationary std `std` in x and y, half
+    of it in z, where the table and the grasp height leave little room), correlated over
+    about 1 / (1 - correlation) steps so that it moves the arm rather than shaking it."""
+
+    def __init__(self, std: float, rng: np.random.Generator, correlation: float = 0.8):
+        if std < 0 or not 0 <= correlation < 1:
+            raise ValueError(f"position noise needs std >= 0 and 0 <= correlation < 1, got {std}, {correlation}")
+        self.scale = std * np.array([1.0, 1.0, 0.5])
+        self.a = correlation
+        self.rng = rng
+        self.offset = self.scale * rng.standard_normal(3)
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        """The action to execute: `action` with the current offset on its position; the offset then moves on."""
+        executed = action.copy()
+        executed[:3] += self.offset
+        self.offset = self.a * self.offset + np.sqrt(1 - self.a ** 2) * self.scale * self.rng.standard_normal(3)
+        return executed
+
+
+def expert_steps(env: TwinEnv, seed: int, position_noise: float = 0.0):
     """One seeded expert episode as (obs, action, info): first the reset (action None), then each step's result.
 
     The one place an expert episode ends: SETTLE_STEPS steps after success (so the last frame shows
     the outcome at rest), at the time limit without success, or at the limit plus the settling steps.
+    `position_noise` (metres, 0 = off): the arm executes the expert's target disturbed by
+    `PositionNoise`; the yielded action is always the expert's own.
     """
     obs, info = env.reset(seed=seed)
     yield obs, None, info
     expert = env.task.expert(env.scene, np.random.default_rng(seed + 1), env.policy_dt)
+    disturb = PositionNoise(position_noise, np.random.default_rng(seed + 2)) if position_noise > 0 else None
     success, after = False, 0
     while True:
         action = expert.act(env.scene)
-        obs, _, _, truncated, info = env.step(action)
+        obs, _, _, truncated, info = env.step(disturb(action) if disturb else action)
         yield obs, action, info
         success = success or info["success"]
         after += success

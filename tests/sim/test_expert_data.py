@@ -3,6 +3,7 @@ import numpy as np
 
 from robot_stack.data import EpisodeStore
 from robot_stack.sim.expert_data import generate
+from robot_stack.sim.rollout import PositionNoise
 
 
 def test_parallel_workers_merge_to_the_serial_store(tmp_path):
@@ -21,3 +22,29 @@ def test_parallel_workers_merge_to_the_serial_store(tmp_path):
             for part in ("data", "capture_stamp", "receive_stamp"):
                 np.testing.assert_array_equal(ea[name][part], eb[name][part], err_msg=f"{k} {name} {part}")
         assert a.metadata(k)["instruction"] == b.metadata(k)["instruction"]
+
+
+def test_position_noise_drifts_by_its_std_and_leaves_the_expert_action_alone():
+    noise = PositionNoise(0.01, np.random.default_rng(0), correlation=0.8)
+    action = np.array([0.5, 0.0, 0.2, 0.0, 1.0, 0.0, 0.0, 1.0])
+    executed = np.array([noise(action) for _ in range(20000)])
+    np.testing.assert_array_equal(action, [0.5, 0.0, 0.2, 0.0, 1.0, 0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(executed[:, 3:], np.broadcast_to(action[3:], (20000, 5)))   # pose and gripper
+    offsets = executed[:, :3] - action[:3]
+    np.testing.assert_allclose(offsets.std(0), [0.01, 0.01, 0.005], rtol=0.1)
+    lag1 = [np.corrcoef(offsets[:-1, i], offsets[1:, i])[0, 1] for i in range(3)]
+    np.testing.assert_allclose(lag1, 0.8, atol=0.03)      # a drift, not white jitter
+
+
+def test_disturbed_episodes_record_the_expert_targets_the_arm_was_pushed_off(tmp_path):
+    stores = {n: generate("reach", "panda", 2, seed=1000, out=str(tmp_path / f"{n}.zarr"), image_size=32,
+                          progress=False, position_noise=n) for n in (0.0, 0.02)}
+    gaps = {}
+    for n, report in stores.items():
+        with EpisodeStore.open(report["store"]) as store:
+            assert all(store.metadata(k)["position_noise"] == n for k in range(store.num_episodes))
+            ep = store.read_episode(0)
+            # where the arm settles after the last two labelled steps: on the label without noise, off it with
+            settled = ep["ee_pose"]["data"][-2:, :3] - ep["action_pose"]["data"][-3:-1, :3]
+            gaps[n] = float(np.linalg.norm(settled, axis=1).mean())
+    assert gaps[0.0] < 0.003 < gaps[0.02]
