@@ -113,7 +113,8 @@ def _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, 
     shards = [shard_dir / str(k) for k in range(len(counts))]
     argvs = [["sim", "collect", "--task", task, "--robot", robot, "--episodes", str(n), "--seed", str(seed + k),
               "--seed-stride", str(len(counts)), "--image-size", str(image_size), "--out", str(shard),
-              "--position-noise", str(position_noise), "--no-progress", "--scratch"] for k, (n, shard) in enumerate(zip(counts, shards))]
+              "--position-noise", str(position_noise), "--no-progress", "--scratch"]
+             for k, (n, shard) in enumerate(zip(counts, shards))]
     stdouts = run_cli_workers(argvs, f"expert {task}/{robot}", episodes,
                               lambda finished: sum(_committed(shard) for shard in shards))
     results = [json.loads(text.strip().splitlines()[-1]) for text in stdouts]
