@@ -51,7 +51,13 @@ class PositionNoise:
     holds states off the expert's path labelled with the expert's way back: the states a cloned
     policy drifts into. The offset is a per-axis AR(1) process (stationary std `std` in x and y, half
     of it in z, where the table and the grasp height leave little room), correlated over
-    about 1 / (1 - correlation) steps so that it moves the arm rather than shaking it."""
+    about 1 / (1 - correlation) steps so that it moves the arm rather than shaking it.
+
+    While the expert holds its target still it is waiting for the arm to settle there (before a
+    grasp, a release, a push); the offset then only decays, so the arm settles within the expert's
+    tolerance and the expert goes on as it would undisturbed. Without this the arm sat off the
+    release point until the waypoint timed out, and a policy cloned from such data learned to hold
+    the block over the bowl (session 17)."""
 
     def __init__(self, std: float, rng: np.random.Generator, correlation: float = 0.8):
         if std < 0 or not 0 <= correlation < 1:
@@ -61,11 +67,13 @@ class PositionNoise:
         self.rng = rng
         self.offset = self.scale * rng.standard_normal(3)
 
-    def __call__(self, action: np.ndarray) -> np.ndarray:
-        """The action to execute: `action` with the current offset on its position; the offset then moves on."""
+    def __call__(self, action: np.ndarray, held: bool = False) -> np.ndarray:
+        """The action to execute: `action` with the current offset on its position; the offset then moves on
+        (`held`: the expert's target has not moved since the last step, so no new noise enters)."""
         executed = action.copy()
         executed[:3] += self.offset
-        self.offset = self.a * self.offset + np.sqrt(1 - self.a ** 2) * self.scale * self.rng.standard_normal(3)
+        noise = 0.0 if held else np.sqrt(1 - self.a ** 2) * self.scale * self.rng.standard_normal(3)
+        self.offset = self.a * self.offset + noise
         return executed
 
 
@@ -81,10 +89,12 @@ def expert_steps(env: TwinEnv, seed: int, position_noise: float = 0.0):
     yield obs, None, info
     expert = env.task.expert(env.scene, np.random.default_rng(seed + 1), env.policy_dt)
     disturb = PositionNoise(position_noise, np.random.default_rng(seed + 2)) if position_noise > 0 else None
-    success, after = False, 0
+    success, after, last = False, 0, None
     while True:
         action = expert.act(env.scene)
-        obs, _, _, truncated, info = env.step(disturb(action) if disturb else action)
+        held = last is not None and np.allclose(action[:3], last, rtol=0.0, atol=1e-5)
+        last = action[:3].copy()
+        obs, _, _, truncated, info = env.step(disturb(action, held) if disturb else action)
         yield obs, action, info
         success = success or info["success"]
         after += success
