@@ -1,9 +1,10 @@
-"""What `robot-stack data info|ls|show|video|verify` print: plain dicts, JSON-ready."""
+"""What `robot-stack data info|ls|show|video|verify|merge` do: plain dicts, JSON-ready."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .align import align_to_clock
 from .store import EpisodeStore
@@ -112,3 +113,37 @@ def export_video(path: str | Path, k: int, out_mp4: str | Path, streams: list[st
 def verify(path: str | Path) -> list[dict]:
     """Every integrity problem, as dicts (episode None = the whole store)."""
     return [p.to_json() for p in _verify(path)]
+
+
+def _layout(store: EpisodeStore) -> dict:
+    return {n: (np.dtype(s.dtype).name, tuple(s.shape)) for n, s in store.streams.items()}
+
+
+def merge(sources: list[str | Path], out: str | Path, overwrite: bool = False, attrs: dict | None = None,
+          durable: bool = True, progress: bool = True) -> int:
+    """Every episode of `sources` into a new store `out`, ordered by seed; stamps and metadata kept.
+
+    One way to mix data sets (clean and disturbed demonstrations, shards of one collection): the
+    sources must agree on every stream's dtype and shape, checked before anything is written."""
+    stores = [EpisodeStore.open(src, "r") for src in sources]
+    try:
+        layouts = {str(src): _layout(st) for src, st in zip(sources, stores) if st.num_episodes}
+        if len({tuple(sorted(v.items())) for v in layouts.values()}) > 1:
+            first, *rest = layouts.items()
+            diff = [f"{src}: {sorted(set(lay.items()) ^ set(first[1].items()))}" for src, lay in rest if lay != first[1]]
+            raise ValueError(f"cannot merge stores whose streams differ from {first[0]}'s: {'; '.join(diff)}")
+        order = sorted(((st.metadata(k), i, k) for i, st in enumerate(stores) for k in range(st.num_episodes)),
+                       key=lambda e: (e[0].get("seed", e[2]), e[1], e[2]))   # metadata read once, kept for the write
+        dst = EpisodeStore.create(out, overwrite=overwrite, attrs=attrs, durable=durable)
+        try:
+            for meta, i, k in tqdm(order, desc="merge", unit="ep", disable=not progress):
+                writer = dst.begin_episode()
+                for name, parts in stores[i].read_episode(k).items():
+                    writer.append_many(name, parts["data"], parts["capture_stamp"], parts["receive_stamp"])
+                writer.commit(**{key: v for key, v in meta.items() if key not in ("episode", "streams")})
+        finally:
+            dst.close()
+    finally:
+        for st in stores:
+            st.close()
+    return len(order)

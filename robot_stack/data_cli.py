@@ -1,4 +1,4 @@
-"""`robot-stack data info|ls|show|video|verify STORE`: look into an episode store."""
+"""`robot-stack data info|ls|show|video|verify STORE`: look into an episode store; `data merge`: combine stores."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +23,11 @@ def add_parser(sub) -> None:
     video.add_argument("--episode", type=int, default=0)
     video.add_argument("--out", required=True, metavar="FILE")
     video.set_defaults(func=_run, json=False)
+    merge = data.add_parser("merge", help="the episodes of several stores into one new store, in seed order")
+    merge.add_argument("out", help="the new store")
+    merge.add_argument("sources", nargs="+", help="stores to read (their streams must agree)")
+    merge.add_argument("--overwrite", action="store_true", help="replace `out` if it exists")
+    merge.set_defaults(func=_run, json=True)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -37,9 +42,13 @@ def _run(args: argparse.Namespace) -> int:
         result = tools.show(args.store, args.episode)
     elif cmd == "video":
         result = tools.export_video(args.store, args.episode, args.out)
+    elif cmd == "merge":
+        episodes = tools.merge(args.sources, args.out, overwrite=args.overwrite,
+                               attrs={"merged_from": [str(s) for s in args.sources]})
+        result = {"store": args.out, "episodes": episodes, "sources": args.sources}
     else:
         result = tools.verify(args.store)
-    if args.json or cmd in ("info", "show", "video"):
+    if args.json or cmd in ("info", "show", "video", "merge"):
         print(json.dumps(result, indent=2, default=str))
     elif cmd == "ls":
         if result:

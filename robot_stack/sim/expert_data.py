@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from robot_stack.data import EpisodeStore
+from robot_stack.data.tools import merge
 from robot_stack.data.errors import StoreError
 from robot_stack.sim.env import make_env
 from robot_stack.sim.rollout import expert_steps
@@ -118,7 +119,7 @@ def _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, 
     stdouts = run_cli_workers(argvs, f"expert {task}/{robot}", episodes,
                               lambda finished: sum(_committed(shard) for shard in shards))
     results = [json.loads(text.strip().splitlines()[-1]) for text in stdouts]
-    merge_stores(shards, out, overwrite=overwrite,
+    merge(shards, out, overwrite=overwrite,
                  attrs={"source": "scripted expert", "task": task, "robot": robot, "image_size": image_size},
                  durable=durable)
     shutil.rmtree(shard_dir)
@@ -134,23 +135,3 @@ def _committed(path: Path) -> int:
             return store.num_episodes
     except (StoreError, OSError):
         return 0
-
-
-def merge_stores(sources: list[Path], out: Path, overwrite: bool = False, attrs: dict | None = None,
-                 durable: bool = True) -> int:
-    """Every episode of `sources` into a new store `out`, ordered by seed; stamps and metadata kept."""
-    stores = [EpisodeStore.open(src, "r") for src in sources]
-    order = sorted(((st.metadata(k), i, k) for i, st in enumerate(stores) for k in range(st.num_episodes)),
-                   key=lambda e: (e[0].get("seed", e[2]), e[1], e[2]))   # metadata read once, kept for the write
-    dst = EpisodeStore.create(out, overwrite=overwrite, attrs=attrs, durable=durable)
-    try:
-        for meta, i, k in tqdm(order, desc="merge shards", unit="ep"):
-            writer = dst.begin_episode()
-            for name, parts in stores[i].read_episode(k).items():
-                writer.append_many(name, parts["data"], parts["capture_stamp"], parts["receive_stamp"])
-            writer.commit(**{key: v for key, v in meta.items() if key not in ("episode", "streams")})
-    finally:
-        dst.close()
-        for st in stores:
-            st.close()
-    return len(order)

@@ -41,3 +41,28 @@ def test_export_video_puts_image_streams_side_by_side(tmp_path):
     frames = iio.imread(tmp_path / "ep0.mp4")
     assert frames.shape == (6, 32, 48 + 32, 3)   # wrist scaled to the common height
     assert abs(int(frames[0, 16, 10, 0]) - 200) < 10 and abs(int(frames[0, 16, 60, 0]) - 50) < 10
+
+
+def test_merge_interleaves_by_seed_keeps_everything_and_refuses_streams_that_differ(tmp_path):
+    import pytest
+    from tests.data.episodes import assert_episode_equal
+    a, b, odd = tmp_path / "a", tmp_path / "b", tmp_path / "odd"
+    with EpisodeStore.create(a) as s:
+        for k in (0, 2):
+            write_episode(s, k)
+    with EpisodeStore.create(b) as s:
+        write_episode(s, 1, position_noise=0.02)
+    assert tools.merge([a, b], tmp_path / "ab", progress=False) == 3
+    with EpisodeStore.open(tmp_path / "ab") as merged:
+        assert [merged.metadata(k)["seed"] for k in range(3)] == [0, 1, 2]
+        assert merged.metadata(1)["position_noise"] == 0.02 and "position_noise" not in merged.metadata(0)
+        assert [merged.metadata(k)["success"] for k in range(3)] == [True, False, True]
+        for k in range(3):
+            assert_episode_equal(merged, k)             # episode k holds seed k's rows and stamps
+    with EpisodeStore.create(odd) as s:
+        w = s.begin_episode(seed=5)
+        w.append_many("front", np.zeros((2, 32, 32, 3), np.uint8), [0.0, 0.1])
+        w.commit()
+    with pytest.raises(ValueError, match="front"):
+        tools.merge([a, odd], tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()
