@@ -52,6 +52,8 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = 
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, RuntimeError) as exc:     # configuration and driver errors: one clear line
+        if node is not None and not rclpy.ok():
+            return 0        # the context went down under a spin (Ctrl-C, a stopping graph): a clean stop
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
