@@ -66,6 +66,7 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = 
                 node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+        guard.cancel()                      # done in time: nothing left to bound
     return 0
 
 

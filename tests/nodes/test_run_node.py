@@ -1,11 +1,13 @@
 """run_node: a graph stopping under a spin is a clean stop; a node that cannot start says why in one line."""
+import os
 import signal
+import time
 
 import pytest
 import rclpy
 from rclpy.node import Node
 
-from robot_stack.nodes.common import run_node
+from robot_stack.nodes.common import CLEANUP_SECONDS, run_node
 
 
 @pytest.fixture
@@ -15,7 +17,9 @@ def keep_sigterm():
     signal.signal(signal.SIGTERM, old)
 
 
-def test_a_spin_that_fails_because_the_graph_is_stopping_is_a_clean_stop(capsys, keep_sigterm):
+def test_a_spin_that_fails_because_the_graph_is_stopping_is_a_clean_stop(capsys, keep_sigterm, monkeypatch):
+    exits = []
+    monkeypatch.setattr(os, "_exit", exits.append)    # the clean-up guard's way out, recorded instead
     def factory():
         node = Node("stopping_node")
 
@@ -26,6 +30,8 @@ def test_a_spin_that_fails_because_the_graph_is_stopping_is_a_clean_stop(capsys,
         return node
     assert run_node(factory, ["node"]) == 0
     assert "error" not in capsys.readouterr().err
+    time.sleep(CLEANUP_SECONDS + 0.5)
+    assert exits == []          # a clean-up that finished in time leaves no guard behind to kill the process
 
 
 def test_a_node_that_cannot_start_says_why_in_one_line(capsys, keep_sigterm):
