@@ -127,11 +127,11 @@ def merge(sources: list[str | Path], out: str | Path, overwrite: bool = False, a
     sources must agree on every stream's dtype and shape, checked before anything is written."""
     stores = [EpisodeStore.open(src, "r") for src in sources]
     try:
-        layouts = {str(src): _layout(st) for src, st in zip(sources, stores) if st.num_episodes}
-        if len({tuple(sorted(v.items())) for v in layouts.values()}) > 1:
-            first, *rest = layouts.items()
-            diff = [f"{src}: {sorted(set(lay.items()) ^ set(first[1].items()))}" for src, lay in rest if lay != first[1]]
-            raise ValueError(f"cannot merge stores whose streams differ from {first[0]}'s: {'; '.join(diff)}")
+        layouts = [(str(src), _layout(st)) for src, st in zip(sources, stores) if st.num_episodes]
+        diff = [f"{src}: {sorted(set(lay.items()) ^ set(layouts[0][1].items()))}"
+                for src, lay in layouts[1:] if lay != layouts[0][1]]
+        if diff:
+            raise ValueError(f"cannot merge stores whose streams differ from {layouts[0][0]}'s: {'; '.join(diff)}")
         order = sorted(((st.metadata(k), i, k) for i, st in enumerate(stores) for k in range(st.num_episodes)),
                        key=lambda e: (e[0].get("seed", e[2]), e[1], e[2]))   # metadata read once, kept for the write
         dst = EpisodeStore.create(out, overwrite=overwrite, attrs=attrs, durable=durable)

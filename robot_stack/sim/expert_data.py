@@ -20,8 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from robot_stack.data import EpisodeStore
-from robot_stack.data.tools import merge
 from robot_stack.data.errors import StoreError
+from robot_stack.data.tools import merge
 from robot_stack.sim.env import make_env
 from robot_stack.sim.rollout import expert_steps
 from robot_stack.workers import run_cli_workers
@@ -120,8 +120,8 @@ def _generate_parallel(task, robot, episodes, seed, out, image_size, overwrite, 
                               lambda finished: sum(_committed(shard) for shard in shards))
     results = [json.loads(text.strip().splitlines()[-1]) for text in stdouts]
     merge(shards, out, overwrite=overwrite,
-                 attrs={"source": "scripted expert", "task": task, "robot": robot, "image_size": image_size},
-                 durable=durable)
+          attrs={"source": "scripted expert", "task": task, "robot": robot, "image_size": image_size},
+          durable=durable)
     shutil.rmtree(shard_dir)
     return {"store": str(out), "episodes": sum(r["episodes"] for r in results),
             "seeds": [seed, max(r["seeds"][1] for r in results)],
