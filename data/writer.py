@@ -28,6 +28,7 @@ class EpisodeWriter:
         self._rows: dict[str, list] = {}               # buffered rows not yet on disk
         self._stamps: dict[str, tuple[list, list]] = {}
         self._flushed: dict[str, int] = {}             # per-frame rows already written past the committed length
+        self._ended: list[tuple[dict, dict[str, int]]] = []   # (metadata, rows so far per stream) of ended episodes
 
     # ---- appending -------------------------------------------------------------------------
     def append(self, stream: str, value: Any, capture_stamp: float, receive_stamp: float | None = None) -> None:
@@ -92,21 +93,33 @@ class EpisodeWriter:
     @property
     def num_rows(self) -> dict[str, int]:
         """Rows appended so far in this episode, per stream."""
-        return {s: len(c) for s, (c, _) in self._stamps.items()}
+        before = self._ended[-1][1] if self._ended else {}
+        return {s: n for s, (c, _) in self._stamps.items() if (n := len(c) - before.get(s, 0))}
 
     # ---- finishing -------------------------------------------------------------------------
+    def end_episode(self, success: bool | None = None, **metadata) -> int:
+        """End this episode without publishing it and start the next in the same commit; returns its index.
+
+        Bulk copies (``merge``) use it: one commit for many episodes writes each low-dimensional array,
+        episode index and commit record once per batch instead of once per episode. ``commit`` publishes
+        every ended episode with the current one; ``discard`` drops them all."""
+        self._check_open()
+        meta = {**self.metadata, **to_json_compatible(metadata)}
+        if success is not None:
+            meta["success"] = bool(success)
+        self._ended.append((meta, {s: len(c) for s, (c, _) in self._stamps.items()}))
+        self.metadata = {}
+        self.episode += 1
+        return self.episode - 1
+
     def commit(self, success: bool | None = None, **metadata) -> int:
-        """Write everything, then the commit record; returns the episode index.
+        """Write everything, then the commit record; returns the index of the last episode written.
 
         On a durable store (the default) every file written for the episode, and its directories, is
         fsynced before the record is written, and the record itself too (``EpisodeStore._commit_record``):
         once this returns, the episode survives a power loss, not only a killed process."""
-        self._check_open()
-        store, k = self.store, self.episode
-        meta = {**self.metadata, **to_json_compatible(metadata)}
-        if success is not None:
-            meta["success"] = bool(success)
-        meta.setdefault("software_version", _software_version())
+        self.end_episode(success, **metadata)
+        store, first = self.store, self.store.num_episodes
         specs = {**store.streams, **self._new}
         lengths: dict[str, int] = {}
         with store._zstore.lenient():
@@ -125,17 +138,21 @@ class EpisodeWriter:
                     self._write_rows(store._array(name, "capture_stamp"), spec.length, np.asarray(cap))
                     self._write_rows(store._array(name, "receive_stamp"), spec.length, np.asarray(rec))
                 ends = store._open_array(f"meta/episode_ends/{name}")
-                ends.resize((k + 1,))
-                ends[k] = end
+                ends.resize((first + len(self._ended),))
+                ends[first:] = np.asarray([spec.length + rows.get(name, 0) for _, rows in self._ended], np.int64)
                 lengths[name] = end
-            meta["streams"] = {n: len(self._stamps[n][0]) for n in self._stamps}
-            meta["episode"] = k
-            group = store.root.require_group(_episode_key(k))
-            group.update_attributes(meta)
+            before: dict[str, int] = {}
+            version = _software_version()       # a package-metadata lookup: once per commit, not per episode
+            for k, (meta, rows) in enumerate(self._ended, start=first):
+                meta.setdefault("software_version", version)
+                meta["streams"] = {n: rows[n] - before.get(n, 0) for n in rows if rows[n] > before.get(n, 0)}
+                meta["episode"] = k
+                store.root.require_group(_episode_key(k)).update_attributes(meta)
+                before = rows
         new_specs = {n: StreamSpec(s.dtype, s.shape, s.chunk_rows, lengths[n]) for n, s in specs.items()}
-        store._commit_record(k + 1, new_specs)
+        store._commit_record(first + len(self._ended), new_specs)
         self._close()
-        return k
+        return self.episode - 1
 
     @staticmethod
     def _write_rows(arr, start: int, rows: np.ndarray) -> None:
@@ -163,6 +180,7 @@ class EpisodeWriter:
         self.closed = True
         self._rows.clear()
         self._stamps.clear()
+        self._ended.clear()
 
     def _check_open(self) -> None:
         if self.closed:

@@ -229,6 +229,8 @@ def train(cfg, argv: list[str] | None = None) -> dict:
                 break
             if step % cfg.save_every == 0:
                 _checkpoint(out, step, policy, ema, opt, history, manifest)
+            if cfg.get("keep_every") and step % cfg.keep_every == 0:
+                _save_weights(out / f"checkpoint_step{step:06d}", step, ema, manifest)
     bar.close()
     _checkpoint(out, step, policy, ema, opt, history, manifest)
     final = {"checkpoint": str(out / "checkpoint"), "steps": step, "minutes": (time.time() - t0) / 60,
@@ -238,8 +240,13 @@ def train(cfg, argv: list[str] | None = None) -> dict:
     return final
 
 
+def _save_weights(path: Path, step: int, ema: EMA, manifest: dict) -> None:
+    """The deployable checkpoint: EMA weights, with the run's manifest stamped with this step."""
+    ema.model.save(path, extra={"manifest": {**manifest, "step": step}})
+
+
 def _checkpoint(out: Path, step: int, policy: Policy, ema: EMA, opt, history: list, manifest: dict) -> None:
-    ema.model.save(out / "checkpoint", extra={"manifest": {**manifest, "step": step}})
+    _save_weights(out / "checkpoint", step, ema, manifest)
     _save_state(out, step, policy, ema, opt, history)
     (out / "history.json").write_text(json.dumps(history))
     if history:

@@ -41,26 +41,62 @@ def spin_for(node, seconds: float, done=lambda: False) -> None:
 
 class BackgroundSpin:
     """Spin `nodes` on a multi-threaded executor in a daemon thread; `close()` stops it, then closes (where they
-    have `close`) and destroys the nodes and shuts rclpy down."""
+    have `close`) and destroys the nodes and shuts their context down.
 
-    def __init__(self, *nodes, threads: int = 3):
+    Why not `executor.spin()` and `executor.shutdown()`: rclpy's shutdown destroys the executor's guard
+    condition while handlers in its pool are still running, and each one that then triggers it fails with
+    "cannot use Destroyable because destruction was requested" (printed at exit as "never retrieved";
+    ros2/rclpy#1724). So the loop here ends first, the pool drains, and only then the executor shuts down."""
+
+    def __init__(self, *nodes, threads: int = 3, context=None):
         from rclpy.executors import MultiThreadedExecutor
-        self.nodes = nodes
-        self.executor = MultiThreadedExecutor(num_threads=threads)
+        from rclpy.task import Future
+        self.nodes = list(nodes)
+        self.context = context
+        self.executor = MultiThreadedExecutor(num_threads=threads, context=context)
         for node in nodes:
             self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._stop = Future()          # done wakes the executor: no polling timeout, no timer per wake-up
+        self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
+
+    def add(self, node):
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def _spin(self) -> None:
+        from rclpy.exceptions import InvalidHandle
+        from rclpy.executors import ExternalShutdownException
+        while not self._stop.done() and self.executor.context.ok():
+            try:
+                self.executor.spin_until_future_complete(self._stop)
+            except ExternalShutdownException:
+                return
+            except InvalidHandle:
+                # An entity was destroyed (a closing env's subscriptions) while the executor put it in its wait
+                # set (ros2/rclpy#1206): the next wait set leaves it out, so spin on.
+                continue
+
+    def stop(self) -> None:
+        """Stop spinning and let every callback already handed to the pool finish."""
+        if not self._stop.done():
+            self._stop.set_result(True)
+        self.thread.join(timeout=2.0)
+        pool = getattr(self.executor, "_executor", None)         # the ThreadPoolExecutor (rclpy >= Jazzy)
+        if pool is not None and not self.thread.is_alive():
+            pool.shutdown(wait=True)
+        self.executor.shutdown(timeout_sec=2.0)
 
     def close(self) -> None:
         import rclpy
-        self.executor.shutdown(timeout_sec=2.0)
-        self.thread.join(timeout=2.0)
-        for node in self.nodes:
+        self.stop()
+        for node in reversed(self.nodes):
             if hasattr(node, "close"):
                 node.close()
+        for node in self.nodes:
             node.destroy_node()
-        rclpy.try_shutdown()
+        rclpy.try_shutdown(context=self.context)
 
 
 def call(client, request=None, timeout: float = 30.0, idempotent: bool = False):

@@ -78,7 +78,7 @@ def _eval(args: argparse.Namespace) -> int:
     report = run_eval(args.checkpoint, args.task, args.robot, args.episodes, args.seed, instruction=args.instruction,
                       goal_seed=args.goal_seed, conditioning=args.conditioning, backend=args.backend,
                       video=args.video, json_path=args.json, execute_steps=args.execute_steps,
-                      chunk_blend=args.chunk_blend, workers=args.workers)
+                      chunk_blend=args.chunk_blend, workers=args.workers, records_path=args.records)
     return 0 if report["episodes"] else 1
 
 
@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--workers", type=int, default=1, help="sim backend: episodes spread over this many processes")
     ev.add_argument("--video", metavar="DIR")
     ev.add_argument("--json", metavar="FILE")
+    ev.add_argument("--records", metavar="FILE", help=argparse.SUPPRESS)   # a parallel eval's child: progress lines
     ev.set_defaults(func=_eval)
 
     pr = sub.add_parser("probe", help="open-loop check of which inputs a checkpoint reads (swap each between episodes)")

@@ -100,7 +100,8 @@ def chunk_actor(policy, env, cams, execute_steps: int, chunk_blend: float):
 
 def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], goals: GoalImages,
              goal_seed: int | None, conditioning: str, instruction: str | None, video: str | None,
-             execute_steps: int = 1, chunk_blend: float = 0.0) -> list[dict]:
+             execute_steps: int = 1, chunk_blend: float = 0.0, records_path: str | None = None) -> list[dict]:
+    """records_path: append each episode's record there as a JSON line as soon as it ends (a parent's progress)."""
     cams = policy.data_spec().cameras if policy is not None else (("front",) if video else ())
     size = policy.data_spec().image_size if policy is not None else goals.size
     env = make_env(task, robot=robot, cameras=tuple(cams), image_size=size)
@@ -133,8 +134,15 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
             write_mp4(Path(video) / f"{policy_name}_{task}_seed{seed}.mp4", frames + [frames[-1]] * 5, fps=10)
         records.append({"seed": seed, "success": success, "touched": touched, "steps": int(info["steps"]),
                         "instruction": text, "params": info["task_params"], "seconds": time.perf_counter() - t0})
+        if records_path:
+            with open(records_path, "a") as f:
+                f.write(json.dumps(records[-1]) + "\n")
     env.close()
     return records
+
+
+def _lines(path: Path) -> int:
+    return path.read_text().count("\n") if path.exists() else 0
 
 
 def _run_sim_parallel(checkpoint, task, robot, seeds, instruction, goal_seed, conditioning, video, execute_steps,
@@ -146,24 +154,25 @@ def _run_sim_parallel(checkpoint, task, robot, seeds, instruction, goal_seed, co
 
     parts = [p for p in np.array_split(np.asarray(seeds), min(workers, len(seeds))) if len(p)]
     with tempfile.TemporaryDirectory(prefix="eval_workers_") as tmp:
+        record_files = [Path(tmp) / f"{k}.jsonl" for k in range(len(parts))]      # one per child, a line per episode
         argvs = []
-        for k, part in enumerate(parts):
+        for part, records in zip(parts, record_files):
             argv = ["eval", "--checkpoint", checkpoint, "--task", task, "--robot", robot, "--episodes", str(len(part)),
                     "--seed", str(int(part[0])), "--backend", "sim", "--conditioning", conditioning,
-                    "--execute-steps", str(execute_steps), "--chunk-blend", str(chunk_blend), "--json", f"{tmp}/{k}.json"]
+                    "--execute-steps", str(execute_steps), "--chunk-blend", str(chunk_blend),
+                    "--records", str(records)]
             argv += ["--instruction", instruction] if instruction else []
             argv += ["--goal-seed", str(goal_seed)] if goal_seed is not None else []
             argv += ["--video", video] if video else []
             argvs.append(argv)
-        run_cli_workers(argvs, f"eval {task} (sim)", len(seeds),
-                        lambda finished: sum(len(p) for p, done in zip(parts, finished) if done))
-        return [r for k in range(len(parts)) for r in json.loads(Path(f"{tmp}/{k}.json").read_text())["records"]]
+        run_cli_workers(argvs, f"eval {task} (sim)", len(seeds), lambda finished: sum(map(_lines, record_files)))
+        return [json.loads(line) for records in record_files for line in records.read_text().splitlines()]
 
 
 def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, instruction: str | None = None,
              goal_seed: int | None = None, conditioning: str | None = None, backend: str = "ros",
              video: str | None = None, json_path: str | None = None, execute_steps: int = 1,
-             chunk_blend: float = 0.0, workers: int = 1) -> dict:
+             chunk_blend: float = 0.0, workers: int = 1, records_path: str | None = None) -> dict:
     import torch
 
     from robot_stack.policies import load_policy
@@ -188,7 +197,7 @@ def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, i
                                     execute_steps, chunk_blend, workers)
     elif backend == "sim" or policy is None:
         records = _run_sim(name, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction, video,
-                           execute_steps, chunk_blend)
+                           execute_steps, chunk_blend, records_path)
     else:
         from robot_stack.eval_ros import run_ros
         records, arm = run_ros(checkpoint, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction,

@@ -22,8 +22,12 @@ def test_fill_instruction():
 
 
 def test_expert_and_random_baselines_in_process(tmp_path):
-    expert = run_eval("expert", "reach", "panda", 2, seed=0, backend="sim", json_path=str(tmp_path / "e.json"))
+    expert = run_eval("expert", "reach", "panda", 2, seed=0, backend="sim", json_path=str(tmp_path / "e.json"),
+                      records_path=str(tmp_path / "e.jsonl"))
     assert expert["successes"] == 2 and json.loads((tmp_path / "e.json").read_text())["episodes"] == 2
+    # each episode's record as a line as it ends: what a parallel eval's parent counts for its progress bar
+    lines = (tmp_path / "e.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == json.loads((tmp_path / "e.json").read_text())["records"]
     rand = run_eval("random", "reach", "panda", 2, seed=0, backend="sim")
     assert rand["episodes"] == 2 and all(r["steps"] >= 1 for r in rand["records"])
     # how far an episode got: the lift expert grasps its block; reaching a point touches nothing

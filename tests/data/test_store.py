@@ -147,3 +147,47 @@ def test_depth_frames_round_trip_through_the_fast_reader(store, tmp_path):
     got = r.read_stream(0, "depth")["data"]
     assert got.dtype == np.uint16 and np.array_equal(got, depth)
     assert np.array_equal(r._array("depth")[0:5], depth)
+
+
+def test_one_commit_for_several_episodes_publishes_each_with_its_own_rows_and_metadata(store, tmp_path):
+    write_episode(store, 0)
+    w = store.begin_episode(task="pick_place")
+    for k in (1, 2, 3):
+        for name, (rows, cap, rec) in episode_data(k).items():
+            w.append_many(name, rows, cap, rec)
+        if k == 2:
+            w.append("wrench", np.arange(6.0), 5.0)   # a stream first declared mid-batch
+        assert w.num_rows["front"] == len(episode_data(k)["front"][0])
+        if k < 3:
+            assert w.end_episode(success=k == 1, seed=k) == k
+            assert store.num_episodes == 1          # ended episodes are invisible until the commit
+    assert w.commit(seed=3) == 3
+    store.close()
+    r = EpisodeStore.open(tmp_path / "store")
+    assert r.num_episodes == 4 and r.recovered == {}
+    for k in range(4):
+        assert_episode_equal(r, k)
+        assert r.metadata(k)["seed"] == k and r.metadata(k)["episode"] == k
+    assert [r.metadata(k).get("success") for k in (1, 2, 3)] == [True, False, None]
+    assert r.metadata(1)["task"] == "pick_place" and "task" not in r.metadata(2)
+    assert r.metadata(2)["streams"] == {**{n: len(v[0]) for n, v in episode_data(2).items()}, "wrench": 1}
+    assert r.episode_ends("wrench").tolist() == [0, 0, 1, 1]
+
+
+def test_discarding_a_multi_episode_commit_drops_every_episode_in_it(store, tmp_path):
+    write_episode(store, 0)
+    w = store.begin_episode()
+    for k in (1, 2):
+        for name, (rows, cap, rec) in episode_data(k).items():
+            w.append_many(name, rows, cap, rec)
+        w.append("extra", np.zeros(2), 0.0)
+        w.end_episode(seed=k)
+    w.discard()
+    assert store.num_episodes == 1 and "extra" not in store.streams
+    assert write_episode(store, 1) == 1
+    store.close()
+    r = EpisodeStore.open(tmp_path / "store", "a")
+    assert r.num_episodes == 2 and r.recovered == {}
+    assert_episode_equal(r, 0)
+    assert_episode_equal(r, 1)
+    r.close()

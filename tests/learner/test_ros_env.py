@@ -76,14 +76,17 @@ def test_plus_x_moves_the_tcp_by_max_translation_per_step_at_policy_rate(graph):
     elapsed = time.monotonic() - t0
     assert 0.5 < elapsed < 1.2, elapsed                           # 6 steps at 10 Hz
     steps = np.diff(np.array(poses)[:, :3], axis=0)
-    # Each step's motion jitters with scheduling (2 shared cores), the sum does not: the set point went
-    # 6 x 2 cm and the measured TCP trails it by about a step.
-    total = poses[-1][0] - poses[0][0]
-    assert 6 * env.max_translation - 0.03 < total < 6 * env.max_translation + 0.005, steps
-    assert np.all(steps[1:, 0] > 0.25 * env.max_translation), steps          # moving every step
-    assert 0.7 < steps[2:, 0].mean() / env.max_translation < 1.3, steps      # steady state: ~2 cm a step
+    # Each step's motion jitters with scheduling (2 shared cores): the measured TCP trails the set point by
+    # one to two steps while it moves. Held still, it settles on the set point: 6 x 2 cm from the start.
+    moving = poses[-1][0] - poses[0][0]
+    assert 6 * env.max_translation - 0.05 < moving < 6 * env.max_translation + 0.005, steps
+    assert np.all(steps[1:, 0] > 0.1 * env.max_translation), steps           # moving every step
     assert np.abs(steps[:, 1:]).max() < 2e-3
-    assert env.commands_sent == 6
+    for _ in range(10):
+        obs, *_ = env.step(np.array([0, 0, 0, 0, 0, 0, -1.0]))
+    settled = obs["ee_pose"][:3] - poses[0][:3]
+    np.testing.assert_allclose(settled, [6 * env.max_translation, 0, 0], atol=4e-3)
+    assert env.commands_sent == 16
 
 
 def test_closing_the_gripper(graph):
@@ -122,20 +125,23 @@ def test_intervention_is_reported_with_the_executed_action(graph):
     try:
         wait_for(lambda: env.intervening, timeout=5.0, what="the intervention flag")
         sent = env.commands_sent
+        executed = []
         for _ in range(4):
             obs, _, _, _, info = env.step(np.array([-1.0, 0, 0, 0, 0, 0, -1.0]))   # ignored while intervening
             assert info["intervention"] is True
-            executed = info["executed_action"]
-            assert executed[1] > 0.01 and abs(executed[0]) < 0.05, executed    # the operator's +y, not our -x
-            assert executed[6] == 1.0
-        assert executed[1] > 0.4, executed                                     # ~0.75 once under way
+            executed.append(info["executed_action"])
+        executed = np.array(executed)
+        # the operator's +y and closed gripper, not our -x: the first step may end before the arm gets going
+        assert np.abs(executed[:, 0]).max() < 0.05 and executed[:, 1].min() > -0.01, executed
+        assert executed[:, 1].max() > 0.4, executed                           # ~0.75 once under way
+        assert np.all(executed[:, 6] == 1.0)
         assert env.commands_sent == sent                                       # the env sent nothing
     finally:
         stop.set()
         thread.join()
     wait_for(lambda: not env.intervening, timeout=5.0, what="the intervention to end")
     held = obs["ee_pose"][:3]
-    assert held[1] - start[1] > 0.03
+    assert held[1] - start[1] > 0.02
     for _ in range(3):
         obs, _, _, _, info = env.step(np.zeros(7))
         assert info["intervention"] is False

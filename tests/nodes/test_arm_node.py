@@ -53,10 +53,15 @@ def start(ros, **params):
 
 def test_publishes_state_at_100_hz_and_follows_targets(ros):
     node, client = start(ros)
-    n0, t0 = len(client.joints), time.monotonic()
+    n0, ticks0, t0 = len(client.joints), node._ticks, time.monotonic()
     time.sleep(1.0)
-    rate = (len(client.joints) - n0) / (time.monotonic() - t0)
-    assert rate > 80, rate
+    elapsed = time.monotonic() - t0
+    published = (node._ticks - ticks0) // node._publish_every
+    received = len(client.joints) - n0
+    # The loop runs at 100 Hz nominal; on CI's 2 shared cores it sags with load (73 Hz seen), so the rate bound is
+    # loose (`robot-stack bench control` measures it). Load-independent: every state the node published arrives.
+    assert published / elapsed > 50, published / elapsed
+    assert received >= 0.95 * published - 2, (received, published)
     assert client.joints[-1].name[0] == "panda_joint1" and len(client.joints[-1].position) == 7
     pos, quat = client.pose()
     goal = pos + [0.04, -0.03, -0.05]

@@ -32,6 +32,9 @@ def test_records_streams_at_their_rates_with_alignment(ros, tmp_path):
         Parameter("store", value=str(tmp_path / "store")), Parameter("cameras", value="front"),
         Parameter("task", value="lift"), Parameter("rate", value=10.0)]))
     client = ros.node("operator")
+    witnessed = []                                          # the arm's state stamps, as a second subscriber saw them
+    client.create_subscription(JointState, "joint_states",
+                               lambda m: witnessed.append(convert.from_time(m.header.stamp)), qos.RECORDER_STATE)
     time.sleep(0.5)
     assert call(client, "recorder/start").success
     time.sleep(1.5)
@@ -50,9 +53,14 @@ def test_records_streams_at_their_rates_with_alignment(ros, tmp_path):
         t = ep[stream]["capture_stamp"]
         return (len(t) - 1) / (t[-1] - t[0])
 
-    # Each stream at its own rate (100 Hz state, 15 Hz camera, 10 Hz control clock); loose bounds for a loaded CI.
-    assert 50 < rate("joint_pos") < 110 and 8 < rate("front_rgb") < 17 and 7 < rate("tick") < 11
-    assert len(ep["joint_pos"]["data"]) > 3 * len(ep["front_rgb"]["data"])
+    # Each stream at its own rate (100 Hz state, 15 Hz camera, 10 Hz control clock). A loaded machine slows the
+    # publishers (CI once saw the arm at 49.5 Hz), so the bounds are loose; the recorder's own property is below.
+    assert 30 < rate("joint_pos") < 110 and 6 < rate("front_rgb") < 17 and 5 < rate("tick") < 11
+    assert rate("joint_pos") > 2 * rate("front_rgb")
+    # It records every state sample the arm published while recording, whatever rate the arm managed.
+    t = ep["joint_pos"]["capture_stamp"]
+    published = [s for s in witnessed if t[0] <= s <= t[-1]]
+    assert len(published) > 20 and np.isin(np.round(published, 6), np.round(t, 6)).mean() > 0.95
     assert ep["front_rgb"]["data"].shape[1:] == (48, 64, 3)
     assert np.all(ep["joint_pos"]["receive_stamp"] >= ep["joint_pos"]["capture_stamp"])
     # Alignment: the sample chosen for each tick was captured at or before it, and is the latest such.

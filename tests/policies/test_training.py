@@ -46,7 +46,7 @@ def test_batches_encode_the_recorded_actions_and_relabel_goals(store):
 def test_train_checkpoints_plots_and_resumes(store, tmp_path):
     overrides = ["policy.name=toy", f"data={store}", "task=reach", f"out={tmp_path}/run", "steps=40", "batch_size=8",
                  "log_every=10", "val_every=20", "save_every=20", "threads=1", "val_fraction=0.25"]
-    cfg = load_config("train", overrides)
+    cfg = load_config("train", overrides + ["keep_every=15"])
     OmegaConf.set_readonly(cfg, False)
     result = train(cfg)
     run = tmp_path / "run"
@@ -59,6 +59,10 @@ def test_train_checkpoints_plots_and_resumes(store, tmp_path):
     assert policy.name == "toy" and policy.stats["action"]["mean"]
     manifest = json.loads((run / "checkpoint" / "config.json").read_text())["manifest"]
     assert manifest["data"] == store and manifest["step"] == 40
+    # snapshots kept along the way, each loadable and stamped with its own step
+    assert sorted(p.name for p in run.glob("checkpoint_step*")) == ["checkpoint_step000015", "checkpoint_step000030"]
+    snapshot = json.loads((run / "checkpoint_step000030" / "config.json").read_text())["manifest"]
+    assert snapshot["step"] == 30 and load_policy(run / "checkpoint_step000015").name == "toy"
     cfg = load_config("train", overrides[:-7] + ["steps=60", "batch_size=8", "log_every=10", "val_every=20",
                                                  "save_every=20", "threads=1"])
     OmegaConf.set_readonly(cfg, False)
