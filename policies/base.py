@@ -2,7 +2,8 @@
 
 A policy declares what conditioning it accepts (`conditioning`, a subset of
 `robot_stack.types.CONDITIONING`) and what data it reads (`data_spec`). The server calls
-`reset(task)` when the task changes and `act(obs)` at the policy rate; the trainer calls
+`reset(task)` when the task changes, `act(obs)` to decide and `observe(obs)` for the frames between
+decisions (the history is kept at the policy rate); the trainer calls
 `loss(batch)`. Checkpoints are a directory with `model.safetensors` and `config.json`
 (the method's name, its config dataclass, the normalisation statistics): no pickle.
 
@@ -82,7 +83,7 @@ class Policy(torch.nn.Module):
         self.config = config
         self.stats = stats or {}
         self.task: Task | None = None
-        self._history: deque[Observation] = deque(maxlen=self.data_spec().obs_horizon)
+        self._history: deque[Observation] = deque()     # oldest first, pruned to what the next window needs
 
     # --- what the method declares -------------------------------------------------------------
     def data_spec(self) -> DataSpec:
@@ -121,10 +122,8 @@ class Policy(torch.nn.Module):
         """An action chunk for the newest observation; step k holds from obs.stamp + k * policy_dt."""
         if self.task is None:
             raise MissingConditioning(f"policy {self.name!r} has no task: call reset(task) first")
-        self.check_observation(obs)
-        self._history.append(obs)
-        history = list(self._history)
-        history = [history[0]] * (self._history.maxlen - len(history)) + history   # pad at the episode start
+        self.observe(obs)
+        history = self._window(obs.stamp)
         if self.training:                # eval() walks every submodule: 1.6 ms of BESO's 12 ms act() when done always
             self.eval()
             try:
@@ -135,6 +134,33 @@ class Policy(torch.nn.Module):
             pred = self.predict(history, self.task)
         spec = self.data_spec()
         return act_space.decode(np.asarray(obs.ee_pose, dtype=np.float64), pred, obs.stamp, spec.policy_dt)
+
+    def observe(self, obs: Observation) -> None:
+        """Keep a frame for the observation history without deciding. A caller that decides every N policy
+        steps passes the frames in between here, so the history is spaced at the policy rate, as in training
+        (fed only the decision frames, a 2-frame BESO deciding every 2 steps saw frames 0.2 s apart, not 0.1)."""
+        if self.task is None:
+            raise MissingConditioning(f"policy {self.name!r} has no task: call reset(task) first")
+        self.check_observation(obs)
+        history = self._history
+        while history and history[-1].stamp >= obs.stamp:
+            history.pop()                       # a frame of the same instant or earlier: the newest one stands
+        history.append(obs)
+        spec = self.data_spec()
+        oldest = obs.stamp - (spec.obs_horizon - 1) * spec.policy_dt
+        while len(history) > 1 and history[1].stamp <= oldest + 0.25 * spec.policy_dt:
+            history.popleft()
+
+    def _window(self, stamp: float) -> list[Observation]:
+        """The history for a decision at `stamp`: for each of the obs_horizon instants spaced policy_dt apart
+        and ending at `stamp`, the newest kept frame at most a quarter period after it; the oldest kept frame
+        where none is that old yet (the episode start pads, as the training windows do)."""
+        spec = self.data_spec()
+        window = []
+        for k in range(spec.obs_horizon - 1, -1, -1):
+            t = stamp - k * spec.policy_dt + 0.25 * spec.policy_dt
+            window.append(next((o for o in reversed(self._history) if o.stamp <= t), self._history[0]))
+        return window
 
     def check_observation(self, obs: Observation) -> None:
         spec = self.data_spec()

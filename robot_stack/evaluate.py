@@ -86,9 +86,12 @@ def chunk_actor(policy, env, cams, execute_steps: int, chunk_blend: float):
     playing: dict = {"left": 0}
 
     def actor(o):
-        if not playing["left"]:
-            chunk = policy.act(Observation(stamp=env.steps * env.policy_dt, images={c: o[c] for c in cams},
-                                           ee_pose=o["ee_pose"], gripper=float(o["gripper"][0])))
+        obs = Observation(stamp=env.steps * env.policy_dt, images={c: o[c] for c in cams}, ee_pose=o["ee_pose"],
+                          gripper=float(o["gripper"][0]))
+        if playing["left"]:
+            policy.observe(obs)                 # the history stays at the policy rate between decisions
+        else:
+            chunk = policy.act(obs)
             if chunk_blend > 0 and "chunk" in playing:
                 chunk = blend_chunks(playing["chunk"], chunk, chunk_blend)
             playing.update(chunk=chunk, start=env.steps, left=min(execute_steps, len(chunk)))

@@ -80,7 +80,7 @@ def test_sim_actor_decides_every_execute_steps_and_blends_overlapping_chunks():
     from robot_stack.types import ActionChunk
 
     env = SimpleNamespace(steps=0, policy_dt=0.1)
-    decided = []
+    decided, observed = [], []
 
     def act(obs):
         n = len(decided)
@@ -89,15 +89,17 @@ def test_sim_actor_decides_every_execute_steps_and_blends_overlapping_chunks():
         return ActionChunk(times, np.full((4, 3), float(n)), np.tile([1.0, 0, 0, 0], (4, 1)), np.full(4, float(n)))
 
     obs = {"ee_pose": np.zeros(7), "gripper": np.zeros(1)}
-    actor = chunk_actor(SimpleNamespace(act=act), env, (), execute_steps=2, chunk_blend=0.5)
+    policy = SimpleNamespace(act=act, observe=lambda o: observed.append(o.stamp))
+    actor = chunk_actor(policy, env, (), execute_steps=2, chunk_blend=0.5)
     xs = []
     for step in range(5):
         env.steps = step
         xs.append(actor(obs)[0])
     assert decided == pytest.approx([0.0, 0.2, 0.4])
+    assert observed == pytest.approx([0.1, 0.3])                         # the frames between decisions: history
     assert xs[:2] == [0.0, 0.0]
     assert xs[2] == pytest.approx(0.5) and xs[3] == pytest.approx(0.5)   # inside chunk 0's span (to t = 0.4)
     assert xs[4] == pytest.approx(0.5 * 2 + 0.5 * 1)                     # chunk 2 blended with blended chunk 1
-    plain = chunk_actor(SimpleNamespace(act=act), env, (), execute_steps=2, chunk_blend=0.0)
+    plain = chunk_actor(policy, env, (), execute_steps=2, chunk_blend=0.0)
     env.steps = 0
     assert plain(obs)[0] == 3.0                                          # no blending: the new chunk as it is

@@ -213,21 +213,29 @@ class PolicyServer(Node):
             if max(stamps) - min(stamps) > self.sync_slop:
                 return                          # another camera's frame of this instant is still on its way
             period = min(self.execute_steps, spec.action_horizon) / self.rate
-            if min(stamps) - self._last_stamp < period - 0.2 / self.rate:
-                return                          # at most one decision per `execute_steps` chunk steps
             self._last_frames = max(stamps)
-            self._last_stamp = min(stamps)
-            if self._episode_start is not None:
-                if min(stamps) < self._episode_start:
-                    return                      # wait for frames captured after the episode started
-                self._start_image = frames[spec.goal_camera][1]
-                self._episode_start = None
-                self._task_dirty = True
-            stamp = min(stamps + [self.pose[0]])
-            obs = Observation(stamp=stamp, images={c: im for c, (_, im) in frames.items()}, ee_pose=self.pose[1],
-                              gripper=self.gripper)
-            dirty, self._task_dirty = self._task_dirty, False
-            task = self._task()
+            decide = min(stamps) - self._last_stamp >= period - 0.2 / self.rate
+            if not decide:                      # at most one decision per `execute_steps` chunk steps
+                if self._episode_start is not None or self._task_dirty or policy.task is None:
+                    return
+                between = self._observation(frames, stamps)     # the frames between decisions: history only
+            else:
+                self._last_stamp = min(stamps)
+                if self._episode_start is not None:
+                    if min(stamps) < self._episode_start:
+                        return                  # wait for frames captured after the episode started
+                    self._start_image = frames[spec.goal_camera][1]
+                    self._episode_start = None
+                    self._task_dirty = True
+                obs = self._observation(frames, stamps)
+                dirty, self._task_dirty = self._task_dirty, False
+                task = self._task()
+        if not decide:
+            try:
+                policy.observe(between)
+            except PolicyError as exc:
+                self._error(str(exc))
+            return
         try:
             if dirty or policy.task is None:
                 policy.reset(task)
@@ -241,6 +249,11 @@ class PolicyServer(Node):
             return self._error(str(exc))
         self.pub_chunk.publish(convert.chunk_msg(chunk, stamp=obs.stamp))
         self.published += 1
+
+    def _observation(self, frames: dict, stamps: list[float]) -> Observation:
+        """The observation of one capture instant: the frames with the latest pose and gripper (held under the lock)."""
+        return Observation(stamp=min(stamps + [self.pose[0]]), images={c: im for c, (_, im) in frames.items()},
+                           ee_pose=self.pose[1], gripper=self.gripper)
 
     # --- reporting ----------------------------------------------------------------------------
     def _error(self, text: str) -> None:

@@ -162,14 +162,15 @@ def test_a_late_decision_neither_skips_the_next_instant_nor_mixes_instants(two_c
 
 def test_execute_steps_spaces_decisions_by_that_many_chunk_steps(ros, tmp_path):
     """execute_steps 3 at 10 Hz: frames captured 0.1 or 0.2 s after a decision's are no decision, 0.3 s after
-    are; a policy whose chunk is shorter than execute_steps decides when its chunk runs out."""
-    ToyPolicy(ToyPolicy.Config(action_horizon=5), toy_stats()).save(tmp_path / "toy")
+    are, and the frames between go to the policy's history; a policy whose chunk is shorter than execute_steps
+    decides when its chunk runs out."""
+    ToyPolicy(ToyPolicy.Config(action_horizon=5, obs_horizon=2), toy_stats()).save(tmp_path / "toy")
     server = ros.add(PolicyServer(context=ros.context, parameter_overrides=[
         Parameter("checkpoints", value=str(tmp_path / "toy")), Parameter("rate", value=10.0),
         Parameter("execute_steps", value=3)]))
     server.instruction, server.gripper, server.enabled = "go", 0.08, True
-    server.pose = (0.0, np.array([0.4, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0]))
     t0 = server.now()
+    server.pose = (t0 + 1.0, np.array([0.4, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0]))    # newer than the frames: they stamp
 
     def frame(k):                         # camera frame k, captured 0.1 k s after the first
         server._on_image("front", convert.image_msg(np.full((32, 32, 3), 90, np.uint8), t0 + 0.1 * k, "front"))
@@ -181,6 +182,7 @@ def test_execute_steps_spaces_decisions_by_that_many_chunk_steps(ros, tmp_path):
     assert server.published == 1
     frame(3)
     assert server.published == 2
+    assert [o.stamp for o in server.policy._window(t0 + 0.3)] == pytest.approx([t0 + 0.2, t0 + 0.3])
     server.execute_steps = 8              # more than the 5-step chunk: decide after 5 steps
     for k in range(4, 8):
         frame(k)

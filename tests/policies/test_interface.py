@@ -53,6 +53,34 @@ def test_act_returns_times_from_the_capture_stamp_and_checks_images():
         p.reset(Task(goal_image=np.zeros((32, 32), np.uint8)))
 
 
+def test_history_is_spaced_at_the_policy_rate_whatever_the_decision_rate():
+    """3 frames 0.1 s apart, as training windows are, whether the caller decides every step or observes between."""
+    p = ToyPolicy(ToyPolicy.Config(obs_horizon=3), toy_stats())
+    seen = []
+    predict = p.predict
+    p.predict = lambda history, task: (seen.append([o.stamp for o in history]), predict(history, task))[1]
+    p.reset(Task(instruction="push"))
+    p.act(obs(stamp=1.0))
+    assert seen[-1] == [1.0, 1.0, 1.0]                                  # the episode start pads
+    p.observe(obs(stamp=1.1))
+    p.act(obs(stamp=1.2))
+    assert seen[-1] == pytest.approx([1.0, 1.1, 1.2])
+    for t in (1.3, 1.333, 1.366, 1.4, 1.433, 1.466):                   # a 30 Hz camera: the frame nearest each instant
+        p.observe(obs(stamp=t))
+    p.act(obs(stamp=1.5))
+    assert seen[-1] == pytest.approx([1.3, 1.4, 1.5])
+    p.act(obs(stamp=1.7))                                               # deciding every 2 steps, fed nothing between
+    assert seen[-1] == pytest.approx([1.5, 1.5, 1.7])                   # the newest frame not after each instant
+    p.act(obs(stamp=1.65))                                              # a frame from before the newest replaces it
+    assert seen[-1] == pytest.approx([1.5, 1.5, 1.65])                  # (1.466 was pruned once 1.7 came)
+    assert len(p._history) <= 4                                         # pruned to what a window needs
+    with pytest.raises(BadObservation, match="32x32x3"):
+        p.observe(obs(size=48))
+    p.reset(Task(instruction="push"))
+    p.act(obs(stamp=9.0))
+    assert seen[-1] == [9.0, 9.0, 9.0]                                  # reset starts a new history
+
+
 def test_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     p = toy()

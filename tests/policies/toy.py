@@ -21,6 +21,7 @@ class ToyPolicy(Policy):
         action_horizon: int = 3
         hidden: int = 16
         cameras: tuple = ("front",)
+        obs_horizon: int = 1
 
     def __init__(self, config, stats=None):
         super().__init__(config, stats)
@@ -28,7 +29,7 @@ class ToyPolicy(Policy):
                                        torch.nn.Linear(config.hidden, config.action_horizon * 7))
 
     def data_spec(self) -> DataSpec:
-        return DataSpec(cameras=tuple(self.config.cameras), image_size=self.config.image_size, obs_horizon=1,
+        return DataSpec(cameras=tuple(self.config.cameras), image_size=self.config.image_size, obs_horizon=self.config.obs_horizon,
                         action_horizon=self.config.action_horizon)
 
     def _features(self, image, goal, proprio):
