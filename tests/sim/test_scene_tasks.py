@@ -156,3 +156,33 @@ def test_replay_schedule_keeps_a_release_sent_after_the_last_pose():
     assert [s[0][0] for s in steps] == [1.0, 1.1, 1.2, 1.21]
     assert [s[1][2] for s in steps] == [1.0, 1.0, 1.0, 0.0]
     np.testing.assert_allclose(steps[-1][1][0], poses[-1][:3])          # the last pose is held while releasing
+
+
+def test_a_crowded_clutter_draw_is_drawn_again_not_raised(monkeypatch):
+    """Push seed 6931 drew a bowl that left the last block no room: reset raised and killed a 1,200-episode
+    collection. The clutter is drawn again; every object ends apart from the others."""
+    from robot_stack.sim.tasks import base
+    env = make_env("push", "panda", cameras=())
+    crowded = []
+    draw = base._clutter_poses
+
+    def counted(rng, used):
+        try:
+            return draw(rng, used)
+        except base.CrowdedRegion:
+            crowded.append(1)
+            raise
+
+    monkeypatch.setattr(base, "_clutter_poses", counted)
+    env.reset(seed=6931)
+    assert crowded                                                # the first draw was crowded
+    xy = [env.scene.block_pos(c)[:2] for c in base.BLOCKS]
+    assert min(np.linalg.norm(a - b) for i, a in enumerate(xy) for b in xy[i + 1:]) >= base.BLOCK_CLEARANCE - 1e-9
+    assert not env.task.success(env.scene)
+
+    def never_room(rng, used):
+        raise base.CrowdedRegion("crowded")
+
+    monkeypatch.setattr(base, "_clutter_poses", never_room)
+    with pytest.raises(base.CrowdedRegion, match="no room"):       # no room at all: a clear error
+        env.reset(seed=1)

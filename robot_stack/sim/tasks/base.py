@@ -116,29 +116,52 @@ def scatter(rng: np.random.Generator, n: int, min_distance: float, keep_out: lis
                     break
         if len(points) == n:
             return points
-    raise RuntimeError("could not scatter the objects; the region is too crowded")
+    raise CrowdedRegion("could not scatter the objects; the region is too crowded")
+
+
+class CrowdedRegion(RuntimeError):
+    """No placement keeps the objects apart (a rare draw leaves no room for a later object)."""
 
 
 BLOCK_CLEARANCE = 0.10      # centre to centre: open fingers never land on a neighbour
 BOWL_CLEARANCE = 0.16
 
 
+CLUTTER_TRIES = 20
+
+
 def place_clutter(scene: Scene, rng: np.random.Generator, used: dict[str, np.ndarray]) -> None:
-    """Put the objects the task does not use somewhere out of the way of those it does."""
+    """Put the objects the task does not use somewhere out of the way of those it does. They go down one by
+    one; where the earlier ones leave no room for a later one, all of them are drawn again (push seed 6931's bowl
+    left a push scene's last block no room, and the scene raised instead of resetting)."""
+    for _ in range(CLUTTER_TRIES):
+        try:
+            poses = _clutter_poses(rng, used)
+        except CrowdedRegion:
+            continue
+        for name, pos, quat in poses:
+            scene.set_free_body(name, pos, quat)
+        return
+    raise CrowdedRegion(f"no room for the clutter around {sorted(used)} in {CLUTTER_TRIES} draws")
+
+
+def _clutter_poses(rng: np.random.Generator, used: dict[str, np.ndarray]) -> list[tuple[str, list, np.ndarray | None]]:
     placed = dict(used)
 
     def keep_out(radius_from_bowl: float, radius_from_block: float) -> list[tuple[np.ndarray, float]]:
         return [(xy, radius_from_bowl if name == "bowl" else radius_from_block) for name, xy in placed.items()]
 
+    poses = []
     if "bowl" not in used:
         xy = scatter(rng, 1, 0.0, keep_out(0.0, BOWL_CLEARANCE))[0]
-        scene.set_free_body("bowl", [xy[0], xy[1], 0.0])
+        poses.append(("bowl", [xy[0], xy[1], 0.0], None))
         placed["bowl"] = xy
     for color in BLOCKS:
         if f"{color}_block" not in used:
             xy = scatter(rng, 1, 0.0, keep_out(BOWL_CLEARANCE, BLOCK_CLEARANCE))[0]
-            scene.set_free_body(f"{color}_block", [xy[0], xy[1], BLOCK_HALF], _yaw_quat(rng))
+            poses.append((f"{color}_block", [xy[0], xy[1], BLOCK_HALF], _yaw_quat(rng)))
             placed[f"{color}_block"] = xy
+    return poses
 
 
 def _yaw_quat(rng: np.random.Generator) -> np.ndarray:
