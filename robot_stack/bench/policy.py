@@ -1,7 +1,8 @@
 """`robot-stack bench policy`: act() latency per policy, and capture-to-arm latency through ROS 2.
 
 1. act() on this CPU, batch 1, 128x128 frames: every registered policy at its default config
-   (latency depends on the architecture, not the weights), BESO at its 3 DPM-Solver-1 steps
+   (latency depends on the architecture, not the weights) and BESO with two frames of history (the
+   shipped push checkpoint), BESO at its 3 DPM-Solver-1 steps
    against the same network sampled with 16-step DDIM and 100-step DDPM (the ratio).
 2. End to end: launch/policy.launch.yaml (arm_node over the twin, two 128x128 twin cameras
    at 10 Hz, the policy server at 10 Hz) with a checkpoint for SECONDS; the arm node measures
@@ -50,8 +51,11 @@ def act_latency(n: int = 100) -> dict:
     from robot_stack.policies import REGISTRY, policy_class
     policy_class("beso")          # fills the registry
     rows = {}
-    for name, cls in sorted(REGISTRY.items()):
-        policy = cls.from_config({}, _stats()).eval()
+    # BESO also at two frames of history: the shipped push checkpoint's config (twice the image encoding).
+    configs = [(name, cls, {}) for name, cls in sorted(REGISTRY.items())] + [("beso_2frames", REGISTRY["beso"],
+                                                                               {"obs_horizon": 2})]
+    for name, cls, config in configs:
+        policy = cls.from_config(config, _stats()).eval()
         size = policy.data_spec().image_size
         task = Task(goal_image=_obs(size, 0).images["front"], start_image=_obs(size, 0).images["front"],
                     instruction="put the red block in the bowl")
