@@ -34,6 +34,7 @@ from robot_stack.policies.errors import BadObservation, CheckpointMismatch, Miss
 from robot_stack.types import ActionChunk, Observation, Task
 
 FORMAT_VERSION = 1
+HISTORY_SLACK = 0.25                    # of policy_dt: how late a frame may be and still stand for a history instant
 REGISTRY: dict[str, type["Policy"]] = {}
 
 
@@ -148,17 +149,17 @@ class Policy(torch.nn.Module):
         history.append(obs)
         spec = self.data_spec()
         oldest = obs.stamp - (spec.obs_horizon - 1) * spec.policy_dt
-        while len(history) > 1 and history[1].stamp <= oldest + 0.25 * spec.policy_dt:
+        while len(history) > 1 and history[1].stamp <= oldest + HISTORY_SLACK * spec.policy_dt:
             history.popleft()
 
     def _window(self, stamp: float) -> list[Observation]:
         """The history for a decision at `stamp`: for each of the obs_horizon instants spaced policy_dt apart
-        and ending at `stamp`, the newest kept frame at most a quarter period after it; the oldest kept frame
-        where none is that old yet (the episode start pads, as the training windows do)."""
+        and ending at `stamp`, the newest kept frame at most HISTORY_SLACK periods after it; the oldest kept
+        frame where none is that old yet (the episode start pads, as the training windows do)."""
         spec = self.data_spec()
         window = []
         for k in range(spec.obs_horizon - 1, -1, -1):
-            t = stamp - k * spec.policy_dt + 0.25 * spec.policy_dt
+            t = stamp + (HISTORY_SLACK - k) * spec.policy_dt
             window.append(next((o for o in reversed(self._history) if o.stamp <= t), self._history[0]))
         return window
 
