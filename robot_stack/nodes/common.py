@@ -45,6 +45,10 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = 
         node = factory()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+        # Once the node is up, Ctrl-C asks the loop to stop as SIGTERM does, rather than raising KeyboardInterrupt
+        # wherever the main thread is: raised inside rclpy's Task() it left a half-built Task whose __del__
+        # printed a traceback at a graph's Ctrl-C. A second Ctrl-C still interrupts at once.
+        signal.signal(signal.SIGINT, lambda *_: _interrupt_again() if stop.is_set() else stop.set())
         # Spin in short slices: a Python signal handler only runs when the wait returns, and a
         # node without timers would otherwise never wake up to notice SIGTERM.
         while rclpy.ok() and not stop.is_set():
@@ -68,6 +72,10 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = 
         rclpy.try_shutdown()
         guard.cancel()                      # done in time: nothing left to bound
     return 0
+
+
+def _interrupt_again() -> None:
+    raise KeyboardInterrupt
 
 
 def declare_any(node, name: str):
