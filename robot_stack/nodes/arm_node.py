@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import deque
 
 import mujoco
 import numpy as np
@@ -27,7 +26,7 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from robot_stack import transforms as tf
 from robot_stack.control.interpolation import JointInterpolator, PoseInterpolator
-from robot_stack.control.loop_stats import LoopStats
+from robot_stack.control.loop_stats import LoopStats, RecentSamples
 from robot_stack.control.safety import SafetyEnvelope, SafetyLimits, SafetyViolation, Watchdog
 from robot_stack.drivers.base import ArmDriver, DriverError
 from robot_stack.nodes.common import node_config, raise_thread_priority, run_node
@@ -71,6 +70,9 @@ class ArmNode(Node):
         self.dt = 1.0 / self.spec.control_hz
         self.stats = LoopStats(self.dt)
         self.kinematics = Scene(self.spec)          # MuJoCo as the kinematics library, any driver
+        self._limit_jac = np.zeros((6, self.kinematics.model.nv))      # the joint-margin check's buffers
+        self._limit_damping = 1e-6 * np.eye(6)
+        self._joint_mid = (self.safety.q_min + self.safety.q_max) / 2
         self.joint_names = [f"{self.spec.name}_joint{i + 1}" for i in range(self.spec.dof)]
 
         self.driver = driver or make_arm_driver(self.cfg, clock=self.now)
@@ -125,13 +127,23 @@ class ArmNode(Node):
             self.pub_episode = self.create_publisher(String, "sim/episode", qos.LATCHED)
             self._announce_episode()
         self.command_age = float("inf")
-        self.command_latency: deque[float] = deque(maxlen=2000)
-        self.chunk_latency: deque[float] = deque(maxlen=20000)    # observation capture -> chunk received
+        self.command_latency = RecentSamples(2000)
+        self.chunk_latency = RecentSamples(20000)     # observation capture -> chunk received
+        self.tick_cpu = RecentSamples(5000)           # CPU seconds of one control step: how much of the period it uses
         self._publish_every = max(1, round(self.spec.control_hz / self.cfg.publish_rate))
-        # Published from the control thread, like the state: no timers, so any executor serves the node.
-        self._diagnostics_every = max(1, round(self.spec.control_hz / self.cfg.diagnostics_rate))
+        # Diagnostics from a timer on the executor's thread, not the control thread: their percentiles took
+        # 1.5 ms, a late tick every second when computed inside the loop.
+        self.create_timer(1.0 / self.cfg.diagnostics_rate, self._publish_diagnostics)
         self._running = True
         self._ticks = 0
+        # The state goes out from a thread of its own (ros2_control's RealtimePublisher pattern): building and
+        # publishing five messages took 0.3-0.6 ms, which every tenth control tick paid. The control thread only
+        # leaves the newest state in `_outbox`; a state the publisher has not taken yet is replaced, not queued.
+        self._outbox: tuple[RobotState, np.ndarray | None] | None = None
+        self._outbox_ready = threading.Condition()
+        self.states_published = 0
+        self._publisher = threading.Thread(target=self._publish_loop, name="arm_publish", daemon=True)
+        self._publisher.start()
         self._thread = threading.Thread(target=self._control_loop, name="arm_control", daemon=True)
         if start_loop:
             self._thread.start()
@@ -263,6 +275,7 @@ class ArmNode(Node):
 
     def control_step(self) -> None:
         """One control period: read, take commands, decide the set point, command, publish."""
+        cpu = time.thread_time()
         try:
             state = self.driver.read_state()
             self.take_commands()
@@ -278,9 +291,11 @@ class ArmNode(Node):
             return
         self._ticks += 1
         if self._ticks % self._publish_every == 0:
-            self._publish_state(state)
-        if self._ticks % self._diagnostics_every == 0:
-            self._publish_diagnostics()
+            sim = self.driver.sim_state() if self.pub_sim is not None else None   # this tick's scene, taken now
+            with self._outbox_ready:
+                self._outbox = (state, sim)
+                self._outbox_ready.notify()
+        self.tick_cpu.append(time.thread_time() - cpu)
 
     def _control_tick(self, state: RobotState) -> None:
         now = time.monotonic()
@@ -360,42 +375,59 @@ class ArmNode(Node):
         near = self.safety.joints_near_limits(state.q)
         if near.size == 0:
             return False
-        kin = self.kinematics
+        kin, jac = self.kinematics, self._limit_jac
         kin.data.qpos[kin.arm_qpos] = state.q
         mujoco.mj_kinematics(kin.model, kin.data)
         mujoco.mj_comPos(kin.model, kin.data)
-        jac = np.zeros((6, kin.model.nv))
         mujoco.mj_jacSite(kin.model, kin.data, jac[:3], jac[3:], kin.tcp_site)
         jac = jac[:, kin.arm_dof]
-        twist = np.concatenate((pos - self.setpoint[0], tf.rotation_error(quat, self.setpoint[1])))
+        twist = np.empty(6)
+        twist[:3] = pos - self.setpoint[0]
+        twist[3:] = tf.rotation_error(quat, self.setpoint[1])
         # The joint motion of the step: damped least squares, J^T (J J^T + l^2 I)^-1 twist, a 6x6 solve where
         # pinv's SVD was a sixth of the loop's CPU near a limit; the damping keeps it bounded near singularities.
-        dq = jac.T @ np.linalg.solve(jac @ jac.T + 1e-6 * np.eye(6), twist)
-        mid = (self.safety.q_min + self.safety.q_max) / 2
-        return bool(np.any(dq[near] * np.sign(state.q[near] - mid[near]) > 1e-9))
+        dq = jac.T @ np.linalg.solve(jac @ jac.T + self._limit_damping, twist)
+        mid = self._joint_mid[near]
+        return bool(np.any(dq[near] * np.sign(state.q[near] - mid) > 1e-9))
 
     # --- publishing ------------------------------------------------------------------------
-    def _publish_state(self, s: RobotState) -> None:
+    def _publish_loop(self) -> None:
+        # Above the cameras and the policy server, below the control loop: the twin cameras wait for this
+        # state, so its delay is capture latency.
+        raise_thread_priority(self.get_logger(), max(0, int(self.cfg.realtime_priority) - 10), "state publishing")
+        while self._running and self.context.ok():
+            with self._outbox_ready:
+                self._outbox_ready.wait_for(lambda: self._outbox is not None or not self._running, timeout=0.1)
+                item, self._outbox = self._outbox, None
+            if item is None:
+                continue
+            try:
+                self._publish_state(*item)
+            except Exception:                       # publishing after the context went down: a shutdown
+                if self.context.ok():
+                    raise
+                break
+
+    def _publish_state(self, s: RobotState, sim: np.ndarray | None) -> None:
+        if sim is not None:                         # first: the twin cameras wait for it
+            msg = Float64MultiArray()
+            msg.data = np.concatenate(([s.stamp], sim)).tolist()
+            self.pub_sim.publish(msg)
         self.pub_joints.publish(convert.joint_state_msg(self.joint_names, s.q, s.dq, s.tau, s.stamp))
         self.pub_pose.publish(convert.pose_msg(s.ee_pos, s.ee_quat, s.stamp))
         self.pub_wrench.publish(convert.wrench_msg(s.wrench, s.stamp))
         self.pub_gripper.publish(convert.joint_state_msg(["gripper"], [s.gripper_width], [0.0], None, s.stamp))
-        if self.pub_sim is not None:
-            msg = Float64MultiArray()
-            msg.data = [s.stamp, *self.driver.sim_state()]
-            self.pub_sim.publish(msg)
+        self.states_published += 1
 
     def _publish_diagnostics(self) -> None:
         stats = self.stats.summary()
-        if self.chunk_latency:
-            lat = 1000 * np.array(self.chunk_latency)
-            stats["chunk_latency_p50_ms"] = float(np.percentile(lat, 50))
-            stats["chunk_latency_p99_ms"] = float(np.percentile(lat, 99))
-            stats["chunks_received"] = len(self.chunk_latency)
-        if self.command_latency:
-            lat = 1000 * np.array(self.command_latency)
-            stats["command_latency_p50_ms"] = float(np.percentile(lat, 50))
-            stats["command_latency_p99_ms"] = float(np.percentile(lat, 99))
+        for name, samples, scale, unit in (("chunk_latency", self.chunk_latency, 1e3, "ms"),
+                                           ("command_latency", self.command_latency, 1e3, "ms"),
+                                           ("tick_cpu", self.tick_cpu, 1e6, "us")):
+            if len(samples):
+                p50, p99 = samples.percentiles([50, 99], scale)
+                stats[f"{name}_p50_{unit}"], stats[f"{name}_p99_{unit}"] = p50, p99
+        stats["chunks_received"] = len(self.chunk_latency)
         values = {**{k: f"{v:.3f}" for k, v in stats.items()}, "command_age_s": f"{self.command_age:.3f}",
                   "mode": self.mode, "estop": str(self._estop), "enabled": str(self._enabled),
                   **{f"safety.{k}": str(v) for k, v in self.safety.events.counts.items()},
@@ -411,6 +443,9 @@ class ArmNode(Node):
         self._running = False
         if self._thread.is_alive():
             self._thread.join(timeout=2.0)
+        with self._outbox_ready:
+            self._outbox_ready.notify()
+        self._publisher.join(timeout=2.0)
         self._command_node.destroy_node()
         try:
             self.driver.stop()

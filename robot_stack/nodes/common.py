@@ -78,6 +78,18 @@ def _interrupt_again() -> None:
     raise KeyboardInterrupt
 
 
+def take_newest(sub):
+    """The newest message waiting on `sub` (the older ones are dropped), or None: for a subscription that no
+    executor spins, read when a decision needs it rather than delivered at the publisher's rate."""
+    newest = None
+    while True:
+        with sub.handle:
+            taken = sub.handle.take_message(sub.msg_type, sub.raw)
+        if taken is None:
+            return newest
+        newest = taken[0]
+
+
 def declare_any(node, name: str):
     """Declare a parameter of any type (launch files type values as YAML would); returns its value or ''."""
     node.declare_parameter(name, "", ParameterDescriptor(dynamic_typing=True))

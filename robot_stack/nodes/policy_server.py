@@ -35,7 +35,9 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import MultiDOFJointTrajectory
 
-from robot_stack.nodes.common import declare_any, raise_thread_priority, run_node
+import rclpy
+
+from robot_stack.nodes.common import declare_any, raise_thread_priority, run_node, take_newest
 from robot_stack.policies import PolicyError, load_policy
 from robot_stack.ros import convert, qos
 from robot_stack.types import Observation, Task
@@ -107,8 +109,14 @@ class PolicyServer(Node):
         cameras = sorted({c for p in self.policies.values() for c in p.data_spec().cameras})
         for cam in cameras:
             self.create_subscription(Image, f"{cam}/color/image_raw", lambda m, c=cam: self._on_image(c, m), qos.IMAGE)
-        self.create_subscription(PoseStamped, "arm/ee_pose", self._on_pose, qos.SENSOR)
-        self.create_subscription(JointState, "arm/gripper", self._on_gripper, qos.SENSOR)
+        # The TCP pose and gripper width (100 Hz) are taken when a decision reads them, from a companion node that
+        # no executor spins: delivered by the executor, they woke this thread 200 times a second.
+        self._arm_state_node = rclpy.create_node(f"{self.get_name()}_arm_state", namespace=self.get_namespace(),
+                                                 context=self.context)
+        self._pose_sub = self._arm_state_node.create_subscription(PoseStamped, "arm/ee_pose", lambda m: None,
+                                                                  qos.SENSOR)
+        self._gripper_sub = self._arm_state_node.create_subscription(JointState, "arm/gripper", lambda m: None,
+                                                                     qos.SENSOR)
         self.create_subscription(String, "task/instruction", self._on_instruction, qos.LATCHED)
         self.create_subscription(Image, "task/goal_image", self._on_goal, qos.LATCHED)
         self.create_service(SetBool, "policy_server/enable", self._srv_enable)
@@ -134,6 +142,13 @@ class PolicyServer(Node):
         with self._lock:
             self.images[cam] = (convert.from_time(msg.header.stamp), image)
         self._tick()
+
+    def _take_arm_state(self) -> None:
+        pose, gripper = take_newest(self._pose_sub), take_newest(self._gripper_sub)
+        if pose is not None:
+            self._on_pose(pose)
+        if gripper is not None:
+            self._on_gripper(gripper)
 
     def _on_pose(self, msg: PoseStamped) -> None:
         p, o = msg.pose.position, msg.pose.orientation
@@ -198,6 +213,7 @@ class PolicyServer(Node):
         of them was later paired with the instant after it (a chunk stamped a camera period
         old: BESO capture-to-act() p99 122 ms). No new frames, no decision: the arm's watchdog holds.
         """
+        self._take_arm_state()
         with self._lock:
             if not self.enabled:
                 return
@@ -254,6 +270,9 @@ class PolicyServer(Node):
         """The observation of one capture instant: the frames with the latest pose and gripper (held under the lock)."""
         return Observation(stamp=min(stamps + [self.pose[0]]), images={c: im for c, (_, im) in frames.items()},
                            ee_pose=self.pose[1], gripper=self.gripper)
+
+    def close(self) -> None:
+        self._arm_state_node.destroy_node()
 
     # --- reporting ----------------------------------------------------------------------------
     def _error(self, text: str) -> None:

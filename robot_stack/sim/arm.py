@@ -42,6 +42,14 @@ class Workspace:
     max_reach: float = 0.82     # from the shoulder (first joint axis at its height)
 
 
+def _as_slice(indices: np.ndarray):
+    """`indices` as a slice when they are consecutive (indexing with it gives a view), else unchanged."""
+    idx = np.asarray(indices)
+    if idx.size and np.array_equal(idx, np.arange(idx[0], idx[0] + idx.size)):
+        return slice(int(idx[0]), int(idx[0]) + idx.size)
+    return idx
+
+
 class SimArm:
     def __init__(self, scene: Scene, gains: ImpedanceGains | None = None, workspace: Workspace | None = None):
         self.scene = scene
@@ -56,9 +64,12 @@ class SimArm:
         self.warnings: deque[str] = deque(maxlen=5)    # the latest clipping warnings: a repeat of one is not logged
         self.log_warnings = True      # off where clipping is routine (RL exploration pushes past the workspace)
         nv = scene.model.nv
-        self._jacp = np.zeros((3, nv))
-        self._jacr = np.zeros((3, nv))
+        self._jac = np.zeros((6, nv))                 # buffers the 1 kHz law fills in place
         self._minv_jt = np.zeros((6, nv))
+        self._dofs = _as_slice(scene.arm_dof)         # views, not fancy-index copies, where the indices are a range
+        self._qpos = _as_slice(scene.arm_qpos)
+        self._reg = 1e-4 * np.eye(6)
+        self._eye_n = np.eye(len(scene.arm_dof))
         self._q_lo = np.array(self.spec.q_min)
         self._q_hi = np.array(self.spec.q_max)
         self._shoulder = np.array([0.0, 0.0, self.spec.d[0]])
@@ -155,29 +166,29 @@ class SimArm:
 
     def _operational_space_torque(self, pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
         m, d, s = self.scene.model, self.scene.data, self.scene
-        g = self.gains
-        dofs = s.arm_dof
-        mujoco.mj_jacSite(m, d, self._jacp, self._jacr, s.tcp_site)
-        jac_full = np.vstack((self._jacp, self._jacr))
+        dofs = self._dofs
+        jac_full = self._jac
+        mujoco.mj_jacSite(m, d, jac_full[:3], jac_full[3:], s.tcp_site)
         mujoco.mj_solveM(m, d, self._minv_jt, jac_full)        # rows: (M^-1 J^T)^T
         jac = jac_full[:, dofs]
         minv_jt = self._minv_jt[:, dofs].T                        # (n, 6)
-        lam = np.linalg.inv(jac @ minv_jt + 1e-4 * np.eye(6))     # task-space inertia
+        lam = np.linalg.inv(jac @ minv_jt + self._reg)            # task-space inertia
         qd = d.qvel[dofs]
         vel = jac @ qd
-        err_p = pos - d.site_xpos[s.tcp_site]
+        err = np.empty(6)
+        err[:3] = pos - d.site_xpos[s.tcp_site]
         cur = np.empty(4)
         mujoco.mju_mat2Quat(cur, d.site_xmat[s.tcp_site])
         err_r = np.empty(3)
         mujoco.mju_subQuat(err_r, tf.to_mj(quat), cur)            # in the TCP frame
-        err_r = d.site_xmat[s.tcp_site].reshape(3, 3) @ err_r     # to the base frame
-        accel = self._kp * np.concatenate((err_p, err_r)) - self._kd * vel
+        err[3:] = d.site_xmat[s.tcp_site].reshape(3, 3) @ err_r   # to the base frame
+        accel = self._kp * err - self._kd * vel
         tau = jac.T @ (lam @ accel)
         # Null-space posture: pull toward the posture held when the command began.
         jbar = minv_jt @ lam                                      # dynamically consistent inverse
-        null = np.eye(len(dofs)) - jac.T @ jbar.T
-        q = d.qpos[s.arm_qpos]
-        kn = g.nullspace
+        null = self._eye_n - jac.T @ jbar.T
+        q = d.qpos[self._qpos]
+        kn = self.gains.nullspace
         tau += null @ (kn * (self._q_null - q) - 2.0 * np.sqrt(kn) * qd)
         tau += d.qfrc_bias[dofs]
         return tau
