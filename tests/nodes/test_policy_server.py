@@ -80,6 +80,23 @@ def test_chunks_carry_the_capture_stamp_and_bad_input_is_survived(graph):
     pump(g, 20.0, until=lambda: len(g["chunks"]) > n)          # valid input again: serving resumes
 
 
+def test_a_decision_reads_the_newest_tcp_pose_taken_when_it_decides(graph):
+    import time
+    g = graph
+    g["text"].publish(String(data="go"))
+    enable(g)
+    pump(g, 20.0, until=lambda: len(g["chunks"]) > 0)
+    time.sleep(0.3)                              # frames still in flight are handled first
+    for x in (0.41, 0.42, 0.43):                 # 100 Hz poses between frames: only the newest matters
+        g["pose"].publish(convert.pose_msg(np.array([x, 0.0, 0.2]), np.array([1.0, 0, 0, 0]), g["server"].now()))
+        time.sleep(0.01)
+    assert g["server"].pose[1][0] != 0.43        # not delivered by the executor: taken at the next decision
+    n = len(g["chunks"])
+    g["image"].publish(convert.image_msg(np.full((32, 32, 3), 90, np.uint8), g["server"].now(), "front"))
+    wait_for(lambda: len(g["chunks"]) > n, what="a chunk from the new frame")
+    assert g["server"].pose[1][0] == pytest.approx(0.43)
+
+
 def test_missing_conditioning_publishes_nothing(graph):
     g = graph
     enable(g)
