@@ -106,6 +106,11 @@ class Policy(torch.nn.Module):
         """Per-method work when the task changes (encode the goal or instruction once)."""
 
     # --- the interface ----------------------------------------------------------------------------
+    def serve(self) -> "Policy":
+        """Prepare for a process that only decides (the policy server): eval mode, and whatever a method does to
+        decide faster with weights that no longer change (BESO traces its score network). Not for training."""
+        return self.eval()
+
     def reset(self, task: Task) -> None:
         """Start a new task; refuses (MissingConditioning) a task this policy cannot be conditioned on."""
         offered = task.provides()

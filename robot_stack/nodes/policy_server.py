@@ -63,7 +63,7 @@ class PolicyServer(Node):
         self.policies = {}
         for alias, path in specs:
             try:
-                policy = load_policy(path)
+                policy = load_policy(path).serve()          # this process only decides
             except (PolicyError, OSError) as exc:
                 raise ValueError(f"cannot load checkpoint {path}: {exc}") from exc
             self.policies[alias or policy.name] = policy

@@ -303,6 +303,24 @@ def test_act_returns_chunk():
     assert isinstance(chunk, ActionChunk) and len(chunk) == policy.config.action_horizon
 
 
+@pytest.mark.parametrize("goal_encoder", ["stacked", "shared"])
+def test_a_served_policy_decides_as_the_eager_one_for_every_guidance(goal_encoder):
+    eager, served = make_policy(goal_encoder=goal_encoder).eval(), make_policy(goal_encoder=goal_encoder).serve()
+    for task, guidance in ((Task(goal_image=image(9)), 1.0), (Task(goal_image=image(9)), 0.0),
+                           (Task(goal_image=image(9)), 2.0), (Task(), 1.0)):
+        for policy in (eager, served):
+            policy.config.guidance = guidance
+            policy.reset(task)
+        for step in range(2):                                 # the second decision reuses the frozen copy
+            outs = []
+            for policy in (eager, served):
+                torch.manual_seed(step)
+                outs.append(policy.act(observation(seed=step, stamp=1.0 + 0.1 * step)))
+            np.testing.assert_allclose(outs[1].positions, outs[0].positions, atol=1e-5)
+            np.testing.assert_allclose(outs[1].gripper, outs[0].gripper, atol=1e-5)
+    assert len(served._traced) == 3 and not served.training    # goal, no goal, cond + uncond batched
+
+
 def test_bad_inputs_raise():
     policy = make_policy()
     policy.reset(Task())                                    # goal-free
