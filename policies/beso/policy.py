@@ -124,9 +124,17 @@ class BESOPolicy(Policy):
 
         Three denoising steps are three network calls of many small ops; frozen, one call took 0.67 ms
         against 1.22 eager (1 thread, the shipped pick_place network), with the same output. The frozen
-        copy holds the weights as constants, so a policy that serves must not train again."""
+        copy holds the weights as constants, so a policy that serves must not train again. The
+        configured guidance's signatures are traced here; another guidance's, at its first decision."""
         super().serve()
         self._traced = {}
+        # Trace now, with and without a goal, so the first decision of an episode is not a few hundred ms late.
+        width = self.net.width
+        obs = torch.zeros(1, self.net.pos_emb.shape[1] - 2 - self.config.action_horizon, width,
+                          device=self.net.pos_emb.device)
+        with torch.no_grad():
+            self._sample(obs, torch.zeros(1, 1, width, device=obs.device))
+            self._sample(obs, None)
         return self
 
     def _score(self, x_in, c_noise, obs_tokens, goal_tokens) -> torch.Tensor:

@@ -306,6 +306,7 @@ def test_act_returns_chunk():
 @pytest.mark.parametrize("goal_encoder", ["stacked", "shared"])
 def test_a_served_policy_decides_as_the_eager_one_for_every_guidance(goal_encoder):
     eager, served = make_policy(goal_encoder=goal_encoder).eval(), make_policy(goal_encoder=goal_encoder).serve()
+    assert len(served._traced) == 2                            # traced at serve(): with and without a goal
     for task, guidance in ((Task(goal_image=image(9)), 1.0), (Task(goal_image=image(9)), 0.0),
                            (Task(goal_image=image(9)), 2.0), (Task(), 1.0)):
         for policy in (eager, served):
