@@ -29,7 +29,7 @@ from robot_stack.control.interpolation import JointInterpolator, PoseInterpolato
 from robot_stack.control.loop_stats import LoopStats, RecentSamples
 from robot_stack.control.safety import SafetyEnvelope, SafetyLimits, SafetyViolation, Watchdog
 from robot_stack.drivers.base import ArmDriver, DriverError
-from robot_stack.nodes.common import node_config, raise_thread_priority, run_node
+from robot_stack.nodes.common import node_config, raise_thread_priority, run_node, take_all
 from robot_stack.ros import convert, qos
 from robot_stack.sim.robots import get_robot
 from robot_stack.sim.scene import Scene
@@ -266,12 +266,8 @@ class ArmNode(Node):
     def take_commands(self) -> None:
         """Take every waiting target pose and action chunk (newest last) and hand them over."""
         for sub, handler in self._command_subs:
-            while True:
-                with sub.handle:
-                    taken = sub.handle.take_message(sub.msg_type, sub.raw)
-                if taken is None:
-                    break
-                handler(taken[0])
+            for msg in take_all(sub):
+                handler(msg)
 
     def control_step(self) -> None:
         """One control period: read, take commands, decide the set point, command, publish."""

@@ -78,16 +78,23 @@ def _interrupt_again() -> None:
     raise KeyboardInterrupt
 
 
-def take_newest(sub):
-    """The newest message waiting on `sub` (the older ones are dropped), or None: for a subscription that no
-    executor spins, read when a decision needs it rather than delivered at the publisher's rate."""
-    newest = None
+def take_all(sub):
+    """Every message waiting on `sub`, oldest first: for a subscription that no executor spins, read by the
+    thread that needs it (the arm's control loop, the policy server's decision) when it needs it."""
     while True:
         with sub.handle:
             taken = sub.handle.take_message(sub.msg_type, sub.raw)
         if taken is None:
-            return newest
-        newest = taken[0]
+            return
+        yield taken[0]
+
+
+def take_newest(sub):
+    """The newest message waiting on `sub` (the older ones are dropped), or None."""
+    newest = None
+    for newest in take_all(sub):
+        pass
+    return newest
 
 
 def declare_any(node, name: str):

@@ -28,14 +28,13 @@ from collections import deque
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
+import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import MultiDOFJointTrajectory
-
-import rclpy
 
 from robot_stack.nodes.common import declare_any, raise_thread_priority, run_node, take_newest
 from robot_stack.policies import PolicyError, load_policy
