@@ -84,8 +84,8 @@ class ScoreTransformer(nn.Module):
         self.sigma_emb = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.action_emb = nn.Linear(action_dim, width)
         self.null_goal = nn.Parameter(torch.zeros(1, 1, width))                  # the dropped / absent goal
-        n_tokens = 2 + obs_horizon * (n_cameras + bool(proprio_dim)) + action_horizon
-        self.pos_emb = nn.Parameter(torch.randn(1, n_tokens, width) * 0.02)
+        self.n_obs_tokens = obs_horizon * (n_cameras + bool(proprio_dim))        # obs_horizon frames of cameras [+ proprio]
+        self.pos_emb = nn.Parameter(torch.randn(1, 2 + self.n_obs_tokens + action_horizon, width) * 0.02)
         block = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout, activation="gelu", batch_first=True,
                                            norm_first=True)
         self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)

@@ -130,8 +130,7 @@ class BESOPolicy(Policy):
         self._traced = {}
         # Trace now, with and without a goal, so the first decision of an episode is not a few hundred ms late.
         width = self.net.width
-        obs = torch.zeros(1, self.net.pos_emb.shape[1] - 2 - self.config.action_horizon, width,
-                          device=self.net.pos_emb.device)
+        obs = torch.zeros(1, self.net.n_obs_tokens, width, device=self.net.pos_emb.device)
         with torch.no_grad():
             self._sample(obs, torch.zeros(1, 1, width, device=obs.device))
             self._sample(obs, None)
