@@ -51,7 +51,7 @@ from .frames import fast_frames_supported, read_frames
 
 FORMAT_VERSION = 1
 ROOT_KEY = "robot_stack_episode_store"
-# Measured on rendered twin frames (README, `bench data`): zstd level 3 is 43x on 640x480 at
+# Measured on rendered twin frames (`robot-stack bench data`): zstd level 3 is 43x on 640x480 at
 # 0.7 ms encode / 0.33 ms decode; lz4 is 21x, zstd 9 is 56x at 4 ms encode. Lossless, so round trips are bit-exact.
 IMAGE_CODECS = (ZstdCodec(level=3), Crc32cCodec())
 PER_FRAME_CHUNK_BYTES = 16 * 1024   # frames at least this large get one chunk each (images, depth)

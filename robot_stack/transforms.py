@@ -5,7 +5,7 @@ order is converted, so everything above the simulator speaks one order.
 
 Single quaternions and 3x3 matrices are computed with `math` on Python floats, not numpy:
 the arm node's 1 kHz control tick calls these a dozen times, and numpy's per-call overhead
-on 4-element arrays (5-25 us per call) was a third of the tick (README, session 23).
+on 4-element arrays (5-25 us per call) was a third of the tick (docs/design.md, "The arm node's control thread").
 Every function still takes any sequence and returns numpy arrays.
 """
 from __future__ import annotations

@@ -64,7 +64,7 @@ class ScoreTransformer(nn.Module):
     channels), so the goal token encodes what is left to change, as GRIF's task encoder does with
     (s0, g). With "shared", telling which of three blocks the goal moved means comparing two pooled
     vectors: regressing the target from (front, goal), the shared CNN was twice as far off after
-    1000 steps (43.1 against 22.5 mm; README, session 9).
+    1000 steps (43.1 against 22.5 mm; docs/results.md, "BESO: sigma_max and the stacked goal").
     """
 
     def __init__(self, n_cameras: int, obs_horizon: int, action_horizon: int, action_dim: int, proprio_dim: int,

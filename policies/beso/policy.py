@@ -49,7 +49,7 @@ class Config:
     sigma_min: float = 0.005
     sigma_max: float = 10.0              # the official 1.0 assumes actions within ~sigma_data; our scaled chunks reach
                                          # rms 1.2-2.8 and |a| 5.2 in the first second, so at sigma 1 the sampler's
-                                         # initial noise passes for signal (README, "sigma_max")
+                                         # initial noise passes for signal (docs/results.md, "BESO: sigma_max")
     sigma_loc: float | None = None       # log-logistic loc; None = ln(sigma_data) as in the official code
     sigma_scale: float = 1.0              # official 0.5; 1.0 puts 16% of training sigmas in [2, 10]
     sampling_steps: int = 3

@@ -47,10 +47,11 @@ class GRIFConfig:
     aug_pad: int = 4                     # random shift (pad, random crop) in training; 0 turns it off
     prefer: str = "goal_image"           # modality used when a task carries both: "goal_image" | "instruction"
     cameras: tuple = ("front",)          # the paper's one camera; ("front", "wrist") adds a FiLM-conditioned wrist
-                                         # view, as BESO reads (README, session 16). The task encoder reads "front".
+                                         # view, as BESO reads; it did not move success at 1,000 episodes
+                                         # (docs/results.md, "GRIF: wrist camera"). The task encoder reads "front".
     gripper_input: bool = False          # the finger width joins the pooled features: the front frame hardly shows
                                          # whether the fingers have closed, and without it the policy stalls at the
-                                         # grasp, averaging "still closing" and "lift" (README, session 11)
+                                         # grasp, averaging "still closing" and "lift" (a rollout trace showed it)
 
     def __post_init__(self):
         self.channels, self.task_channels = tuple(self.channels), tuple(self.task_channels)

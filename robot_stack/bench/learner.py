@@ -19,7 +19,7 @@ from robot_stack.learner.rlpd import RLPDAgent, RLPDConfig
 from robot_stack.learner.roles import Learner, LearnerSettings
 from robot_stack.learner.spaces import ActionSpec, ObsSpec
 
-CASES = {   # the observations of conf/learn.yaml's state run and of the image run (README)
+CASES = {   # the observations of conf/learn.yaml's state run and of the image run (docs/results.md, "Online RL: lift")
     "state (lift: 11-D state)": ObsSpec(("ee_pose", "gripper", "object_rel"), 11, (), 128),
     "image (front + wrist 128x128 + 8-D proprio)": ObsSpec(("ee_pose", "gripper"), 8, ("front", "wrist"), 128),
 }

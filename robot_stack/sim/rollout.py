@@ -57,7 +57,7 @@ class PositionNoise:
     grasp, a release, a push); the offset then only decays, so the arm settles within the expert's
     tolerance and the expert goes on as it would undisturbed. Without this the arm sat off the
     release point until the waypoint timed out, and a policy cloned from such data learned to hold
-    the block over the bowl (session 17)."""
+    the block over the bowl (docs/results.md, "Disturbed demonstrations (DART)")."""
 
     def __init__(self, std: float, rng: np.random.Generator, correlation: float = 0.8):
         if std < 0 or not 0 <= correlation < 1:

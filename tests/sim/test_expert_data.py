@@ -66,7 +66,7 @@ def test_disturbed_episodes_record_the_expert_targets_the_arm_was_pushed_off(tmp
 
 
 def test_a_disturbed_expert_still_meets_the_tight_tolerance_it_waits_on_before_releasing():
-    """pick_place releases only within 8 mm of the place point: with noise that never stops (session 17)
+    """pick_place releases only within 8 mm of the place point: with noise that never stops
     0.02 m kept 40 of 463 episodes; with the offset decaying while the expert waits they still succeed."""
     env = TwinEnv("pick_place", image_size=32)
     for seed in (5000, 5001, 5002):
