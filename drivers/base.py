@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from robot_stack.sim.robots import RobotSpec
+from robot_stack.robots.spec import RobotSpec
 from robot_stack.types import Frame, RobotState
 
 

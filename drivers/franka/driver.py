@@ -38,7 +38,7 @@ from robot_stack import transforms as tf
 from robot_stack.drivers.base import ArmDriver, DriverError
 from robot_stack.drivers.common import ClockSync, GripperWorker, config_get
 from robot_stack.drivers.franka.config import FrankaConfig
-from robot_stack.sim.robots import PANDA, RobotSpec, get_robot
+from robot_stack.robots.spec import PANDA, RobotSpec, get_robot
 from robot_stack.types import RobotState
 
 VENDOR_EXCEPTIONS = ("FrankaException", "CommandException", "NetworkException", "ControlException",

@@ -16,7 +16,7 @@ import numpy as np
 from robot_stack.drivers.base import ArmDriver, DriverError
 from robot_stack.sim.arm import SimArm
 from robot_stack.sim.env import reset_episode
-from robot_stack.sim.robots import get_robot
+from robot_stack.robots.spec import get_robot
 from robot_stack.sim.scene import Scene, SimulationError
 from robot_stack.sim.tasks import make_task
 from robot_stack.types import RobotState

@@ -37,7 +37,7 @@ from robot_stack.drivers.base import ArmDriver, DriverError
 # gripper thread. (They would sit better in a common drivers module.)
 from robot_stack.drivers.common import ClockSync, GripperWorker, config_get
 from robot_stack.drivers.ur.config import URConfig
-from robot_stack.sim.robots import UR5E, RobotSpec, get_robot
+from robot_stack.robots.spec import UR5E, RobotSpec, get_robot
 from robot_stack.types import RobotState
 
 VENDOR_ERRORS = (RuntimeError, OSError)

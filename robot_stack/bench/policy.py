@@ -141,7 +141,7 @@ def end_to_end(checkpoint: str, seconds: float, launch_args: tuple[str, ...] = (
 def _start_floor(seconds: float) -> subprocess.Popen:
     """The bare loop of `tick_floor` beside the graph, at the Panda arm loop's rate and priority."""
     from robot_stack.config import load_config
-    from robot_stack.sim.robots import get_robot
+    from robot_stack.robots.spec import get_robot
     priority = load_config("arm_node").realtime_priority
     return subprocess.Popen([sys.executable, "-m", "robot_stack.bench.tick_floor", str(seconds),
                              str(get_robot("panda").control_hz), str(priority)], stdout=subprocess.PIPE, text=True)

@@ -44,7 +44,7 @@ from robot_stack.control.delta import apply_delta, delta_between
 from robot_stack.ros import convert, qos
 from robot_stack.ros.service_call import RESEND_AFTER, ServiceError, call_service
 from robot_stack.sim.env import PHASES, observation_space
-from robot_stack.sim.robots import get_robot
+from robot_stack.robots.spec import get_robot
 from robot_stack.sim.scene import Scene
 from robot_stack.sim.tasks import make_task
 

@@ -32,7 +32,7 @@ from robot_stack.control.safety import SafetyEnvelope, SafetyLimits, SafetyViola
 from robot_stack.drivers.base import ArmDriver, DriverError
 from robot_stack.nodes.common import node_config, raise_thread_priority, run_node, take_all
 from robot_stack.ros import convert, qos
-from robot_stack.sim.robots import get_robot
+from robot_stack.robots.spec import get_robot
 from robot_stack.sim.scene import Scene
 from robot_stack.control.chunks import blend_chunks, chunk_target_at
 from robot_stack.types import ActionChunk, RobotState

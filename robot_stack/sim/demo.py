@@ -8,7 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from robot_stack.sim.env import make_env
-from robot_stack.sim.robots import ROBOTS
+from robot_stack.robots.spec import ROBOTS
 from robot_stack.sim.rollout import run_expert
 from robot_stack.sim.tasks import TASKS
 from robot_stack.video import write_mp4

@@ -12,7 +12,7 @@ import mujoco
 import numpy as np
 
 from robot_stack import transforms as tf
-from robot_stack.sim.robots import RobotSpec, get_robot
+from robot_stack.robots.spec import RobotSpec, get_robot
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 BLOCKS = ("red", "green", "blue")

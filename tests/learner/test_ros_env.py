@@ -168,7 +168,7 @@ def test_reward_fn_replaces_the_predicate_and_real_arm_needs_one(graph):
 
 
 def test_real_arm_path_homes_and_uses_the_reward_fn(graph):
-    from robot_stack.sim.robots import get_robot
+    from robot_stack.robots.spec import get_robot
     env = graph["make"](twin=False, reward_fn=lambda obs: (0.0, False))       # as on a real arm: no sim/reset
     obs, info = env.reset()
     np.testing.assert_allclose(obs["joint_pos"], get_robot(ROBOT).q_home, atol=0.05)   # arm/home, then waited

@@ -1,9 +1,9 @@
 """Robot descriptions from the manufacturers' published parameters.
 
 Each arm is described once here: DH table, joint limits, link masses and centres of mass,
-gripper geometry. The MJCF files in `assets/` are generated from these specs
-(`python -m robot_stack.sim.assets.generate`) and `dh_forward` is the independent
-analytic forward kinematics the MJCF is tested against.
+gripper geometry. The twin's MJCF files (`sim/assets/`) are generated from these specs
+(`python -m robot_stack.sim.assets.generate`); `kinematics.py` computes the same arm's
+forward kinematics and Jacobian from them without a simulator.
 
 Sources: Franka Emika "Robot and interface specifications" (modified/Craig DH, joint
 limits, flange 0.107 m, hand TCP 0.1034 m rotated -45 deg), link masses/COMs from the
@@ -137,36 +137,3 @@ def get_robot(name: str) -> RobotSpec:
         return ROBOTS[name]
     except KeyError:
         raise ValueError(f"unknown robot {name!r}; valid robots: {', '.join(sorted(ROBOTS))}") from None
-
-
-def _rot_x(t: float) -> np.ndarray:
-    c, s = np.cos(t), np.sin(t)
-    return np.array([[1, 0, 0, 0], [0, c, -s, 0], [0, s, c, 0], [0, 0, 0, 1.0]])
-
-
-def _rot_z(t: float) -> np.ndarray:
-    c, s = np.cos(t), np.sin(t)
-    return np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
-
-
-def _trans(x: float, y: float, z: float) -> np.ndarray:
-    t = np.eye(4)
-    t[:3, 3] = (x, y, z)
-    return t
-
-
-def dh_link_transform(spec: RobotSpec, i: int, theta: float) -> np.ndarray:
-    """Transform from DH frame i-1 to frame i for joint i (0-based index)."""
-    a, d, alpha = spec.a[i], spec.d[i], spec.alpha[i]
-    if spec.convention == "modified":
-        return _rot_x(alpha) @ _trans(a, 0, 0) @ _rot_z(theta) @ _trans(0, 0, d)
-    return _rot_z(theta) @ _trans(0, 0, d) @ _trans(a, 0, 0) @ _rot_x(alpha)
-
-
-def dh_forward(spec: RobotSpec, q: np.ndarray) -> np.ndarray:
-    """Analytic base-to-TCP transform (4x4) from the DH table, flange and hand offsets."""
-    t = np.eye(4)
-    for i, qi in enumerate(q):
-        t = t @ dh_link_transform(spec, i, qi)
-    g = spec.gripper
-    return t @ _trans(0, 0, spec.flange_d) @ _rot_z(g.yaw) @ _trans(0, 0, g.tcp_offset)
