@@ -32,9 +32,13 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import os
 import re
+import socket
+import sys
 import uuid
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -62,6 +66,8 @@ if TYPE_CHECKING:
     from .writer import EpisodeWriter
 
 _CHUNK_KEY = re.compile(r"(^|/)c(/\d+)*$")
+LOCK_FILE = ".writer.lock"
+log = logging.getLogger(__name__)
 
 
 class MissingChunkError(KeyError):
@@ -222,8 +228,11 @@ class EpisodeStore:
         self.mode = mode
         self.durable = bool(durable)
         self._lock_fd = None
+        self._forked = False
+        self.took_over: dict | None = None   # the lock record of a dead writer whose lock this store took over
         if mode == "a":
-            self._lock_fd = _lock(self.path)
+            self._lock_fd, self.took_over = acquire_lock(self.path)
+            _LOCKED_STORES.add(self)
         self._writer = None
         self.recovered: dict = {}
         self._zstore = _StrictLocalStore(self.path, read_only=(mode == "r"), durable=self.durable)
@@ -231,10 +240,20 @@ class EpisodeStore:
             try:
                 self.root = zarr.open_group(store=self._zstore, mode="r" if mode == "r" else "r+", zarr_format=3)
             except FileNotFoundError as exc:
-                raise StoreError(f"{self.path}: not an episode store (no zarr group)") from exc
+                raise StoreError(f"{self.path}: not an episode store (no zarr group: "
+                                 f"{self.path / 'zarr.json'} is missing)") from exc
+            except Exception as exc:   # truncated or hand-edited root metadata: JSON or zarr validation errors
+                raise StoreError(f"{self.path / 'zarr.json'}: unreadable root metadata: "
+                                 f"{type(exc).__name__}: {exc}") from exc
             self._load_record()
             if mode == "a":
-                self.recovered = self._recover()
+                try:
+                    self.recovered = self._recover()
+                except StoreError:
+                    raise
+                except Exception as exc:   # damaged array metadata met while truncating uncommitted rows
+                    raise StoreError(f"{self.path}: cannot recover the store for appending "
+                                     f"(run `robot-stack data verify {self.path}`): {type(exc).__name__}: {exc}") from exc
         except BaseException:
             self.close()   # release the writer lock
             raise
@@ -247,9 +266,13 @@ class EpisodeStore:
 
         ``durable``: every commit is fsynced before it counts (see ``_commit_record``)."""
         path = Path(path)
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
             if not overwrite:
                 raise StoreError(f"{path}: already exists (pass overwrite=True to replace it)")
+            # overwrite replaces an episode store, nothing else: a mistyped path must not cost a directory
+            if not is_episode_store(path):
+                raise StoreError(f"{path}: refusing to overwrite: not an episode store (no readable {ROOT_KEY} "
+                                 "record in its zarr.json); remove it by hand if it is meant to go")
             import shutil
             os.close(_lock(path))   # never delete a store another process is recording into
             shutil.rmtree(path)
@@ -285,9 +308,30 @@ class EpisodeStore:
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise FormatVersionError(f"{self.path}: format_version {version!r} is newer than this code "
                                      f"reads ({FORMAT_VERSION}); upgrade robot_stack")
+        # The record is JSON anyone can edit or damage: check its shape here, once, so that a bad
+        # value is one error naming the file rather than an AttributeError deep inside a read.
+        try:
+            num_episodes = record["num_episodes"]
+            if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 0:
+                raise ValueError(f"num_episodes {num_episodes!r} is not a count")
+            if not isinstance(record["streams"], dict):
+                raise ValueError(f"streams is a {type(record['streams']).__name__}, not a mapping")
+            streams = {}
+            for n, spec in record["streams"].items():
+                try:
+                    streams[n] = StreamSpec.from_json(spec)
+                    np.dtype(streams[n].dtype)
+                except Exception as exc:
+                    raise ValueError(f"stream {n!r}: {type(exc).__name__}: {exc}") from exc
+                if streams[n].length < 0 or streams[n].chunk_rows < 1 or any(
+                        not isinstance(d, int) or d < 0 for d in streams[n].shape):
+                    raise ValueError(f"stream {n!r}: bad length, chunk_rows or shape {spec!r}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"{self.path / 'zarr.json'}: bad commit record ({ROOT_KEY}): "
+                             f"{exc if not isinstance(exc, KeyError) else f'no {exc} entry'}") from exc
         self._record = record
-        self.num_episodes = int(record["num_episodes"])
-        self.streams: dict[str, StreamSpec] = {n: StreamSpec.from_json(s) for n, s in record["streams"].items()}
+        self.num_episodes = num_episodes
+        self.streams: dict[str, StreamSpec] = streams
         self._ends: dict[str, np.ndarray] = {}
         self._arrays: dict[str, zarr.Array] = {}
         self._fast: dict[str, bool] = {}
@@ -321,6 +365,8 @@ class EpisodeStore:
                 dropped[f"meta/episodes/{key}"] = "uncommitted episode"
         for partial in self.path.rglob("*.partial"):   # temp files of an interrupted atomic write
             partial.unlink(missing_ok=True)
+        for partial in self.path.glob(LOCK_FILE + ".new-*"):   # a lock takeover that died before its rename
+            partial.unlink(missing_ok=True)
         self._arrays.clear()
         return dropped
 
@@ -351,8 +397,12 @@ class EpisodeStore:
         if ends is None:
             try:
                 ends = np.asarray(self.root[f"meta/episode_ends/{stream}"][: self.num_episodes], dtype=np.int64)
+            except MissingChunkError as exc:
+                raise StoreError(f"{self.path}: episode index of stream {stream!r} unreadable: "
+                                 f"chunk file {exc.args[0]} is missing") from exc
             except Exception as exc:
-                raise StoreError(f"{self.path}: episode index of stream {stream!r} unreadable: {exc}") from exc
+                raise StoreError(f"{self.path}: episode index of stream {stream!r} "
+                                 f"(meta/episode_ends/{stream}) unreadable: {type(exc).__name__}: {exc}") from exc
             if ends.shape[0] != self.num_episodes:
                 raise StoreError(f"{self.path}: episode index of stream {stream!r} has {ends.shape[0]} "
                                  f"entries for {self.num_episodes} episodes")
@@ -362,11 +412,17 @@ class EpisodeStore:
     def episode_range(self, k: int, stream: str) -> tuple[int, int]:
         """[start, end) rows of episode ``k`` in ``stream``."""
         k = self._check_index(k)
-        ends = self.episode_ends(stream)
+        try:
+            ends = self.episode_ends(stream)
+        except KeyError:
+            raise
+        except StoreError as exc:   # the whole index is bad; this error is about episode k, so it says so
+            raise CorruptEpisodeError(k, f"meta/episode_ends/{stream}", str(exc).removeprefix(f"{self.path}: "),
+                                      self.path) from exc
         start = int(ends[k - 1]) if k > 0 else 0
         end = int(ends[k])
         if not 0 <= start <= end <= self.streams[stream].length:
-            raise CorruptEpisodeError(k, f"meta/episode_ends/{stream}", f"bad range [{start}, {end})")
+            raise CorruptEpisodeError(k, f"meta/episode_ends/{stream}", f"bad range [{start}, {end})", self.path)
         return start, end
 
     def _check_index(self, k: int) -> int:
@@ -384,9 +440,10 @@ class EpisodeStore:
         try:
             return dict(self.root[key].attrs)
         except KeyError as exc:
-            raise CorruptEpisodeError(k, key, "metadata group is missing") from exc
+            raise CorruptEpisodeError(k, key, "metadata group is missing", self.path) from exc
         except Exception as exc:
-            raise CorruptEpisodeError(k, key, f"metadata unreadable: {exc}") from exc
+            raise CorruptEpisodeError(k, key, f"metadata ({key}/zarr.json) unreadable: {type(exc).__name__}: {exc}",
+                                      self.path) from exc
 
     def read_stream(self, k: int, stream: str, rows: slice | None = None, parts=("data", "capture_stamp",
                                                                                  "receive_stamp"),
@@ -419,13 +476,19 @@ class EpisodeStore:
                 else:
                     result[part] = self._array(stream, part)[start:end:step]
             except (MissingChunkError, FileNotFoundError) as exc:
-                chunk = exc.args[0] if isinstance(exc, MissingChunkError) else Path(exc.filename).name
-                raise CorruptEpisodeError(k, key, f"chunk {chunk!r} is missing") from exc
+                if isinstance(exc, MissingChunkError):
+                    chunk = exc.args[0]
+                elif exc.filename:
+                    chunk = os.path.relpath(exc.filename, self.path)
+                else:
+                    chunk = f"{key}/zarr.json"
+                raise CorruptEpisodeError(k, key, f"chunk file {chunk} is missing", self.path) from exc
             except Exception as exc:
-                raise CorruptEpisodeError(k, key, f"{type(exc).__name__}: {exc}") from exc
+                raise CorruptEpisodeError(k, key, f"{type(exc).__name__}: {exc}", self.path) from exc
         if "data" in result and result["data"].shape[1:] != spec.shape:
             raise CorruptEpisodeError(k, f"streams/{stream}/data",
-                                      f"rows have shape {result['data'].shape[1:]}, stream declares {spec.shape}")
+                                      f"rows have shape {result['data'].shape[1:]}, stream declares {spec.shape}",
+                                      self.path)
         return result
 
     def read_part(self, episodes: Iterable[int], stream: str, part: str = "capture_stamp") -> list[np.ndarray]:
@@ -474,6 +537,9 @@ class EpisodeStore:
         from .writer import EpisodeWriter
         if self.mode != "a":
             raise StoreError(f"{self.path}: opened read-only; open with mode='a' to record")
+        if self._forked:
+            raise StoreError(f"{self.path}: opened for writing by the parent of this forked process; "
+                             "open the store again here to record")
         if self._writer is not None and not self._writer.closed:
             raise StoreError(f"{self.path}: episode {self._writer.episode} is still open (commit or discard it)")
         self._writer = EpisodeWriter(self, {**(metadata or {}), **more})
@@ -539,15 +605,193 @@ class EpisodeStore:
         return f"EpisodeStore({str(self.path)!r}, mode={self.mode!r}, episodes={self.num_episodes})"
 
 
-def _lock(path: Path) -> int:
-    """One writer per store: an flock the kernel releases when the process dies (SIGKILL included)."""
-    fd = os.open(path / ".writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+# ---- the writer lock ---------------------------------------------------------------------------
+# One writer per store. The kernel's flock does most of the work: it is released when the last
+# descriptor of the lock file closes, SIGKILL included. Two ways it outlives its process: a fork()
+# (multiprocessing workers, a forked helper) or a child started with the descriptor (pass_fds,
+# close_fds=False) inherits it and keeps the store locked after the writer is gone, as a stray
+# recorder child would. So the lock file also records its owner (pid, the pid's start time, boot
+# id, pid namespace, host); a process finding the flock held reads the record, and if the owner is
+# provably dead it takes the lock over by renaming a fresh, already-locked file over the old one.
+# "Provably": same host, same boot, same pid namespace, and the pid is gone or now belongs to a
+# process that started at another time (pid reuse). Anything it cannot decide (another host on a
+# shared file system, a record from an older version) is treated as alive: refusing is safe, a
+# second writer is not. Forked children also drop their copy at fork (``_drop_locks_in_child``).
+_LOCKED_STORES: "weakref.WeakSet[EpisodeStore]" = weakref.WeakSet()
+
+
+def _boot_id() -> str | None:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> tuple[int, str] | None:
+    """(start time in clock ticks since boot, state letter) of ``pid``, or None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()   # the command name (field 2) may hold spaces and ')'
+    return int(fields[19]), fields[0]               # field 22 starttime, field 3 state
+
+
+def _owner_record() -> dict:
+    start = _process_start(os.getpid())
+    return {"pid": os.getpid(), "start_time": start[0] if start else None, "boot_id": _boot_id(),
+            "pid_ns": _pid_namespace(), "host": socket.gethostname(), "argv": " ".join(sys.argv)[:200]}
+
+
+def owner_alive(record: dict | None) -> bool | None:
+    """Whether the process a lock record names still runs: True, False (provably dead), or None (cannot tell)."""
+    if not isinstance(record, dict) or isinstance(record.get("pid"), bool) or not isinstance(record.get("pid"), int):
+        return None
+    if record.get("host") != socket.gethostname() or record.get("pid_ns") != _pid_namespace():
+        return None   # another machine or container: its pids mean nothing here
+    boot = _boot_id()
+    if boot is None or record.get("boot_id") is None:
+        return None
+    if record["boot_id"] != boot:
+        return False  # written before a reboot: no process of that boot runs any more
+    now = _process_start(record["pid"])
+    if now is None or now[1] in ("Z", "X"):
+        return False  # gone, or a zombie (its descriptors are already closed)
+    return now[0] == record.get("start_time")   # a different start time: the pid was reused
+
+
+def _describe(record: dict | None) -> str:
+    if not isinstance(record, dict) or "pid" not in record:
+        return "a process that left no owner record (an older version, or another tool)"
+    argv = f" ({record['argv']})" if record.get("argv") else ""
+    host = f" on {record['host']}" if record.get("host") != socket.gethostname() else ""
+    return f"pid {record['pid']}{host}{argv}"
+
+
+def _read_record(fd: int) -> dict | None:
+    try:
+        record = json.loads(os.pread(fd, 65536, 0) or b"null")
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _write_record(fd: int) -> None:
+    """Our owner record into the lock file we hold; no fsync: after a power loss nobody holds the flock."""
+    data = json.dumps(_owner_record()).encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _try_flock(path: Path) -> tuple[int | None, dict | None]:
+    """(fd, None) holding the lock of ``path``, or (None, holder's record) when a live descriptor holds it.
+
+    A lock file replaced by a takeover between our open and our flock is retried: holding the flock
+    of an unlinked file would lock nothing."""
+    lock_path = path / LOCK_FILE
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            record = _read_record(fd)
+            os.close(fd)
+            return None, record
+        except BaseException:
+            os.close(fd)
+            raise
+        if _same_file(fd, lock_path):
+            return fd, None
         os.close(fd)
-        raise StoreLockedError(f"{path}: another process is writing to this store") from exc
-    return fd
+
+
+def acquire_lock(path: Path) -> tuple[int, dict | None]:
+    """Take the writer lock of the store at ``path``: (descriptor, record of the dead owner taken over or None).
+
+    Raises StoreLockedError naming the holder when a live (or undecidable) process holds it."""
+    path = Path(path)
+    fd, holder = _try_flock(path)
+    if fd is not None:
+        _write_record(fd)
+        return fd, None
+    if owner_alive(holder) is not False:
+        raise StoreLockedError(f"{path}: locked for writing by {_describe(holder)}; stop that process first",
+                               holder)
+    # Takeovers are serialised by a second, never-replaced lock file, so two processes that both
+    # found the owner dead cannot each install their own lock file; under it, decide again.
+    guard = os.open(path / (LOCK_FILE + ".takeover"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX)   # held for a few system calls only
+        fd, holder = _try_flock(path)
+        if fd is not None:                  # released meanwhile
+            _write_record(fd)
+            return fd, None
+        if owner_alive(holder) is not False:   # someone else took it over first, and lives
+            raise StoreLockedError(f"{path}: locked for writing by {_describe(holder)}; stop that process first",
+                                   holder)
+        # The new lock file is locked before it takes the lock's name: nobody can flock it first.
+        tmp = path / f"{LOCK_FILE}.new-{uuid.uuid4().hex}"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _write_record(fd)
+            os.replace(tmp, path / LOCK_FILE)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+    finally:
+        os.close(guard)
+    log.warning("%s: took over the writer lock of %s, which is no longer running (a process it started "
+                "still held the lock)", path, _describe(holder))
+    return fd, holder
+
+
+def _lock(path: Path) -> int:
+    """One writer per store (see ``acquire_lock``)."""
+    return acquire_lock(path)[0]
+
+
+def _drop_locks_in_child() -> None:
+    """A forked child must not keep its parent's stores locked after the parent dies; it may not write either."""
+    for store in list(_LOCKED_STORES):
+        if store._lock_fd is not None:
+            try:
+                os.close(store._lock_fd)
+            except OSError:
+                pass
+            store._lock_fd = None
+            store._forked = True
+
+
+os.register_at_fork(after_in_child=_drop_locks_in_child)
+
+
+def is_episode_store(path: str | Path) -> bool:
+    """Whether ``path`` is a directory whose root metadata carries the episode store's commit record.
+
+    What ``overwrite`` checks before deleting anything: a damaged store reads as "not a store" too,
+    so it is never removed by a flag, only by hand."""
+    try:
+        meta = json.loads((Path(path) / "zarr.json").read_text())
+        return isinstance(meta.get("attributes", {}).get(ROOT_KEY), dict)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def to_json_compatible(value: Any) -> Any:

@@ -30,7 +30,7 @@ def _assert_only_episode_1_broken(path, key: str, reason: str):
     with pytest.raises(CorruptEpisodeError, match=reason) as info:
         store.read_episode(1)
     assert info.value.episode == 1 and info.value.key == key
-    assert str(info.value).startswith(f"episode 1, key {key!r}")
+    assert str(info.value).startswith(f"{path}: episode 1, key {key!r}")
     assert_episode_equal(store, 0)
     assert_episode_equal(store, 2)
     problems = verify(path)
