@@ -9,6 +9,7 @@ may differ when the device clips it (as LeRobot's robots return the action they 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +53,29 @@ class ArmDriver(ABC):
     @abstractmethod
     def recover(self) -> None:
         """Clear a recoverable error so commands are accepted again."""
+
+
+class SimulatedArm(ABC):
+    """The twin's abilities a real arm lacks, declared by subclassing next to ArmDriver.
+
+    The arm node offers sim/state, sim/reset and sim/episode only for a driver that is an
+    instance of this class: a capability the driver states, not one guessed from its
+    attributes. `config` carries the episode the node announces (`robot`, `task`, `seed`).
+    """
+
+    config: Any
+
+    @abstractmethod
+    def sim_state(self) -> np.ndarray:
+        """The simulator's whole state (time, qpos, mocap positions): enough for a mirror to render the scene."""
+
+    @abstractmethod
+    def reset(self, seed: int) -> None:
+        """Start a new episode of the configured task from `seed`."""
+
+    @abstractmethod
+    def reset_next(self) -> int:
+        """Start the episode with the next unused seed; returns the seed."""
 
 
 class CameraDriver(ABC):

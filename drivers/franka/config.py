@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from robot_stack.drivers.common import config_get, dataclass_overrides
+from robot_stack.robots.spec import get_robot
 
 # libfranka's example thresholds (Nm per joint, N/Nm per Cartesian axis): high enough for
 # free motion at policy speeds, low enough that a collision trips a reflex, not a bruise.
@@ -13,6 +14,7 @@ DEFAULT_FORCE_THRESHOLDS = (20.0, 20.0, 20.0, 25.0, 25.0, 25.0)
 
 @dataclass
 class FrankaConfig:
+    robot: str = "panda"                # the spec (limits, gripper) of the arm behind this address
     ip: str = "172.16.0.2"
     # RealtimeConfig.kEnforce refuses to run without a PREEMPT_RT kernel; kIgnore is for
     # trying things on a plain kernel, where communication errors become likely at 1 kHz.
@@ -39,6 +41,9 @@ class FrankaConfig:
     gripper_state_hz: float = 20.0      # how often the width is read (the Hand's state is slow)
 
     def __post_init__(self):
+        dof = get_robot(self.robot).dof
+        if dof != 7:
+            raise ValueError(f"the franka driver drives 7-joint arms; robot {self.robot!r} has {dof} joints")
         for name, n in (("lower_torque_thresholds", 7), ("upper_torque_thresholds", 7),
                         ("lower_force_thresholds", 6), ("upper_force_thresholds", 6)):
             values = tuple(float(v) for v in getattr(self, name))
@@ -53,9 +58,9 @@ class FrankaConfig:
 
     @classmethod
     def from_node_config(cls, cfg) -> "FrankaConfig":
-        """Build from the arm node's hydra config (`robot_ip`, `robot.franka.*`)."""
+        """Build from the arm node's hydra config (`robot.name`, `robot_ip`, `robot.franka.*`)."""
         section = config_get(config_get(cfg, "robot", {}), "franka", {}) or {}
-        kwargs = {}
+        kwargs = {"robot": str(config_get(config_get(cfg, "robot", {}), "name", cls.robot))}
         ip = config_get(cfg, "robot_ip", "")
         if ip:
             kwargs["ip"] = str(ip)

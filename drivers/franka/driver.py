@@ -36,22 +36,23 @@ import numpy as np
 
 from robot_stack import transforms as tf
 from robot_stack.drivers.base import ArmDriver, DriverError
-from robot_stack.drivers.common import ClockSync, GripperWorker, config_get
+from robot_stack.drivers.common import ClockSync, GripperWorker
 from robot_stack.drivers.franka.config import FrankaConfig
-from robot_stack.robots.spec import PANDA, RobotSpec, get_robot
+from robot_stack.drivers.registry import register_arm_driver
+from robot_stack.robots.spec import get_robot
 from robot_stack.types import RobotState
 
 VENDOR_EXCEPTIONS = ("FrankaException", "CommandException", "NetworkException", "ControlException",
                      "InvalidOperationException", "RealtimeException")
 
 
+@register_arm_driver("franka", FrankaConfig)
 class FrankaDriver(ArmDriver):
     """A Franka arm and Hand behind the ArmDriver interface (see the module docstring for the API)."""
 
-    def __init__(self, config: FrankaConfig | None = None, spec: RobotSpec = PANDA,
-                 clock: Callable[[], float] = time.time, vendor=None):
+    def __init__(self, config: FrankaConfig | None = None, clock: Callable[[], float] = time.time, vendor=None):
         self.config = config or FrankaConfig()
-        self.spec = spec
+        self.spec = spec = get_robot(self.config.robot)
         self.clock = clock                        # host clock the stamps are put on (ROS time in the node)
         self._vendor = vendor                     # injected pylibfranka module; imported in connect() otherwise
         self._fr = None
@@ -294,11 +295,3 @@ class FrankaDriver(ArmDriver):
     def wait_gripper_idle(self, timeout: float = 5.0) -> bool:
         """Block until the last gripper command has been sent (for scripts and tests)."""
         return self._worker.wait_idle(timeout) if self._worker is not None else True
-
-
-def make_driver(cfg, clock: Callable[[], float] = time.time) -> FrankaDriver:
-    """The arm node's factory: robot spec from `robot.name`, settings from `robot_ip` and `robot.franka`."""
-    spec = get_robot(config_get(config_get(cfg, "robot", {}), "name", "panda"))
-    if spec.dof != 7:
-        raise ValueError(f"the franka driver drives 7-joint arms; robot {spec.name!r} has {spec.dof} joints")
-    return FrankaDriver(FrankaConfig.from_node_config(cfg), spec=spec, clock=clock)

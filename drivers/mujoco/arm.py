@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from robot_stack.drivers.base import ArmDriver, DriverError
+from robot_stack.drivers.base import ArmDriver, DriverError, SimulatedArm
+from robot_stack.drivers.common import config_get
+from robot_stack.drivers.registry import register_arm_driver
+from robot_stack.robots.spec import get_robot
 from robot_stack.sim.arm import SimArm
 from robot_stack.sim.env import reset_episode
-from robot_stack.robots.spec import get_robot
 from robot_stack.sim.scene import Scene, SimulationError
 from robot_stack.sim.tasks import make_task
 from robot_stack.types import RobotState
@@ -33,8 +35,20 @@ class MujocoArmConfig:
     seed: int = 0
     max_gripper_force: float | None = None   # N per finger; the safety envelope's cap
 
+    @classmethod
+    def from_node_config(cls, cfg) -> "MujocoArmConfig":
+        """Build from the arm node's hydra config (`robot.name`, `realtime`, `task`, `seed`, the gripper force cap)."""
+        robot = config_get(cfg, "robot", {})
+        defaults = cls()
+        return cls(robot=str(config_get(robot, "name", defaults.robot)),
+                   realtime=bool(config_get(cfg, "realtime", defaults.realtime)),
+                   task=str(config_get(cfg, "task", defaults.task)),
+                   seed=int(config_get(cfg, "seed", defaults.seed)),
+                   max_gripper_force=config_get(config_get(robot, "safety", {}), "max_gripper_force", None))
 
-class MujocoArmDriver(ArmDriver):
+
+@register_arm_driver("mujoco", MujocoArmConfig)
+class MujocoArmDriver(ArmDriver, SimulatedArm):
     def __init__(self, config: MujocoArmConfig, clock=time.time):
         self.config = config
         self.spec = get_robot(config.robot)

@@ -3,14 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from robot_stack.drivers.common import config_get, dataclass_overrides
 from typing import Callable
+
+from robot_stack.drivers.common import config_get, dataclass_overrides
+from robot_stack.robots.spec import get_robot
 
 GRIPPER_KINDS = ("none", "tool_digital_out", "callable")
 
 
 @dataclass
 class URConfig:
+    robot: str = "ur5e"                 # the spec (limits, gripper, control rate) of the arm behind this address
     ip: str = "192.168.1.10"
     # RTDE and servo rate: 500 Hz on e-Series (125 Hz on CB3). servoL/servoJ get dt = 1/frequency
     # and initPeriod()/waitPeriod() pace the loop to it.
@@ -48,6 +51,9 @@ class URConfig:
     gripper_width: Callable[[], float] | None = None
 
     def __post_init__(self):
+        dof = get_robot(self.robot).dof
+        if dof != 6:
+            raise ValueError(f"the ur driver drives 6-joint arms; robot {self.robot!r} has {dof} joints")
         if self.gripper not in GRIPPER_KINDS:
             raise ValueError(f"URConfig.gripper must be one of {', '.join(GRIPPER_KINDS)}, got {self.gripper!r}")
         if self.gripper == "callable" and self.gripper_command is None:
@@ -68,15 +74,17 @@ class URConfig:
         return 1.0 / self.frequency
 
     @classmethod
-    def from_node_config(cls, cfg, control_hz: float | None = None) -> "URConfig":
-        """Build from the arm node's hydra config (`robot_ip`, `robot.ur.*`)."""
-        section = config_get(config_get(cfg, "robot", {}), "ur", {}) or {}
-        kwargs = {}
+    def from_node_config(cls, cfg) -> "URConfig":
+        """Build from the arm node's hydra config (`robot.name`, `robot_ip`, `robot.ur.*`).
+
+        The servo rate is the robot's control rate unless `robot.ur.frequency` says otherwise."""
+        robot = config_get(cfg, "robot", {})
+        section = config_get(robot, "ur", {}) or {}
+        name = str(config_get(robot, "name", cls.robot))
+        kwargs = {"robot": name, "frequency": float(get_robot(name).control_hz)}
         ip = config_get(cfg, "robot_ip", "")
         if ip:
             kwargs["ip"] = str(ip)
-        if control_hz:
-            kwargs["frequency"] = float(control_hz)
         kwargs.update(dataclass_overrides(cls, section))
         return cls(**kwargs)
 

@@ -33,11 +33,10 @@ import numpy as np
 
 from robot_stack import transforms as tf
 from robot_stack.drivers.base import ArmDriver, DriverError
-# Shared with the Franka driver: host-clock stamps from a device clock, and a latest-value
-# gripper thread. (They would sit better in a common drivers module.)
-from robot_stack.drivers.common import ClockSync, GripperWorker, config_get
+from robot_stack.drivers.common import ClockSync, GripperWorker
+from robot_stack.drivers.registry import register_arm_driver
 from robot_stack.drivers.ur.config import URConfig
-from robot_stack.robots.spec import UR5E, RobotSpec, get_robot
+from robot_stack.robots.spec import get_robot
 from robot_stack.types import RobotState
 
 VENDOR_ERRORS = (RuntimeError, OSError)
@@ -69,13 +68,14 @@ def from_ur_pose(pose) -> tuple[np.ndarray, np.ndarray]:
     return p[:3].copy(), tf.axis_angle_to_quat(p[3:6])
 
 
+@register_arm_driver("ur", URConfig)
 class URDriver(ArmDriver):
     """A UR arm behind the ArmDriver interface (see the module docstring for the API)."""
 
-    def __init__(self, config: URConfig | None = None, spec: RobotSpec = UR5E,
-                 clock: Callable[[], float] = time.time, modules: dict | None = None):
+    def __init__(self, config: URConfig | None = None, clock: Callable[[], float] = time.time,
+                 modules: dict | None = None):
         self.config = config or URConfig()
-        self.spec = spec
+        self.spec = spec = get_robot(self.config.robot)
         self.clock = clock
         self._modules = dict(modules or {})       # injected ur_rtde modules by name; imported otherwise
         self._recv = self._ctrl = self._io = None
@@ -317,11 +317,3 @@ class URDriver(ArmDriver):
     def wait_gripper_idle(self, timeout: float = 5.0) -> bool:
         """Block until the last gripper command has been sent (for scripts and tests)."""
         return self._worker.wait_idle(timeout) if self._worker is not None else True
-
-
-def make_driver(cfg, clock: Callable[[], float] = time.time) -> URDriver:
-    """The arm node's factory: robot spec from `robot.name`, settings from `robot_ip` and `robot.ur`."""
-    spec = get_robot(config_get(config_get(cfg, "robot", {}), "name", "ur5e"))
-    if spec.dof != 6:
-        raise ValueError(f"the ur driver drives 6-joint arms; robot {spec.name!r} has {spec.dof} joints")
-    return URDriver(URConfig.from_node_config(cfg, control_hz=spec.control_hz), spec=spec, clock=clock)

@@ -29,7 +29,8 @@ from robot_stack import transforms as tf
 from robot_stack.control.interpolation import JointInterpolator, PoseInterpolator
 from robot_stack.control.loop_stats import LoopStats, RecentSamples
 from robot_stack.control.safety import SafetyEnvelope, SafetyLimits, SafetyViolation, Watchdog
-from robot_stack.drivers.base import ArmDriver, DriverError
+from robot_stack.drivers import registry
+from robot_stack.drivers.base import ArmDriver, DriverError, SimulatedArm
 from robot_stack.nodes.common import node_config, raise_thread_priority, run_node, take_all
 from robot_stack.ros import convert, qos
 from robot_stack.robots.spec import get_robot
@@ -41,18 +42,8 @@ ARM_PARAMS = ("robot", "driver", "robot_ip", "task", "seed", "realtime", "chunk_
 
 
 def make_arm_driver(cfg, clock) -> ArmDriver:
-    """The driver named by the config; vendor drivers import their libraries only here."""
-    if cfg.driver == "mujoco":
-        from robot_stack.drivers.mujoco import MujocoArmConfig, MujocoArmDriver
-        return MujocoArmDriver(MujocoArmConfig(robot=cfg.robot.name, realtime=cfg.realtime, task=cfg.task, seed=cfg.seed,
-                                               max_gripper_force=cfg.robot.safety.max_gripper_force), clock=clock)
-    if cfg.driver == "franka":
-        from robot_stack.drivers.franka import make_driver
-        return make_driver(cfg, clock=clock)
-    if cfg.driver == "ur":
-        from robot_stack.drivers.ur import make_driver
-        return make_driver(cfg, clock=clock)
-    raise ValueError(f"unknown arm driver {cfg.driver!r}; valid drivers: mujoco, franka, ur")
+    """The driver `cfg.driver` from the driver registry, which imports only that driver's package."""
+    return registry.make_arm_driver(cfg.driver, cfg, clock=clock)
 
 
 class ArmNode(Node):
@@ -105,7 +96,7 @@ class ArmNode(Node):
         self.pub_gripper = self.create_publisher(JointState, "arm/gripper", qos.SENSOR)
         self.pub_diag = self.create_publisher(DiagnosticArray, "diagnostics", 10)
         self.pub_sim = self.create_publisher(Float64MultiArray, "sim/state", qos.SENSOR) \
-            if hasattr(self.driver, "sim_state") else None
+            if isinstance(self.driver, SimulatedArm) else None
         # Commands are taken by the control thread itself, every tick, from subscriptions on a
         # companion node that no executor spins: a command waits for the next tick, not for
         # the executor's turn under the GIL (p99 command path 6-7 ms through the executor).
@@ -122,7 +113,7 @@ class ArmNode(Node):
         self.create_service(Trigger, "arm/recover", self._srv_recover)
         self.create_service(Trigger, "arm/home", self._srv_home)
         self.create_service(SetBool, "arm/enable", self._srv_enable)
-        if hasattr(self.driver, "reset"):
+        if isinstance(self.driver, SimulatedArm):
             self.create_service(Trigger, "sim/reset", self._srv_sim_reset)
             # The twin announces each episode (task, seed), so recordings can be replayed exactly.
             self.pub_episode = self.create_publisher(String, "sim/episode", qos.LATCHED)

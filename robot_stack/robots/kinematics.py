@@ -32,7 +32,8 @@ def _trans(x: float, y: float, z: float) -> np.ndarray:
 
 
 class Kinematics:
-    """`fk(q)`: TCP position and (x, y, z, w) quaternion; `jacobian(q)`: (6, dof), rows [linear; angular].
+    """`fk(q)`: TCP position and (x, y, z, w) quaternion; `jacobian(q)`: (6, dof), rows [linear; angular];
+    `pose_and_jacobian(q)`: both at the cost of one.
 
     Each DH link transform is a constant part, a rotation about z by the joint angle, and
     another constant part (modified DH: Rx(alpha) Tx(a) | Rz(q) | Tz(d); standard DH:
@@ -97,7 +98,14 @@ class Kinematics:
 
     def jacobian(self, q) -> np.ndarray:
         """The TCP's geometric Jacobian in the base frame: rows 0-2 linear, 3-5 angular velocity per joint rate."""
+        return self._jacobian(*self._chain(q))
+
+    def pose_and_jacobian(self, q) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`fk(q)` and `jacobian(q)` from one pass down the chain (a controller step needs both)."""
         t, frames = self._chain(q)
+        return t[:3, 3].copy(), tf.mat_to_quat(t[:3, :3]), self._jacobian(t, frames)
+
+    def _jacobian(self, t: np.ndarray, frames: np.ndarray) -> np.ndarray:
         z = frames[:, :3, 2].T                    # (3, n): joint axes
         r = t[:3, 3, None] - frames[:, :3, 3].T   # (3, n): from each axis to the TCP
         jac = np.empty((6, self.dof))

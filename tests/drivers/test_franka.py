@@ -10,7 +10,8 @@ import pytest
 
 from robot_stack import transforms as tf
 from robot_stack.drivers.base import DriverError
-from robot_stack.drivers.franka import FrankaConfig, FrankaDriver, make_driver
+from robot_stack.drivers.registry import make_arm_driver
+from robot_stack.drivers.franka import FrankaConfig, FrankaDriver
 from robot_stack.drivers.franka.driver import ClockSync
 from tests.drivers.fakes import fake_pylibfranka as fake
 
@@ -325,13 +326,13 @@ def test_vendor_module_can_be_injected(host):
     d.disconnect()
 
 
-def test_make_driver_reads_the_node_config():
+def test_registry_builds_it_from_the_node_config():
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"driver": "franka", "robot_ip": IP, "robot": {
         "name": "panda", "franka": {"collision_torque_thresholds": [9.0] * 7,
                                     "collision_force_thresholds": [8.0] * 6, "grasp_force": 33.0}}})
-    d = make_driver(cfg)
+    d = make_arm_driver("franka", cfg)
     assert d.config.ip == IP and d.spec.name == "panda"
     assert d.config.lower_torque_thresholds == d.config.upper_torque_thresholds == (9.0,) * 7
     assert d.config.lower_force_thresholds == (8.0,) * 6 and d.config.grasp_force == 33.0
@@ -348,8 +349,8 @@ def test_clock_sync_follows_the_fastest_path_and_a_drifting_host():
     assert s == pytest.approx(host.t, abs=1e-9)      # within the drift allowance: followed
 
 
-def test_make_driver_refuses_a_robot_it_cannot_drive():
+def test_a_robot_it_cannot_drive_is_refused():
     from omegaconf import OmegaConf
 
     with pytest.raises(ValueError, match="7-joint.*ur5e"):
-        make_driver(OmegaConf.create({"robot_ip": IP, "robot": {"name": "ur5e"}}))
+        make_arm_driver("franka", OmegaConf.create({"robot_ip": IP, "robot": {"name": "ur5e"}}))

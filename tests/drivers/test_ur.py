@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from robot_stack import transforms as tf
 from robot_stack.drivers.base import DriverError
-from robot_stack.drivers.ur import URConfig, URDriver, from_ur_pose, make_driver, ur_pose
+from robot_stack.drivers.registry import make_arm_driver
+from robot_stack.drivers.ur import URConfig, URDriver, from_ur_pose, ur_pose
 from tests.drivers.fakes import fake_ur_rtde as fake
 
 IP = "192.168.56.101"
@@ -305,12 +306,12 @@ def test_no_gripper_reports_zero_width(driver):
     assert driver.read_state().gripper_width == 0.0
 
 
-def test_make_driver_reads_the_node_config():
+def test_registry_builds_it_from_the_node_config():
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"driver": "ur", "robot_ip": IP,
                             "robot": {"name": "ur5e", "ur": {"servo_lookahead_time": 0.05, "servo_gain": 600}}})
-    d = make_driver(cfg)
+    d = make_arm_driver("ur", cfg)
     assert d.config.ip == IP and d.config.frequency == 500.0 and d.config.dt == 1 / 500
     assert d.config.servo_lookahead_time == 0.05 and d.config.servo_gain == 600
 
@@ -322,8 +323,8 @@ def test_config_rejects_servo_parameters_outside_ur_rtde_ranges():
         URConfig(servo_gain=50)
 
 
-def test_make_driver_refuses_a_robot_it_cannot_drive():
+def test_a_robot_it_cannot_drive_is_refused():
     from omegaconf import OmegaConf
 
     with pytest.raises(ValueError, match="6-joint.*panda"):
-        make_driver(OmegaConf.create({"robot_ip": IP, "robot": {"name": "panda"}}))
+        make_arm_driver("ur", OmegaConf.create({"robot_ip": IP, "robot": {"name": "panda"}}))

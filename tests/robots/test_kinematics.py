@@ -29,6 +29,10 @@ def test_pose_and_jacobian_match_mujoco(name):
         assert np.linalg.norm(pos - want_pos) < 1e-6
         assert tf.angle_between(quat, want_quat) < 1e-6
         np.testing.assert_allclose(kin.jacobian(q), mj_jac[:, scene.arm_dof], atol=1e-6)
+        both = kin.pose_and_jacobian(q)
+        np.testing.assert_array_equal(both[0], pos)
+        np.testing.assert_array_equal(both[1], quat)
+        np.testing.assert_array_equal(both[2], kin.jacobian(q))
 
 
 @pytest.mark.parametrize("name", sorted(ROBOTS))
