@@ -9,7 +9,6 @@ graph with the expert commander and a viewer, runs the episodes, prints what hap
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_stack.child_graph import BackgroundSpin, call, stop
+from robot_stack.supervision import start_graph
 from robot_stack.video import write_mp4
 
 
@@ -88,7 +88,7 @@ def run_bringup_demo(robot: str, task: str, episodes: int, seed: int, video: str
         launch_cmd = [sys.executable, "-m", "robot_stack.cli", "launch", "sim.launch.yaml", f"robot:={robot}",
                       f"task:={task}", f"seed:={seed}", f"image_width:={image_size}", f"image_height:={image_size}"]
     print(f"starting the graph: robot-stack launch {' '.join(launch_cmd[4:])}", flush=True)
-    graph = subprocess.Popen(launch_cmd, start_new_session=True)
+    graph = start_graph(launch_cmd)     # its own session, and taken down if this process dies
     rclpy.init()
     commander = ExpertCommander(robot, task)
     viewer = Viewer(rclpy.create_node("demo_viewer"))

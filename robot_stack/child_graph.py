@@ -1,5 +1,6 @@
-"""A ROS 2 graph in child processes (our launcher): start, stop with SIGINT then SIGKILL, isolated domains;
-and the side of this process that joins it: nodes spun in the background, blocking service calls."""
+"""A ROS 2 graph in child processes (our launcher): start (supervised: it dies with us), stop with SIGINT then
+SIGKILL, isolated domains; and the side of this process that joins it: nodes spun in the background, blocking
+service calls."""
 from __future__ import annotations
 
 import os
@@ -18,8 +19,12 @@ def isolated_domain() -> None:
 
 
 def start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    """`python ARGS` in a session of its own, taken down if this process dies: a launcher through its supervising
+    pipe, anything else (the benches start nodes and publishers directly) by SIGTERM as its parent dies; call it
+    from a thread that outlives the child (the signal follows the starting thread, supervision.py)."""
+    from robot_stack.supervision import die_with_parent, start_graph
+    return start_graph([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       preexec_fn=die_with_parent(signal.SIGTERM))
 
 
 def stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from robot_stack.child_graph import BackgroundSpin, call, stop
+from robot_stack.supervision import start_graph
 
 
 def run_collect(task: str, robot: str, teleop: str, episodes: int, out: str, seed: int = 0) -> int:
@@ -28,7 +29,7 @@ def run_collect(task: str, robot: str, teleop: str, episodes: int, out: str, see
     operator = "scripted" if teleop == "scripted" else "human"
     cmd = [sys.executable, "-m", "robot_stack.cli", "launch", "collect.launch.yaml", f"store:={out}",
            f"robot:={robot}", f"task:={task}", f"seed:={seed}", f"operator:={operator}"]
-    graph = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    graph = start_graph(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)     # dies with us
     if teleop != "scripted":
         return _collect_human(graph, task, robot, teleop, episodes, out)
     rclpy.init()

@@ -19,6 +19,10 @@ unless it sets `respawn: true`. When a required node exits, with any code, the w
 graph is brought down and `run` returns non-zero; a respawning node is restarted after
 `respawn_delay` seconds, as launch does.
 
+Supervision (robot_stack/supervision.py): every node gets SIGKILL from the kernel if the launcher dies, and a
+launcher started by `supervision.start_graph` (every CLI that runs a graph) stops its nodes, SIGTERM then
+SIGKILL after ORPHAN_GRACE seconds, as soon as the process that started it is gone, however it died.
+
 Differences from launch_ros, all deliberate: named parameters are passed as
 `-p name:=value` rather than through a temporary parameter file (same effect for a
 one-node process, and DESIGN.md's contract); all node output is printed, prefixed with
@@ -46,6 +50,8 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
+from robot_stack.supervision import ParentLink, die_with_parent
+
 PROG = "robot-stack launch"
 OWN_PACKAGE = "robot_stack"
 CONDITION_KEYS = {"if", "unless"}
@@ -54,6 +60,10 @@ NODE_KEYS = {"pkg", "exec", "name", "namespace", "param", "remap", "args", "ros_
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _NODE_NAME_RE = re.compile(rf"^{_NAME}$")
 _NAMESPACE_RE = re.compile(rf"^/({_NAME}(/{_NAME})*)?$")
+# When the CLI that started the graph dies: SIGTERM to every node, SIGKILL this long after. Nodes' SIGTERM
+# handlers stop within a few spins (nodes/common.py); the arm's own watchdog (0.2 s) holds it meanwhile.
+ORPHAN_GRACE = 1.5
+PARENT_GONE_STATUS = 128 + signal.SIGHUP    # as for a hung-up terminal: the controlling side went away
 
 
 class LaunchError(Exception):
@@ -550,12 +560,23 @@ class _StopRequest:
     """Set from signal handlers; only plain attribute writes happen there (no locks)."""
     signum: int | None = None
     count: int = 0
+    parent: ParentLink | None = None
+
+    @property
+    def parent_gone(self) -> bool:
+        return self.parent is not None and self.parent.check()
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None or self.parent_gone
 
 
 @contextlib.contextmanager
-def _stop_on_signals() -> Iterator[_StopRequest]:
-    """Ctrl-C, SIGTERM and SIGHUP ask for an orderly shutdown; a repeat skips to the next escalation."""
+def _stop_on_signals(parent: ParentLink | None = None) -> Iterator[_StopRequest]:
+    """Ctrl-C, SIGTERM and SIGHUP ask for an orderly shutdown; a repeat skips to the next escalation.
+    With a parent link, the parent's death asks for a quick one (its parent-death signal is armed here)."""
     stop = _StopRequest()
+    stop.parent = parent
 
     def handler(signum, frame):
         stop.signum = stop.signum or signum
@@ -565,9 +586,12 @@ def _stop_on_signals() -> Iterator[_StopRequest]:
         yield stop
         return
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    disarm = parent.arm_signal() if parent is not None else None
     try:
         yield stop
     finally:
+        if disarm is not None:
+            disarm()
         for sig, old in previous.items():
             signal.signal(sig, old)
 
@@ -576,11 +600,13 @@ _print_lock = threading.Lock()
 
 
 def _say(text: str, stream: str = "stderr") -> None:
-    with _print_lock:
+    # A dead parent that read our output leaves a broken pipe behind: the shutdown must go on regardless.
+    with _print_lock, contextlib.suppress(OSError, ValueError):
         print(text, file=getattr(sys, stream), flush=True)
 
 
 def _pump(pipe, label: str, stream: str) -> None:
+    # Drain to the end even when our own output is gone: a node blocked on a full pipe would stop its work.
     for raw in iter(pipe.readline, b""):
         _say(f"[{label}] {raw.decode(errors='replace').rstrip()}", stream)
     pipe.close()
@@ -600,8 +626,12 @@ class _Process:
         env = {"PYTHONUNBUFFERED": "1", **os.environ, **self.spec.env}   # Python nodes' lines appear at once
         try:
             # A new session keeps the terminal's Ctrl-C away from nodes: the launcher forwards it in order.
+            # SIGKILL on the launcher's death: then nobody is left to stop the node in order, and a node that
+            # outlived its launcher (a policy server driving the arm) is what this must never leave behind.
+            # Started from run()'s thread, which outlives every node (the signal follows the starting thread).
             self.popen = subprocess.Popen(self.spec.cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, start_new_session=True)
+                                          stderr=subprocess.PIPE, start_new_session=True,
+                                          preexec_fn=die_with_parent(signal.SIGKILL))
         except OSError as exc:
             raise LaunchError(f"could not start node '{self.label}' ({self.spec.cmd[0]}): {exc}") from None
         self.readers = [threading.Thread(target=_pump, args=(pipe, self.label, stream), daemon=True)
@@ -634,8 +664,8 @@ def _exit_status(code: int) -> int:
 
 
 def _supervise(procs: list[_Process], stop: _StopRequest) -> int:
-    """Wait until a signal arrives or a required node exits; restart respawning nodes meanwhile."""
-    while stop.signum is None:
+    """Wait until a signal arrives, the parent dies or a required node exits; restart respawning nodes meanwhile."""
+    while not stop.requested:
         now = time.monotonic()
         for p in procs:
             if p.restart_at is not None and now >= p.restart_at:
@@ -652,19 +682,31 @@ def _supervise(procs: list[_Process], stop: _StopRequest) -> int:
                     _say(f"{PROG}: node '{p.label}' exited with code {code}")
                     p.finished = True
         time.sleep(0.05)
+    if stop.parent_gone:
+        _say(f"{PROG}: the process that started this graph is gone; shutting down all nodes")
+        return PARENT_GONE_STATUS
     _say(f"{PROG}: got {signal.Signals(stop.signum).name}; shutting down all nodes")
     return 128 + stop.signum
 
 
 def _wait_until_exited(procs: list[_Process], timeout: float, stop: _StopRequest) -> None:
-    deadline, signals_seen = time.monotonic() + timeout, stop.count
-    while any(p.alive() for p in procs) and time.monotonic() < deadline and stop.count == signals_seen:
+    deadline, signals_seen, orphaned = time.monotonic() + timeout, stop.count, stop.parent_gone
+    while (any(p.alive() for p in procs) and time.monotonic() < deadline and stop.count == signals_seen
+           and stop.parent_gone == orphaned):
         time.sleep(0.02)
 
 
-def _shutdown(procs: list[_Process], sigint_timeout: float, sigterm_timeout: float, stop: _StopRequest) -> None:
-    """SIGINT, then SIGTERM, then SIGKILL to whatever is still running, like ros2 launch."""
-    for sig, timeout in ((signal.SIGINT, sigint_timeout), (signal.SIGTERM, sigterm_timeout), (signal.SIGKILL, 0)):
+def _shutdown(procs: list[_Process], sigint_timeout: float, sigterm_timeout: float, stop: _StopRequest,
+              orphan_grace: float = ORPHAN_GRACE) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL to whatever is still running, like ros2 launch.
+
+    Once the parent is gone (before or during this), SIGTERM and SIGKILL after `orphan_grace`: no one waits
+    for an orderly stop any more, and every second the graph runs on is a second of an arm moving unwatched."""
+    orderly = [(signal.SIGINT, sigint_timeout), (signal.SIGTERM, sigterm_timeout), (signal.SIGKILL, 0)]
+    quick = [(signal.SIGTERM, orphan_grace), (signal.SIGKILL, 0)]
+    steps = quick if stop.parent_gone else orderly
+    while steps:
+        (sig, timeout), steps = steps[0], steps[1:]
         alive = [p for p in procs if p.alive()]
         if not alive:
             break
@@ -672,7 +714,11 @@ def _shutdown(procs: list[_Process], sigint_timeout: float, sigterm_timeout: flo
             _say(f"{PROG}: {', '.join(p.label for p in alive)} still running; sending {sig.name}")
         for p in alive:
             p.signal_group(sig)
+        orphaned = stop.parent_gone
         _wait_until_exited(alive, timeout, stop)
+        if stop.parent_gone and not orphaned and sig != signal.SIGKILL:
+            _say(f"{PROG}: the process that started this graph is gone; stopping the nodes now")
+            steps = quick
     for p in procs:
         if p.popen is not None:
             p.popen.wait()
@@ -680,20 +726,24 @@ def _shutdown(procs: list[_Process], sigint_timeout: float, sigterm_timeout: flo
                 reader.join(timeout=2.0)   # a grandchild may hold the pipe open; do not hang on it
 
 
-def run(nodes: list[NodeSpec], *, sigint_timeout: float = 5.0, sigterm_timeout: float = 5.0) -> int:
-    """Start every node and supervise the graph; returns 0 only for an empty graph."""
+def run(nodes: list[NodeSpec], *, sigint_timeout: float = 5.0, sigterm_timeout: float = 5.0,
+        parent: ParentLink | None = None, orphan_grace: float = ORPHAN_GRACE) -> int:
+    """Start every node and supervise the graph; returns 0 only for an empty graph.
+
+    parent: the link to the process that started this launcher (supervision.start_graph); when that process
+    dies the graph is stopped within `orphan_grace` seconds and run returns PARENT_GONE_STATUS."""
     if not nodes:
         _say(f"{PROG}: no nodes to start")
         return 0
     procs = [_Process(spec, label) for spec, label in zip(nodes, _labels(nodes))]
-    with _stop_on_signals() as stop:
+    with _stop_on_signals(parent) as stop:
         try:
             for p in procs:
-                if stop.signum is None:
+                if not stop.requested:
                     p.start()
             code = _supervise(procs, stop)
         finally:
-            _shutdown(procs, sigint_timeout, sigterm_timeout, stop)
+            _shutdown(procs, sigint_timeout, sigterm_timeout, stop, orphan_grace)
     return code
 
 
@@ -737,6 +787,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("file", help="a launch file path, or a name in robot_stack's launch/ folder")
     parser.add_argument("launch_args", nargs="*", metavar="name:=value")
     parser.add_argument("--dry-run", action="store_true", help="print each node's command line, start nothing")
+    parent = ParentLink.from_env()      # first: the nodes must not inherit the link's variable
     try:
         opts = parser.parse_args(argv)
         nodes = load_launch(resolve_launch_file(opts.file), parse_launch_arguments(opts.launch_args))
@@ -745,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
                 env = " ".join(f"{k}={shlex.quote(v)}" for k, v in spec.env.items())
                 print(f"[{label}] {env + ' ' if env else ''}{shlex.join(spec.cmd)}")
             return 0
-        return run(nodes)
+        return run(nodes, parent=parent)
     except LaunchError as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

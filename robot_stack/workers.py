@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 from tqdm import tqdm
+
+from robot_stack.supervision import die_with_parent
 
 
 def run_cli_workers(argvs: list[list[str]], desc: str, total: int,
@@ -23,8 +26,11 @@ def run_cli_workers(argvs: list[list[str]], desc: str, total: int,
         procs = []
         for k, argv in enumerate(argvs):
             with open(f"{tmp}/{k}.out", "w") as out, open(f"{tmp}/{k}.err", "w") as err:
+                # SIGTERM when this process dies however it dies, not only with its process group; safe for
+                # the signal's thread rule, as this thread waits for every worker before it returns.
                 procs.append(subprocess.Popen([sys.executable, "-m", "robot_stack.cli", *argv], stdout=out,
-                                              stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"}))
+                                              stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                              preexec_fn=die_with_parent(signal.SIGTERM)))
         try:
             with tqdm(total=total, desc=f"{desc} ({len(procs)} workers)", unit="ep") as bar:
                 finished = [False] * len(procs)
