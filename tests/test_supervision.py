@@ -5,6 +5,7 @@ tests do exactly that and then look for any process of the graph. The stand-in g
 node.py) cost a second or two each; the two real CLIs, `collect` (its graph and recorder) and `eval --backend
 ros` (its graph and policy server), cost about ten and thirty seconds.
 """
+import ast
 import os
 import random
 import signal
@@ -204,6 +205,25 @@ def test_the_starting_thread_ending_is_not_the_parent_dying(tmp_path):
         parent.proc.kill()
         kill_leftovers(graph)
     assert "the process that started this graph is gone" in parent.log.read_text()
+
+
+def test_every_detached_child_is_tied_to_its_parent():
+    """A child in a session of its own is out of reach of its parent's process group: each such start in the
+    package goes through supervision.start_graph or arms a parent-death signal (`preexec_fn=die_with_parent`),
+    so a CLI added later cannot bring the orphans back."""
+    untied = []
+    for path in sorted((REPO_ROOT / "robot_stack").rglob("*.py")):
+        if path.name == "supervision.py":
+            continue
+        for call in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(call, ast.Call):
+                continue
+            keywords = {k.arg: k.value for k in call.keywords}
+            detached = isinstance(keywords.get("start_new_session"), ast.Constant) and \
+                keywords["start_new_session"].value is True
+            if detached and "preexec_fn" not in keywords:
+                untied.append(f"{path.relative_to(REPO_ROOT)}:{call.lineno}")
+    assert not untied, f"children started in a new session with nothing tying them to their parent: {untied}"
 
 
 # --------------------------------------------------------------------------- the real CLIs

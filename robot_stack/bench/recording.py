@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_stack.child_graph import call, isolated_domain, start, stop
+from robot_stack.supervision import die_with_parent
 
 CAMERAS = ("front", "wrist")
 
@@ -135,7 +136,8 @@ def main(seconds: float = 60.0, json_path: str | None = None, width: int = 640, 
                 [sys.executable, "-m", "robot_stack.bench.image_publisher", "--twin-camera", cam,
                  "--topic", f"{cam}/color/image_raw", "--width", str(width), "--height", str(height),
                  "--rate", str(fps), "--count", "0", "--camera-qos"],
-                start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                preexec_fn=die_with_parent()))      # SIGKILL when this bench dies, however it dies
             _drain(publishers[-1], logs.setdefault(f"publisher_{cam}", []))
     rclpy.init()
     node = rclpy.create_node("bench_recording")
