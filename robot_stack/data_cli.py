@@ -26,11 +26,25 @@ def add_parser(sub) -> None:
     merge = data.add_parser("merge", help="the episodes of several stores into one new store, in seed order")
     merge.add_argument("out", help="the new store")
     merge.add_argument("sources", nargs="+", help="stores to read (their streams must agree)")
-    merge.add_argument("--overwrite", action="store_true", help="replace `out` if it exists")
+    merge.add_argument("--overwrite", action="store_true",
+                       help="replace `out` if it is an episode store (never an input, never another directory); "
+                            "the old store is swapped out only once the merge is complete")
     merge.set_defaults(func=_run, json=True)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from robot_stack.data import StoreError
+
+    try:
+        return _run_command(args)
+    except OSError as exc:
+        # an unreadable or unwritable store file (permissions, a full disk, a file where a directory
+        # belongs) is bad input like a damaged one: the CLI's one-line error naming it, not a traceback
+        where = exc.filename or getattr(args, "store", None) or getattr(args, "out", "")
+        raise StoreError(f"{where}: {exc.strerror or exc}") from exc
+
+
+def _run_command(args: argparse.Namespace) -> int:
     from robot_stack.data import tools
 
     cmd = args.data_command

@@ -37,15 +37,27 @@ def _object_positions(scene: Scene) -> dict[str, list[float]]:
 
 def replay_episode(store_path: str, episode: int, mode: str = "actions", video: str | None = None,
                    json_path: str | None = None) -> dict:
-    from robot_stack.data import EpisodeStore
+    from robot_stack.data import EpisodeStore, StoreError
 
     if mode not in ("actions", "joints"):
         raise ValueError(f"mode must be 'actions' or 'joints', got {mode!r}")
     with EpisodeStore.open(store_path) as store:
         meta = store.metadata(episode)
+        # checked before any read or simulation: a store recorded without them (another recorder, a
+        # hand-made store) is bad input, reported as one line naming it, not a KeyError deep in the loop
+        needed = ("joint_pos", "ee_pose") + (("action_pose",) if mode == "actions" else ())
+        missing = [s for s in needed if s not in store.streams]
+        if missing:
+            raise StoreError(f"{store_path}: episode {episode}: no {', '.join(missing)} stream(s), which "
+                             f"`replay --mode {mode}` needs (the store has {', '.join(sorted(store.streams))})")
         wanted = [s for s in ("joint_pos", "ee_pose", "action_pose", "action_gripper", "front_rgb", "gripper")
                   if s in store.streams]
         ep = store.read_episode(episode, wanted)
+        for name in needed:
+            rows = ep[name]["data"]
+            if not len(rows) or (name != "joint_pos" and rows.shape[1:] != (7,)):
+                raise StoreError(f"{store_path}: episode {episode}: stream {name!r} has {len(rows)} rows of shape "
+                                 f"{rows.shape[1:]}; replay needs at least one row (poses: 7 values)")
     robot, task_name = meta.get("robot", "panda"), meta.get("task")
     scene = Scene(robot)
     arm = SimArm(scene)
