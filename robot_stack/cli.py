@@ -259,6 +259,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # A damaged or locked episode store is bad input, not a bug: one line naming the file and
+        # episode (the message carries both), exit 2. Imported here: zarr is slow to import, and
+        # most commands never open a store. Anything else keeps its traceback.
+        from robot_stack.data.errors import StoreError
+        if not isinstance(exc, StoreError):
+            raise
+        print("robot-stack: error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
