@@ -62,10 +62,12 @@ class Kinematics:
         # Frame of joint 0 (before it turns), then from each joint's turned frame to the next
         # joint's frame (the last: to the TCP).
         self._first = before[0]
-        self._links = np.stack([after[i] @ (before[i + 1] if i + 1 < n else tool) for i in range(n)])
+        links = np.stack([after[i] @ (before[i + 1] if i + 1 < n else tool) for i in range(n)])
+        self._links = links
+        self._row0, self._row1 = links[:, 0].copy(), links[:, 1].copy()     # the rows a joint's rotation mixes
 
-    def _chain(self, q) -> tuple[np.ndarray, np.ndarray]:
-        """Base-to-TCP transform, and each joint's frame before it turns (n, 4, 4), all in the base frame.
+    def _chain(self, q) -> np.ndarray:
+        """(dof + 1, 4, 4) transforms in the base frame: each joint's frame before it turns, then the TCP.
 
         A joint turns about its frame's z axis through the frame's origin (modified DH: the
         link's own frame, which Tz(d) only slides along that axis; standard DH: the previous
@@ -73,41 +75,40 @@ class Kinematics:
         q = np.asarray(q, dtype=float)
         if q.shape != (self.dof,):
             raise ValueError(f"{self.spec.name}: q must have shape ({self.dof},), got {q.shape}")
-        if not np.all(np.isfinite(q)):
+        if not np.isfinite(q).all():
             raise ValueError(f"{self.spec.name}: q must be finite, got {q}")
         c, s = np.cos(q)[:, None], np.sin(q)[:, None]
-        links = self._links
-        turned = links.copy()                      # Rz(q_i) @ link_i: only rows 0 and 1 change
-        turned[:, 0] = c * links[:, 0] - s * links[:, 1]
-        turned[:, 1] = s * links[:, 0] + c * links[:, 1]
-        frames = np.empty((self.dof, 4, 4))
-        t = self._first
+        turned = self._links.copy()                # Rz(q_i) @ link_i: only rows 0 and 1 change
+        turned[:, 0] = c * self._row0 - s * self._row1
+        turned[:, 1] = s * self._row0 + c * self._row1
+        frames = np.empty((self.dof + 1, 4, 4))
+        frames[0] = self._first
         for i in range(self.dof):
-            frames[i] = t
-            t = t @ turned[i]
-        return t, frames
+            np.matmul(frames[i], turned[i], out=frames[i + 1])
+        return frames
 
     def tcp_transform(self, q) -> np.ndarray:
         """The 4x4 base-to-TCP transform."""
-        return self._chain(q)[0]
+        return self._chain(q)[-1]
 
     def fk(self, q) -> tuple[np.ndarray, np.ndarray]:
         """TCP position (3,) and orientation as an (x, y, z, w) quaternion, in the base frame."""
-        t = self._chain(q)[0]
+        t = self._chain(q)[-1]
         return t[:3, 3].copy(), tf.mat_to_quat(t[:3, :3])
 
     def jacobian(self, q) -> np.ndarray:
         """The TCP's geometric Jacobian in the base frame: rows 0-2 linear, 3-5 angular velocity per joint rate."""
-        return self._jacobian(*self._chain(q))
+        return self._jacobian(self._chain(q))
 
     def pose_and_jacobian(self, q) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`fk(q)` and `jacobian(q)` from one pass down the chain (a controller step needs both)."""
-        t, frames = self._chain(q)
-        return t[:3, 3].copy(), tf.mat_to_quat(t[:3, :3]), self._jacobian(t, frames)
+        frames = self._chain(q)
+        t = frames[-1]
+        return t[:3, 3].copy(), tf.mat_to_quat(t[:3, :3]), self._jacobian(frames)
 
-    def _jacobian(self, t: np.ndarray, frames: np.ndarray) -> np.ndarray:
-        z = frames[:, :3, 2].T                    # (3, n): joint axes
-        r = t[:3, 3, None] - frames[:, :3, 3].T   # (3, n): from each axis to the TCP
+    def _jacobian(self, frames: np.ndarray) -> np.ndarray:
+        z = frames[:-1, :3, 2].T                          # (3, n): joint axes
+        r = frames[-1, :3, 3, None] - frames[:-1, :3, 3].T   # (3, n): from each axis to the TCP
         jac = np.empty((6, self.dof))
         jac[0] = z[1] * r[2] - z[2] * r[1]        # z x r, written out: np.cross costs more than the chain
         jac[1] = z[2] * r[0] - z[0] * r[2]
