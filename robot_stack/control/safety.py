@@ -3,6 +3,12 @@
 Independent of the interpolator that produced the set point: a workspace box, per-tick
 linear and angular speed limits, joint-limit margins and a gripper force cap. NaN/inf is
 never clipped into something plausible; it is rejected.
+
+The box is a promise about the measured TCP, not only the set point: `observe_tcp` watches the
+measured TCP, and where it has gone past a face the set point's box is drawn in on that side by
+the excursion (an integral correction: a steady overshoot, such as a controller trading position
+for orientation at the reach edge, is cancelled; a transient one costs a few millimetres of the
+box for a while). The inset relaxes at `INSET_RELAX` once the TCP is back inside.
 """
 from __future__ import annotations
 
@@ -26,7 +32,12 @@ class SafetyLimits:
     joint_margin: float = 0.05           # rad kept from each joint limit
     max_gripper_force: float = 70.0      # N
     watchdog_timeout: float = 0.2        # s without a fresh command: hold
-    max_command_age: float = 0.5         # s: older stamps are stale
+    max_command_age: float = 0.5         # s: older stamps are stale (and newer than now by this: a wrong clock)
+    chunk_horizon: float = 2.0           # s: a chunk spanning more, or with a step further ahead of now, is refused
+    max_chunk_steps: int = 500           # steps per chunk: refused before it is parsed beyond this
+    max_box_inset: float = 0.05          # m: the most the set point box is drawn in to correct a measured excursion
+    elbow_joint: int = -1                # index of the elbow (reach) joint, kept off its stretched angle; -1: none
+    elbow_clearance: float = 0.15        # rad kept from the stretched elbow
 
 
 @dataclass
@@ -49,6 +60,42 @@ class SafetyEnvelope:
         self.q_min = np.array(q_min, dtype=float)
         self.q_max = np.array(q_max, dtype=float)
         self.events = SafetyEvents()
+        self.inset_low = np.zeros(3)      # how far the set point box is drawn in from each face (m)
+        self.inset_high = np.zeros(3)
+        self.max_excursion = 0.0          # the largest measured TCP excursion outside the box since start (m)
+        self._inset = False               # any inset non-zero
+
+    INSET_RELAX = 0.01                    # m/s: the inset's return once the measured TCP is back in the box
+
+    def observe_tcp(self, tcp, dt: float) -> float:
+        """Take the measured TCP into account; returns how far it is outside the box (m)."""
+        tcp = np.asarray(tcp, dtype=float)
+        if not self._inset and (tcp >= self.low).all() and (tcp <= self.high).all():
+            return 0.0                    # the common case, every control period: nothing to do
+        over_low = np.maximum(self.low - tcp, 0.0)
+        over_high = np.maximum(tcp - self.high, 0.0)
+        relax = self.INSET_RELAX * dt
+        cap = self.limits.max_box_inset
+        self.inset_low = np.where(over_low > 0, np.minimum(self.inset_low + over_low, cap),
+                                  np.maximum(self.inset_low - relax, 0.0))
+        self.inset_high = np.where(over_high > 0, np.minimum(self.inset_high + over_high, cap),
+                                   np.maximum(self.inset_high - relax, 0.0))
+        self._inset = bool(self.inset_low.any() or self.inset_high.any())
+        excursion = float(np.sqrt(np.sum(over_low ** 2 + over_high ** 2)))
+        if excursion > 0:
+            if excursion > self.max_excursion:
+                self.max_excursion = excursion
+            self.events.add("tcp_outside_box", f"{1000 * excursion:.1f} mm")
+        return excursion
+
+    @property
+    def setpoint_low(self) -> np.ndarray:
+        """The box the set point is held in: the workspace box drawn in by the measured excursions."""
+        return np.minimum(self.low + self.inset_low, (self.low + self.high) / 2)
+
+    @property
+    def setpoint_high(self) -> np.ndarray:
+        return np.maximum(self.high - self.inset_high, (self.low + self.high) / 2)
 
     def check_target(self, pos, quat, gripper: float) -> tuple[np.ndarray, np.ndarray, float]:
         """Validate a commanded target; clip it into the box. Raises SafetyViolation."""
@@ -70,9 +117,15 @@ class SafetyEnvelope:
             self.events.add("gripper_clip", f"{gripper}")
         return clipped, quat, g
 
+    def clip_to_box(self, pos) -> np.ndarray:
+        """`pos` in the set point box."""
+        return np.clip(pos, self.setpoint_low, self.setpoint_high) if self._inset else np.clip(pos, self.low, self.high)
+
     def limit_step(self, prev_pos, prev_quat, pos, quat, dt: float) -> tuple[np.ndarray, np.ndarray]:
-        """Clamp the change of set point in one control period to the speed limits, and keep it in the box."""
-        pos = np.clip(np.asarray(pos, dtype=float), self.low, self.high)
+        """Clamp the change of set point in one control period to the speed limits, and keep it in the box
+        (the set point box: drawn in where the measured TCP went out). A previous set point outside the
+        drawn-in box moves into it at the speed limit, not in one jump."""
+        pos = self.clip_to_box(np.asarray(pos, dtype=float))
         delta = pos - prev_pos
         dist = float(np.linalg.norm(delta))
         max_dist = self.limits.max_linear_speed * dt

@@ -5,6 +5,12 @@ it interpolates the latest target (or plays the latest action chunk at its step 
 skipping steps already past), passes every set point through the safety envelope, and
 holds pose when commands stop (watchdog), on e-stop, or when disabled. ROS callbacks
 only validate and hand over targets; they never touch the driver.
+
+Action chunks are taken, size-checked, parsed and validated on a thread of their own
+(`arm_chunks`): a chunk is as large as its sender makes it, and the control thread only
+ever picks up a checked ActionChunk. The set point a tick sends is the one the arm can
+follow with its joints clear of their margins (`ReachFilter`), inside a box drawn in by
+any measured excursion of the TCP (`SafetyEnvelope.observe_tcp`).
 """
 from __future__ import annotations
 
@@ -19,7 +25,9 @@ from omegaconf import OmegaConf
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, WrenchStamped
 import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
@@ -35,10 +43,13 @@ from robot_stack.nodes.common import node_config, raise_thread_priority, run_nod
 from robot_stack.ros import convert, qos
 from robot_stack.robots.spec import get_robot
 from robot_stack.sim.scene import Scene
-from robot_stack.control.chunks import blend_chunks, chunk_target_at
+from robot_stack.control.chunks import blend_chunks, check_chunk, chunk_target_at
+from robot_stack.control.reach import ReachFilter
 from robot_stack.types import ActionChunk, RobotState
 
 ARM_PARAMS = ("robot", "driver", "robot_ip", "task", "seed", "realtime", "chunk_blend")
+REFERENCE_CLEARANCE = 0.03      # rad the reach filter's reference keeps beyond the joint margin
+BURST_WINDOW = 1.0              # s: `reject_burst` rejected commands within this is a burst (WARN on /diagnostics)
 
 
 def make_arm_driver(cfg, clock) -> ArmDriver:
@@ -65,6 +76,13 @@ class ArmNode(Node):
         self._limit_jac = np.zeros((6, self.kinematics.model.nv))      # the joint-margin check's buffers
         self._limit_damping = 1e-6 * np.eye(6)
         self._joint_mid = (self.safety.q_min + self.safety.q_max) / 2
+        # The reference configuration keeps a little more than the margin, so the measured joints, a tracking
+        # error behind it, stay out of the margin too.
+        keep = limits.joint_margin + REFERENCE_CLEARANCE
+        self.reach = ReachFilter(self.kinematics, self.safety.q_min + keep, self.safety.q_max - keep,
+                                 np.array(self.spec.dq_max) * 0.5, self.dt,
+                                 elbow=limits.elbow_joint if limits.elbow_joint >= 0 else None,
+                                 elbow_clearance=limits.elbow_clearance)
         self.joint_names = [f"{self.spec.name}_joint{i + 1}" for i in range(self.spec.dof)]
 
         self.driver = driver or make_arm_driver(self.cfg, clock=self.now)
@@ -83,6 +101,15 @@ class ArmNode(Node):
         self._reset_request: threading.Event | None = None
         self._last_target_time: float | None = None
         self._command_period = float(self.cfg.default_command_period)
+        # Commands in the current stream (accepted with no watchdog hold between them): a hold after two or
+        # more is a stream that stopped mid-episode, an error on /diagnostics until commands resume or the
+        # episode is ended (reset, home, disable, e-stop).
+        self._stream = 0
+        self._stall_since: float | None = None
+        self._stalls_unreported = 0
+        self._reject_times: deque[float] = deque(maxlen=max(1, int(self.cfg.reject_burst)))
+        self._bursts_unreported = 0
+        self._last_rejection = ""
         self.state: RobotState | None = None
         self.setpoint: tuple[np.ndarray, np.ndarray] | None = None
         self.mode = "hold"
@@ -105,9 +132,17 @@ class ArmNode(Node):
         self._command_subs = [
             (self._command_node.create_subscription(PoseStamped, "arm/target_pose", lambda m: None, qos.COMMAND),
              self._on_target),
-            (self._command_node.create_subscription(MultiDOFJointTrajectory, "arm/action_chunk", lambda m: None,
-                                                    qos.COMMAND), self._on_chunk),
         ]
+        # Chunks arrive serialized on a node of their own, spun by its own thread: the size is checked before
+        # the message is turned into Python objects (a 10,000-point chunk took 0.6 s to take and parse, in C
+        # code that holds the GIL), then parsing and validation run there, never in the control thread.
+        self._chunk_bytes_limit = convert.chunk_bytes_limit(limits.max_chunk_steps)
+        self._chunk_node = rclpy.create_node(f"{self.get_name()}_chunks", namespace=self.get_namespace(),
+                                             context=self.context)
+        self._chunk_node.create_subscription(MultiDOFJointTrajectory, "arm/action_chunk", self._on_chunk_bytes,
+                                             qos.COMMAND, raw=True)
+        self._chunk_executor = SingleThreadedExecutor(context=self.context)
+        self._chunk_executor.add_node(self._chunk_node)
         self.create_subscription(Float64, "arm/gripper_cmd", self._on_gripper, qos.RELIABLE)
         self.create_service(Trigger, "arm/stop", self._srv_stop)
         self.create_service(Trigger, "arm/recover", self._srv_recover)
@@ -139,6 +174,8 @@ class ArmNode(Node):
         self.states_published = 0
         self._publisher = threading.Thread(target=self._publish_loop, name="arm_publish", daemon=True)
         self._publisher.start()
+        self._chunk_thread = threading.Thread(target=self._chunk_loop, name="arm_chunks", daemon=True)
+        self._chunk_thread.start()
         self._thread = threading.Thread(target=self._control_loop, name="arm_control", daemon=True)
         if start_loop:
             self._thread.start()
@@ -149,8 +186,24 @@ class ArmNode(Node):
 
     # --- ROS callbacks: validate and hand over ----------------------------------------------
     def _reject(self, what: str, exc: Exception) -> None:
-        self.safety.events.add("rejected", f"{what}: {exc}")
+        self._last_rejection = f"{what}: {exc}"
+        self.safety.events.add("rejected", self._last_rejection)
         self.get_logger().error(f"rejected {what}: {exc}", throttle_duration_sec=1.0)
+        now = time.monotonic()
+        self._reject_times.append(now)
+        if len(self._reject_times) == self._reject_times.maxlen and now - self._reject_times[0] <= BURST_WINDOW:
+            self._bursts_unreported += 1
+
+    def _accepted(self, now: float) -> None:
+        """A command was accepted (call with the lock held): the watchdog is fed and the stream goes on."""
+        self.watchdog.feed(now)
+        self._stream += 1
+        self._stall_since = None
+
+    def _end_stream(self) -> None:
+        """The episode was ended on purpose (reset, home, disable, e-stop): a hold now is no stall."""
+        self._stream = 0
+        self._stall_since = None
 
     def _on_target(self, msg: PoseStamped) -> None:
         try:
@@ -158,6 +211,9 @@ class ArmNode(Node):
             age = self.now() - stamp
             if age > self.limits.max_command_age:
                 raise convert.MessageError(f"stale stamp ({age:.3f} s old, limit {self.limits.max_command_age} s)")
+            if -age > self.limits.max_command_age:
+                raise convert.MessageError(f"stamp {-age:.3f} s in the future (limit {self.limits.max_command_age} s): "
+                                           f"the sender's clock is wrong")
             pos, quat, _ = self.safety.check_target(pos, quat, self._gripper)
         except (convert.MessageError, SafetyViolation) as exc:
             return self._reject("target pose", exc)
@@ -169,25 +225,36 @@ class ArmNode(Node):
             self._last_target_time = now
             self._target = (pos, quat, stamp)
             self._chunk = None
-            self.watchdog.feed(now)
+            self._accepted(now)
+
+    def _on_chunk_bytes(self, data: bytes) -> None:
+        """A serialized chunk (the `arm_chunks` thread): refused by size before it is deserialized."""
+        if len(data) > self._chunk_bytes_limit:
+            return self._reject("action chunk", convert.MessageError(
+                f"message of {len(data)} bytes, over the {self._chunk_bytes_limit} bytes of a "
+                f"{self.limits.max_chunk_steps}-step chunk (robot.safety.max_chunk_steps)"))
+        try:
+            msg = deserialize_message(data, MultiDOFJointTrajectory)
+        except Exception as exc:                    # whatever the middleware raises for bytes it cannot read
+            return self._reject("action chunk", convert.MessageError(f"undecodable message: {exc}"))
+        self._on_chunk(msg)
 
     def _on_chunk(self, msg: MultiDOFJointTrajectory) -> None:
+        """Parse, check and hand over a chunk; runs off the control thread, which only picks the result up."""
         try:
-            chunk = convert.parse_chunk(msg)
-            if chunk.times[-1] < self.now():
-                raise convert.MessageError("every step of the chunk is already in the past")
-            for i in range(len(chunk)):
-                chunk.positions[i], chunk.quats[i], chunk.gripper[i] = self.safety.check_target(
-                    chunk.positions[i], chunk.quats[i], chunk.gripper[i])
+            chunk = convert.parse_chunk(msg, max_points=self.limits.max_chunk_steps)
+            chunk = check_chunk(chunk, self.safety, self.now(), self.limits.chunk_horizon)
         except (convert.MessageError, SafetyViolation) as exc:
             return self._reject("action chunk", exc)
         self.chunk_latency.append(self.now() - convert.from_time(msg.header.stamp))
         with self._lock:
-            if self._chunk is not None and self.chunk_blend > 0:
-                chunk = blend_chunks(self._chunk, chunk, self.chunk_blend)
+            playing = self._chunk
+        if playing is not None and self.chunk_blend > 0:
+            chunk = blend_chunks(playing, chunk, self.chunk_blend)
+        with self._lock:
             self._chunk = chunk
             self._target = None
-            self.watchdog.feed(time.monotonic())
+            self._accepted(time.monotonic())
 
     def _on_gripper(self, msg: Float64) -> None:
         g = float(msg.data)
@@ -200,6 +267,7 @@ class ArmNode(Node):
         with self._lock:
             self._estop = True
             self._target, self._chunk = None, None
+            self._end_stream()
         self.safety.events.add("estop")
         response.success, response.message = True, "e-stop latched; call arm/recover to release"
         return response
@@ -213,6 +281,7 @@ class ArmNode(Node):
         with self._lock:
             self._estop = False
             self._target, self._chunk = None, None
+            self._end_stream()
             self.setpoint = None                    # re-seed from the measured pose
         response.success, response.message = True, "recovered; holding pose"
         return response
@@ -223,6 +292,7 @@ class ArmNode(Node):
                 response.success, response.message = False, "e-stop latched"
                 return response
             self._go_home = True
+            self._end_stream()
         response.success, response.message = True, "moving to home"
         return response
 
@@ -230,6 +300,7 @@ class ArmNode(Node):
         with self._lock:
             self._enabled = bool(request.data)
             self._target, self._chunk = None, None
+            self._end_stream()
         response.success, response.message = True, "enabled" if request.data else "disabled: holding pose"
         return response
 
@@ -258,8 +329,19 @@ class ArmNode(Node):
                     raise
                 break
 
+    def _chunk_loop(self) -> None:
+        while self._running and self.context.ok():
+            try:
+                self._chunk_executor.spin_once(timeout_sec=0.1)
+            except (ExternalShutdownException, rclpy.executors.ShutdownException):
+                break
+            except Exception:                       # the context went down under the executor: a shutdown
+                if self.context.ok() and self._running:
+                    raise
+                break
+
     def take_commands(self) -> None:
-        """Take every waiting target pose and action chunk (newest last) and hand them over."""
+        """Take every waiting target pose (newest last) and hand it over; chunks come ready from `arm_chunks`."""
         for sub, handler in self._command_subs:
             for msg in take_all(sub):
                 handler(msg)
@@ -298,12 +380,12 @@ class ArmNode(Node):
                 self._reset_request.set()
                 self._reset_request = None
                 self._target, self._chunk = None, None
+                self._end_stream()
                 self.setpoint = None
                 self.mode = "hold"
                 return
             if self.setpoint is None:
-                self.setpoint = (state.ee_pos.copy(), state.ee_quat.copy())
-                self.pose_interp.reset(*self.setpoint)
+                self._seed_setpoint(state)
             target, self._target = self._target, None
             chunk, gripper = self._chunk, self._gripper
             estop, enabled, go_home = self._estop, self._enabled, self._go_home
@@ -315,34 +397,62 @@ class ArmNode(Node):
             return self.driver.command_pose(*self.setpoint, gripper)
         if go_home or self.mode == "home":
             return self._home_tick(state, go_home, gripper)
+        # Each new goal starts from the set point actually sent, which the reach filter or the box may have held
+        # short of where the interpolator had got to.
         if target is not None:
             self.command_latency.append(self.now() - target[2])       # header stamp to the tick that uses it
+            self.pose_interp.reset(*self.setpoint)
             self.pose_interp.set_goal(target[0], target[1], self._command_period)
             self.mode = "target"
         elif chunk is not None:
             t = self.now()
             pos, quat, gripper = chunk_target_at(chunk, t)
+            self.pose_interp.reset(*self.setpoint)
             self.pose_interp.set_goal(pos, quat, self.dt)
             self.mode = "chunk"
             if t <= chunk.times[-1]:
-                self.watchdog.feed(now)          # a chunk with steps ahead is a fresh command
-            elif t > chunk.times[-1] + self.limits.watchdog_timeout:
-                with self._lock:
-                    if self._chunk is chunk:
-                        self._chunk = None
+                self.watchdog.feed(now)          # a chunk with steps ahead is a fresh command; past its end it is not
         if self.mode in ("target", "chunk") and self.watchdog.expired(now):
-            self.safety.events.add("watchdog_hold", f"no command for {self.command_age:.3f} s")
-            self.mode = "hold"
+            self._watchdog_hold(now, chunk)
+        self.safety.observe_tcp(state.ee_pos, self.dt)
         if self.mode == "hold":
             self.pose_interp.reset(*self.setpoint)
-        pos, quat = self.pose_interp.step()
-        pos, quat = self.safety.limit_step(self.setpoint[0], self.setpoint[1], pos, quat, self.dt)
-        if self._pushes_into_joint_limit(state, pos, quat):
-            self.safety.events.add("joint_margin_hold")
             pos, quat = self.setpoint
-            self.pose_interp.reset(pos, quat)
+        else:
+            pos, quat = self.pose_interp.step()
+            reference = self.reach.q
+            pos, quat = self.reach.step(self.safety.clip_to_box(pos), quat, state.q)
+            pos, quat = self.safety.limit_step(self.setpoint[0], self.setpoint[1], pos, quat, self.dt)
+            # The measured arm can still be inside a margin (started there, or pushed): no step takes it deeper.
+            if self._pushes_into_joint_limit(state, pos, quat):
+                self.safety.events.add("joint_margin_hold")
+                pos, quat = self.setpoint
+                self.reach.q = reference
         self.setpoint = (pos, quat)
         self.driver.command_pose(pos, quat, gripper)
+
+    def _seed_setpoint(self, state: RobotState) -> None:
+        """Set point, interpolator and reach reference at the measured pose: no motion."""
+        self.setpoint = self.reach.reset(state.q, state.ee_pos, state.ee_quat)
+        self.pose_interp.reset(*self.setpoint)
+
+    def _watchdog_hold(self, now: float, chunk: ActionChunk | None) -> None:
+        """Commands stopped: hold where the set point is. A chunk past its end is over, not paused."""
+        self.mode = "hold"
+        with self._lock:
+            if chunk is not None and self._chunk is chunk:
+                self._chunk = None
+            stalled = self._stream >= 2 and self._stall_since is None
+            self._stream = 0
+            if stalled:
+                self._stall_since = now
+                self._stalls_unreported += 1
+        self.safety.events.add("watchdog_hold", f"no command for {self.command_age:.3f} s")
+        if stalled:
+            self.safety.events.add("command_stall", f"commands stopped mid-episode; holding after "
+                                                    f"{self.command_age:.3f} s")
+            self.get_logger().error(f"commands stopped mid-episode: no command for {self.command_age:.3f} s "
+                                    f"(watchdog {self.limits.watchdog_timeout} s); holding pose")
 
     def _hold(self, state: RobotState, reason: str) -> None:
         if self.mode != reason:
@@ -358,8 +468,7 @@ class ArmNode(Node):
         self.driver.command_joints(q, gripper)
         if not self.joint_interp.moving and np.abs(state.q - q).max() < 0.01:
             self.mode = "hold"
-            self.setpoint = (state.ee_pos.copy(), state.ee_quat.copy())
-            self.pose_interp.reset(*self.setpoint)
+            self._seed_setpoint(state)
 
 
     def _pushes_into_joint_limit(self, state: RobotState, pos, quat) -> bool:
@@ -419,19 +528,40 @@ class ArmNode(Node):
                 p50, p99 = samples.percentiles([50, 99], scale)
                 stats[f"{name}_p50_{unit}"], stats[f"{name}_p99_{unit}"] = p50, p99
         stats["chunks_received"] = len(self.chunk_latency)
+        level, message = self._health()
         values = {**{k: f"{v:.3f}" for k, v in stats.items()}, "command_age_s": f"{self.command_age:.3f}",
                   "mode": self.mode, "estop": str(self._estop), "enabled": str(self._enabled),
+                  "max_tcp_excursion_mm": f"{1000 * self.safety.max_excursion:.1f}",
                   **{f"safety.{k}": str(v) for k, v in self.safety.events.counts.items()},
                   "last_safety_event": self.safety.events.last}
-        level = DiagnosticStatus.ERROR if self._estop else DiagnosticStatus.OK
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: arm", hardware_id=self.spec.name,
-                                  message=self.mode, values=[KeyValue(key=k, value=v) for k, v in values.items()])
+                                  message=message, values=[KeyValue(key=k, value=v) for k, v in values.items()])
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(msg)
 
+    def _health(self) -> tuple[bytes, str]:
+        """The level and message for /diagnostics: ERROR on e-stop or a stall (commands stopped mid-episode) now
+        or since the last report, WARN on a burst of rejected commands since the last report, else OK."""
+        stalls, self._stalls_unreported = self._stalls_unreported, 0
+        bursts, self._bursts_unreported = self._bursts_unreported, 0
+        stall_since = self._stall_since
+        if self._estop:
+            return DiagnosticStatus.ERROR, f"{self.mode}: e-stop latched"
+        if stall_since is not None or stalls:
+            held = f"for {time.monotonic() - stall_since:.1f} s" if stall_since is not None else "briefly"
+            return DiagnosticStatus.ERROR, (f"{self.mode}: watchdog hold {held}: commands stopped mid-episode "
+                                            f"({stalls} stall(s) since the last report)")
+        if bursts:
+            return DiagnosticStatus.WARN, (f"{self.mode}: burst of rejected commands ({self._reject_times.maxlen} within "
+                                           f"{BURST_WINDOW} s); last: {self._last_rejection}")
+        return DiagnosticStatus.OK, self.mode
+
     def close(self) -> None:
         self._running = False
+        self._chunk_thread.join(timeout=2.0)
+        self._chunk_executor.shutdown(timeout_sec=1.0)
+        self._chunk_node.destroy_node()
         if self._thread.is_alive():
             self._thread.join(timeout=2.0)
         with self._outbox_ready:

@@ -118,32 +118,52 @@ def chunk_msg(chunk: ActionChunk, frame_id: str = "base", stamp: float | None = 
     return msg
 
 
-def parse_chunk(msg: MultiDOFJointTrajectory, frame_id: str = "base") -> ActionChunk:
+def parse_chunk(msg: MultiDOFJointTrajectory, frame_id: str = "base", max_points: int | None = None) -> ActionChunk:
+    """The chunk in a message, or MessageError. `max_points`: more points are refused before any is read."""
     if msg.header.frame_id not in (frame_id, ""):
         raise MessageError(f"action chunk in frame {msg.header.frame_id!r}; expected {frame_id!r}")
     if list(msg.joint_names) != ["ee", "gripper"]:
         raise MessageError(f"action chunk joint_names must be ['ee', 'gripper'], got {list(msg.joint_names)}")
-    if not msg.points:
+    n = len(msg.points)
+    if not n:
         raise MessageError("action chunk has no points")
+    if max_points is not None and n > max_points:
+        raise MessageError(f"action chunk has {n} points; at most {max_points} are accepted")
     t0 = from_time(msg.header.stamp)
-    times, pos, quat, grip = [], [], [], []
+    rows = np.empty((n, 9))          # time from start, x y z, qx qy qz qw, gripper: one row per point
     for i, point in enumerate(msg.points):
         if len(point.transforms) != 2:
             raise MessageError(f"action chunk point {i} has {len(point.transforms)} transforms; expected 2")
         ee, g = point.transforms
-        times.append(t0 + from_duration(point.time_from_start))
-        pos.append([ee.translation.x, ee.translation.y, ee.translation.z])
-        quat.append([ee.rotation.x, ee.rotation.y, ee.rotation.z, ee.rotation.w])
-        grip.append(g.translation.x)
-    pos, quat, grip = np.array(pos), np.array(quat), np.array(grip)
-    for i in range(len(times)):
+        p, o, d = ee.translation, ee.rotation, point.time_from_start
+        rows[i] = (d.sec + d.nanosec * 1e-9, p.x, p.y, p.z, o.x, o.y, o.z, o.w, g.translation.x)
+    times, pos, quat, grip = t0 + rows[:, 0], rows[:, 1:4], rows[:, 4:8], rows[:, 8]
+    if not (np.isfinite(pos).all() and np.isfinite(quat).all()):
+        i = int(np.flatnonzero(~(np.isfinite(pos).all(axis=1) & np.isfinite(quat).all(axis=1)))[0])
         _check_pose(pos[i], quat[i], f"action chunk point {i}")
+    norms = np.linalg.norm(quat, axis=1)
+    bad = np.flatnonzero(np.abs(norms - 1.0) > 1e-3)
+    if bad.size:
+        _check_pose(pos[bad[0]], quat[bad[0]], f"action chunk point {bad[0]}")
     if not np.isfinite(grip).all() or np.any((grip < 0) | (grip > 1)):
-        raise MessageError(f"action chunk gripper commands must be finite and in [0, 1], got {grip.tolist()}")
+        raise MessageError(f"action chunk gripper commands must be finite and in [0, 1], got "
+                           f"{np.round(grip[:20], 3).tolist()}{' ...' if n > 20 else ''}")
     try:
-        return ActionChunk(np.array(times), pos, quat, grip)
+        return ActionChunk(times, pos.copy(), quat.copy(), grip.copy())
     except ValueError as exc:
         raise MessageError(str(exc)) from exc
+
+
+def chunk_bytes_limit(max_points: int) -> int:
+    """The serialized size of the largest chunk message with `max_points` points that a sender may fill in full
+    (velocities and accelerations too): a larger message is refused before it is deserialized."""
+    from geometry_msgs.msg import Twist
+    from rclpy.serialization import serialize_message
+
+    point = MultiDOFJointTrajectoryPoint(transforms=[Transform(), Transform()], velocities=[Twist(), Twist()],
+                                         accelerations=[Twist(), Twist()])
+    msg = MultiDOFJointTrajectory(header=header(0.0, "base"), joint_names=["ee", "gripper"], points=[point] * max_points)
+    return len(serialize_message(msg)) + 1024      # room for a longer frame id or joint name, still refused by parsing
 
 
 # --- images ---------------------------------------------------------------------------------
