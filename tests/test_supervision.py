@@ -28,9 +28,10 @@ MARK = "ROBOT_STACK_SUPERVISION_TEST"
 GONE_WITHIN = 5.0          # the issue's bound; the launcher's own is ORPHAN_GRACE plus a poll
 
 # The CLI's stand-in: starts a launcher through supervision.start_graph, as the CLIs do, writes the launcher's
-# pid, then waits to be killed. `thread` mode starts it from a thread that ends once the nodes are up.
+# pid, then waits to be killed. `thread` mode starts it from a thread that ends once the nodes are up; `pipe`
+# mode reads the launcher's stderr through a pipe, as `collect` does, which breaks when the parent dies.
 PARENT = textwrap.dedent("""
-    import os, sys, threading, time
+    import os, subprocess, sys, threading, time
     from robot_stack.supervision import start_graph
     log, pid_file, mode, ready, count, *cmd = sys.argv[1:]
     graphs = []
@@ -43,7 +44,7 @@ PARENT = textwrap.dedent("""
 
     def begin():
         out = open(log, "w")
-        graphs.append(start_graph(cmd, stdout=out, stderr=out))
+        graphs.append(start_graph(cmd, stdout=out, stderr=subprocess.PIPE if mode == "pipe" else out))
         open(pid_file + ".tmp", "w").write(str(graphs[0].pid))
         os.replace(pid_file + ".tmp", pid_file)
         while mode == "thread" and lines(ready) < int(count):
@@ -140,18 +141,21 @@ class Parent:
         return time.monotonic()
 
 
-@pytest.mark.parametrize("interrupted_first", [False, True], ids=["running", "while-stopping"])
-def test_sigkilled_parent_takes_the_graph_down(tmp_path, interrupted_first):
-    """A polite node (stops on SIGTERM) and a stubborn one (only SIGKILL stops it). `while-stopping`: the CLI had
-    begun its orderly stop (SIGINT to the launcher, whose SIGINT and SIGTERM waits are 5 s each) when it died."""
+@pytest.mark.parametrize("case", ["running", "while-stopping", "stderr-to-parent"])
+def test_sigkilled_parent_takes_the_graph_down(tmp_path, case):
+    """A polite node (stops on SIGTERM) and a stubborn one (only SIGKILL stops it), asked in order first.
+    while-stopping: the CLI had begun its orderly stop (SIGINT to the launcher, whose SIGINT and SIGTERM waits
+    are 5 s each) when it died. stderr-to-parent: the launcher's stderr was a pipe to the CLI, broken now, and
+    the launcher must still stop its nodes in order rather than die on its first message."""
     pids = tmp_path / "pids"
-    parent = Parent(tmp_path, stand_in_graph(tmp_path, f"--append {pids}", f"--stubborn --append {pids}"))
+    parent = Parent(tmp_path, stand_in_graph(tmp_path, f"--append {pids}", f"--stubborn --append {pids}"),
+                    mode="pipe" if case == "stderr-to-parent" else "main")
     graph = []
     try:
         launcher = parent.launcher_pid()
         wait_for(lambda: len(pids_in(pids)) == 2, "both nodes to be up", timeout=30)
         graph = [launcher, *pids_in(pids)]
-        if interrupted_first:
+        if case == "while-stopping":
             os.kill(launcher, signal.SIGINT)
             wait_for(lambda: "[n1] got SIGINT" in parent.log.read_text(), "the orderly stop to begin", timeout=10)
         killed = parent.kill_group()
@@ -159,9 +163,12 @@ def test_sigkilled_parent_takes_the_graph_down(tmp_path, interrupted_first):
     finally:
         parent.proc.kill()
         kill_leftovers(graph)
-    log = parent.log.read_text()
-    assert "the process that started this graph is gone" in log, log
-    assert "[n1] got SIGTERM" in log and "n1 still running; sending SIGKILL" in log, log   # in order, then forced
+    log = parent.log.read_text()      # the launcher's stdout: the nodes' output, and its own messages but in `pipe`
+    polite = "SIGINT" if case == "while-stopping" else "SIGTERM"               # n0 stops at the first one
+    assert f"[n0] got {polite}" in log and "[n1] got SIGTERM" in log, log       # in order first
+    if case != "stderr-to-parent":
+        assert "the process that started this graph is gone" in log, log
+        assert "n1 still running; sending SIGKILL" in log, log                   # then forced
     assert took <= ORPHAN_GRACE + 1.5, f"took {took:.2f} s after the kill at {killed:.1f}"
 
 
