@@ -214,6 +214,27 @@ def test_the_starting_thread_ending_is_not_the_parent_dying(tmp_path):
     assert "the process that started this graph is gone" in parent.log.read_text()
 
 
+def test_workers_die_with_their_parent_alone(tmp_path):
+    """`sim collect --workers` and `eval --workers` children share their parent's process group, but a parent
+    killed alone (its pid, not its group) must not leave them running either. The worker here is the cheapest
+    long-running sub-command, a launcher with a stand-in node."""
+    pids, marker = tmp_path / "pids", uuid.uuid4().hex
+    launch_file = stand_in_graph(tmp_path, f"--append {pids}")
+    code = ("import sys; from robot_stack.workers import run_cli_workers; "
+            "run_cli_workers([['launch', sys.argv[1]]], 'stand-in', 1, lambda finished: 0)")
+    parent = subprocess.Popen([sys.executable, "-c", code, str(launch_file)], env={**os.environ, MARK: marker},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(pids_in(pids)) == 1, "the worker's node to be up", timeout=30)
+        assert len(marked(marker)) == 3                  # the parent, the worker (a launcher) and its node
+        parent.kill()
+        parent.wait()
+        wait_for(lambda: not marked(marker), "the worker and its node to be gone", timeout=GONE_WITHIN)
+    finally:
+        parent.kill()
+        kill_leftovers(marked(marker))
+
+
 def test_every_detached_child_is_tied_to_its_parent():
     """A child in a session of its own is out of reach of its parent's process group: each such start in the
     package goes through supervision.start_graph or arms a parent-death signal (`preexec_fn=die_with_parent`),
