@@ -256,9 +256,12 @@ def merge(sources: list[str | Path], out: str | Path, overwrite: bool = False, a
         tmp = _temp_name(out)
         try:
             dst = EpisodeStore.create(tmp, attrs=attrs, durable=durable)
+            # leave=False and closed before any error propagates: the bar is erased, so a failed merge's
+            # stderr is the CLI's one error line
+            bar = tqdm(order, desc="merge", unit="ep", disable=not progress, leave=False)
             try:
                 writer = None
-                for n, (meta, i, k) in enumerate(tqdm(order, desc="merge", unit="ep", disable=not progress), start=1):
+                for n, (meta, i, k) in enumerate(bar, start=1):
                     writer = writer or dst.begin_episode()
                     for name, parts in stores[i].read_episode(k).items():
                         writer.append_many(name, parts["data"], parts["capture_stamp"], parts["receive_stamp"])
@@ -269,6 +272,7 @@ def merge(sources: list[str | Path], out: str | Path, overwrite: bool = False, a
                     else:
                         writer.end_episode(**kept)
             finally:
+                bar.close()
                 dst.close()
             _swap_in(tmp, out, durable)
         except BaseException:

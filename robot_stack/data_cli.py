@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def add_parser(sub) -> None:
@@ -57,7 +58,7 @@ def _run_command(args: argparse.Namespace) -> int:
     elif cmd == "video":
         result = tools.export_video(args.store, args.episode, args.out)
     elif cmd == "merge":
-        episodes = tools.merge(args.sources, args.out, overwrite=args.overwrite,
+        episodes = tools.merge(args.sources, args.out, overwrite=args.overwrite, progress=sys.stderr.isatty(),
                                attrs={"merged_from": [str(s) for s in args.sources]})
         result = {"store": args.out, "episodes": episodes, "sources": args.sources}
     else:
