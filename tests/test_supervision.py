@@ -274,13 +274,14 @@ def test_sigkilled_cli_leaves_no_process_of_its_graph(tmp_path, cli):
     no process carrying the run's environment marker: not the launcher, the arm, the cameras, the recorder or
     the policy server."""
     marker = uuid.uuid4().hex
+    # `under_way`: the CLI's progress bar, drawn once the graph is up and the first episode begins.
     if cli == "collect":
         argv = ["collect", "--task", "reach", "--episodes", "50", "--out", str(tmp_path / "store")]
         nodes, under_way = {"arm_node", "front_camera", "wrist_camera", "recorder_node"}, "collect reach panda:"
     else:
         argv = ["eval", "--checkpoint", str(REPO_ROOT / "checkpoints" / "beso_pick_place"), "--episodes", "50",
                 "--backend", "ros"]
-        nodes, under_way = {"arm_node", "front_camera", "wrist_camera", "policy_server"}, "policy_server up:"
+        nodes, under_way = {"arm_node", "front_camera", "wrist_camera", "policy_server"}, "pick_place (ros):"
     log = tmp_path / "cli.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "robot_stack.cli", *argv], env=_cli_env(marker),
