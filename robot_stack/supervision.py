@@ -100,7 +100,8 @@ def start_graph(cmd: list[str], **popen_kwargs) -> SupervisedPopen:
     The launcher runs in a new session, as before (Ctrl-C reaches it only through `child_graph.stop`), and gets
     the read end of a supervising pipe through PARENT_FD_ENV."""
     read_end, write_end = os.pipe()             # both close-on-exec: no other child of ours inherits them
-    env = dict(popen_kwargs.pop("env", None) or os.environ)
+    env = popen_kwargs.pop("env", None)
+    env = dict(os.environ if env is None else env)
     env[PARENT_FD_ENV] = str(read_end)
     try:
         proc = SupervisedPopen(cmd, env=env, pass_fds=(read_end,), start_new_session=True, **popen_kwargs)
