@@ -10,7 +10,6 @@ or the task's step limit at 10 Hz, pause.
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from robot_stack.child_graph import BackgroundSpin, call, stop
+from robot_stack.supervision import start_graph
 from robot_stack.video import write_mp4
 
 
@@ -41,7 +41,7 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], go
            f"image_width:={size}", f"image_height:={size}", f"realtime:={str(realtime).lower()}",
            f"execute_steps:={execute_steps}", f"overrides:=chunk_blend={chunk_blend}"]
     print(f"starting the graph: robot-stack launch {' '.join(cmd[4:])}", flush=True)
-    graph = subprocess.Popen(cmd, start_new_session=True)
+    graph = start_graph(cmd)            # its own session, and taken down if this process dies
     rclpy.init()
     monitor = ExpertCommander(robot, task)
     viewer = Viewer(rclpy.create_node("eval_viewer"))
