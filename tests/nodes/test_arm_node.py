@@ -1,8 +1,11 @@
-"""arm_node over the twin through real rclpy: following, watchdog, bad input, e-stop, chunks."""
+"""arm_node over the twin through real rclpy: following, watchdog, bad input, e-stop, chunks, and the bounds every
+command source is held to (chunk size and horizon, the watchdog after a chunk, parsing off the control thread,
+/diagnostics levels)."""
+import threading
 import time
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
@@ -151,3 +154,126 @@ def test_malformed_chunk_is_rejected(ros):
     client.chunk.publish(msg)
     wait_for(lambda: node.safety.events.counts.get("rejected", 0) >= 1, what="rejection")
     assert "gripper" in node.safety.events.last
+
+
+# --- every command source is bounded in time, and chunks never hold up the control loop ---------------------------
+def chunk_msg(client, offsets, times, quat, pos):
+    """A chunk from `pos` through `pos + offsets[k]` at absolute `times[k]`."""
+    n = len(times)
+    return convert.chunk_msg(ActionChunk(np.asarray(times, dtype=float), pos + np.asarray(offsets, dtype=float),
+                                         np.tile(quat, (n, 1)), np.zeros(n)))
+
+
+def test_a_10000_step_chunk_is_refused_before_it_is_parsed(ros):
+    node, client = start(ros)
+    pos, quat = client.pose()
+    times = client.now() + 0.05 + np.linspace(0.0, 1.9, 10_000)       # inside the 2 s horizon: refused for its size
+    offsets = np.outer(np.linspace(0.0, 1.0, 10_000), [0.0, 0.1, 0.0])
+    client.chunk.publish(chunk_msg(client, offsets, times, quat, pos))
+    wait_for(lambda: "action chunk" in node.safety.events.last and "bytes" in node.safety.events.last,
+             what="the 10,000-step chunk refused")
+    assert node.mode == "hold" and node._chunk is None
+    assert np.linalg.norm(client.pose()[0] - pos) < 2e-3
+
+
+def test_a_chunk_stamped_far_ahead_or_longer_than_the_horizon_is_refused(ros):
+    node, client = start(ros)
+    pos, quat = client.pose()
+    offsets = [[0.0, 0.05, 0.0], [0.0, 0.1, 0.0]]
+    client.chunk.publish(chunk_msg(client, offsets, client.now() + 1e6 + np.array([0.1, 0.2]), quat, pos))
+    wait_for(lambda: node.safety.events.counts.get("rejected", 0) >= 1, what="the future chunk refused")
+    assert "ahead of now" in node.safety.events.last, node.safety.events.last
+    time.sleep(0.05)                        # depth-1 command queue: latest wins, so pace them
+    client.chunk.publish(chunk_msg(client, offsets, client.now() + np.array([0.1, 3.0]), quat, pos))
+    wait_for(lambda: node.safety.events.counts.get("rejected", 0) >= 2, what="the 2.9 s chunk refused")
+    assert "horizon" in node.safety.events.last, node.safety.events.last
+    assert node.mode == "hold" and node._chunk is None
+    assert np.linalg.norm(client.pose()[0] - pos) < 2e-3
+
+
+def test_the_arm_holds_once_a_chunks_last_step_is_a_watchdog_period_past(ros):
+    node, client = start(ros)
+    pos, quat = client.pose()
+    times = client.now() + np.linspace(0.05, 0.4, 8)
+    offsets = np.outer(np.linspace(0.0, 1.0, 8), [0.0, 0.25, 0.0])    # 0.62 m/s asked: the arm lags behind the plan
+    client.chunk.publish(chunk_msg(client, offsets, times, quat, pos))
+    wait_for(lambda: node.mode == "chunk", what="the chunk played")
+    wait_for(lambda: node.mode == "hold" and node.safety.events.counts.get("watchdog_hold", 0) >= 1,
+             what="a watchdog hold after the chunk's end")
+    assert node._chunk is None                                          # over, not paused
+    wait_for(lambda: np.abs(client.joints[-1].velocity).max() < 0.01, what="the arm at rest")
+    held, ticks = node.setpoint[0].copy(), node.stats.ticks
+    wait_for(lambda: node.stats.ticks > ticks + 300, what="300 more control periods")
+    assert np.array_equal(node.setpoint[0], held)                       # the set point did not move again
+    assert np.abs(client.joints[-1].velocity).max() < 0.01
+    assert np.linalg.norm(client.pose()[0] - held) < 3e-3
+
+
+def test_chunks_are_parsed_off_the_control_thread(ros, monkeypatch):
+    """A chunk whose parsing does not finish must not stop the control loop: the loop keeps ticking meanwhile."""
+    node, client = start(ros)
+    pos, quat = client.pose()
+    parsing, release = threading.Event(), threading.Event()
+    parse = convert.parse_chunk
+
+    def slow_parse(msg, *args, **kwargs):
+        parsing.set()
+        release.wait(timeout=30.0)
+        return parse(msg, *args, **kwargs)
+
+    monkeypatch.setattr(convert, "parse_chunk", slow_parse)
+    times = client.now() + 0.3 + np.linspace(0.0, 1.5, 500)             # the largest chunk accepted
+    offsets = np.outer(np.linspace(0.0, 1.0, 500), [0.0, 0.0, -0.05])
+    client.chunk.publish(chunk_msg(client, offsets, times, quat, pos))
+    try:
+        wait_for(parsing.is_set, what="the chunk's parsing started")
+        ticks = node.stats.ticks
+        wait_for(lambda: node.stats.ticks > ticks + 200, what="control periods while the chunk is parsed")
+    finally:
+        release.set()
+    wait_for(lambda: abs(client.pose()[0][2] - (pos[2] - 0.05)) < 3e-3, what="the chunk played once parsed")
+
+
+def diag_levels(client, since: int):
+    return [(s.level, s.message) for d in client.diags[since:] for s in d.status]
+
+
+def test_diagnostics_warn_on_a_burst_of_rejected_commands(ros):
+    node, client = start(ros, overrides="diagnostics_rate=10.0")
+    pos, quat = client.pose()
+    wait_for(lambda: len(client.diags) >= 2, what="diagnostics")
+    assert all(level == DiagnosticStatus.OK for level, _ in diag_levels(client, 0))
+    seen = len(client.diags)
+    for _ in range(10):
+        client.target.publish(convert.pose_msg([np.nan, 0.0, 0.3], quat, client.now()))
+        time.sleep(0.005)
+    wait_for(lambda: any(level == DiagnosticStatus.WARN for level, _ in diag_levels(client, seen)),
+             what="WARN on /diagnostics")
+    message = next(m for level, m in diag_levels(client, seen) if level == DiagnosticStatus.WARN)
+    assert "rejected" in message and "non-finite" in message, message
+
+
+def test_diagnostics_error_when_commands_stop_mid_episode_until_they_resume(ros):
+    node, client = start(ros, overrides="diagnostics_rate=10.0")
+    pos, quat = client.pose()
+    client.target.publish(convert.pose_msg(pos + [0.0, 0.0, -0.01], quat, client.now()))
+    wait_for(lambda: node.safety.events.counts.get("watchdog_hold", 0) >= 1, what="a hold after a single target")
+    seen = len(client.diags)
+    wait_for(lambda: len(client.diags) >= seen + 3, what="three more diagnostics")
+    assert all(level == DiagnosticStatus.OK for level, _ in diag_levels(client, seen))    # one command is no stream
+    for k in range(20):                                                 # a stream at 50 Hz, then silence
+        client.target.publish(convert.pose_msg(pos + [0.0, 0.001 * k, -0.01], quat, client.now()))
+        time.sleep(0.02)
+    seen = len(client.diags)
+    wait_for(lambda: any(level == DiagnosticStatus.ERROR for level, _ in diag_levels(client, seen)),
+             what="ERROR on /diagnostics after the stream stopped")
+    message = next(m for level, m in diag_levels(client, seen) if level == DiagnosticStatus.ERROR)
+    assert "mid-episode" in message and "watchdog" in message, message
+    assert node.mode == "hold"
+    for k in range(10):
+        client.target.publish(convert.pose_msg(pos + [0.0, 0.02, -0.01], quat, client.now()))
+        time.sleep(0.02)
+        if k == 2:
+            seen = len(client.diags)
+    wait_for(lambda: any(level == DiagnosticStatus.OK for level, _ in diag_levels(client, seen)),
+             what="OK again once commands resumed")
