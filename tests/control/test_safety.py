@@ -1,0 +1,76 @@
+"""The envelope's measured-TCP correction and chunk admission (size, horizon, past steps, box)."""
+import numpy as np
+import pytest
+
+from robot_stack.control.chunks import check_chunk
+from robot_stack.control.safety import SafetyEnvelope, SafetyLimits, SafetyViolation
+from robot_stack.ros import convert
+from robot_stack.types import ActionChunk
+
+Q = np.array([0.0, 0.0, 0.0, 1.0])
+
+
+def envelope(**kw):
+    return SafetyEnvelope(SafetyLimits(workspace_low=(0.0, 0.0, 0.0), workspace_high=(1.0, 1.0, 1.0), **kw),
+                          [-3] * 7, [3] * 7)
+
+
+def test_a_measured_excursion_draws_the_set_point_box_in_and_relaxes_once_back_inside():
+    env = envelope()
+    assert env.observe_tcp([0.5, 0.5, 0.5], 0.001) == 0.0
+    assert env.observe_tcp([1.004, 0.5, -0.002], 0.001) == pytest.approx(np.hypot(0.004, 0.002))
+    np.testing.assert_allclose(env.setpoint_high, [0.996, 1.0, 1.0])
+    np.testing.assert_allclose(env.setpoint_low, [0.0, 0.0, 0.002])
+    pos, _ = env.limit_step(np.array([0.9995, 0.5, 0.5]), Q, np.array([1.0, 0.5, 0.5]), Q, 0.001)
+    assert pos[0] < 0.9995                               # pulled in, at the speed limit
+    for _ in range(2000):                                # 2 s back inside: 10 mm/s of relaxation
+        env.observe_tcp([0.5, 0.5, 0.5], 0.001)
+    np.testing.assert_allclose(env.setpoint_high, [1.0, 1.0, 1.0])
+    assert env.max_excursion == pytest.approx(np.hypot(0.004, 0.002))
+
+
+def test_the_inset_is_capped():
+    env = envelope(max_box_inset=0.01)
+    for _ in range(10):
+        env.observe_tcp([1.05, 0.5, 0.5], 0.001)
+    assert env.setpoint_high[0] == pytest.approx(0.99)
+
+
+def chunk(times, xs=None):
+    n = len(times)
+    xs = np.full(n, 0.5) if xs is None else np.asarray(xs, dtype=float)
+    return ActionChunk(np.asarray(times, dtype=float), np.stack([xs, np.full(n, 0.5), np.full(n, 0.5)], axis=1),
+                       np.tile(Q * 2.0, (n, 1)), np.zeros(n))
+
+
+def test_chunk_admission():
+    env, now = envelope(), 100.0
+    ok = check_chunk(chunk(now + np.array([0.1, 0.2]), [0.5, 1.5]), env, now, 2.0)
+    np.testing.assert_allclose(ok.positions[:, 0], [0.5, 1.0])          # clipped into the box
+    np.testing.assert_allclose(ok.quats, np.tile(Q, (2, 1)))            # unit quaternions
+    assert env.events.counts["workspace_clip"] == 1
+    with pytest.raises(SafetyViolation, match="ahead of now"):
+        check_chunk(chunk(now + 1e6 + np.array([0.1, 0.2])), env, now, 2.0)
+    with pytest.raises(SafetyViolation, match="spans 2.500 s"):
+        check_chunk(chunk(now - 1.0 + np.array([0.0, 2.5])), env, now, 2.0)
+    with pytest.raises(SafetyViolation, match="in the past"):
+        check_chunk(chunk(now - np.array([0.2, 0.1])), env, now, 2.0)
+    bad = chunk(now + np.array([0.1, 0.2]))
+    bad.positions[1, 2] = np.inf
+    with pytest.raises(SafetyViolation, match="non-finite"):
+        check_chunk(bad, env, now, 2.0)
+
+
+def test_parse_refuses_more_points_than_allowed_and_the_byte_bound_covers_a_full_chunk():
+    from rclpy.serialization import serialize_message
+
+    c = ActionChunk(100.0 + 0.01 * np.arange(1, 51), np.full((50, 3), 0.5), np.tile(Q, (50, 1)), np.zeros(50))
+    msg = convert.chunk_msg(c)
+    parsed = convert.parse_chunk(msg, max_points=50)
+    np.testing.assert_allclose(parsed.times, c.times)
+    np.testing.assert_allclose(parsed.positions, c.positions)
+    with pytest.raises(convert.MessageError, match="50 points; at most 49"):
+        convert.parse_chunk(msg, max_points=49)
+    limit = convert.chunk_bytes_limit(50)
+    assert len(serialize_message(msg)) <= limit < len(serialize_message(convert.chunk_msg(
+        ActionChunk(100.0 + 0.01 * np.arange(1, 201), np.full((200, 3), 0.5), np.tile(Q, (200, 1)), np.zeros(200)))))
