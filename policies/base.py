@@ -1,7 +1,7 @@
 """The one Policy interface every method implements, and its checkpoint format.
 
 A policy declares what conditioning it accepts (`conditioning`, a subset of
-`robot_stack.types.CONDITIONING`) and what data it reads (`data_spec`). The server calls
+the registered conditioning kinds) and what data it reads (`data_spec`). The server calls
 `reset(task)` when the task changes, `act(obs)` to decide and `observe(obs)` for the frames between
 decisions (the history is kept at the policy rate); the trainer calls
 `loss(batch)`. Checkpoints are a directory with `model.safetensors` and `config.json`
@@ -52,32 +52,107 @@ class DataSpec:
     policy_dt: float = 0.1
 
 
+@dataclass
+class PolicyConfig:
+    """What every method's `<Method>Config` carries besides its architecture: the training hyperparameters
+    (the one training loop reads them) and the deployment settings (how eval, the server and bench execute
+    its chunks unless told otherwise). A method's config subclasses this and adds its own fields."""
+
+    # training
+    lr: float = 1e-4
+    weight_decay: float = 1e-6
+    ema_decay: float = 0.999
+    # deployment (`robot-stack checkpoint set CKPT execute_steps=2` changes them in a trained checkpoint)
+    execute_steps: int = 1               # chunk steps played before the policy decides again
+    chunk_blend: float = 0.0             # weight the playing chunk keeps where a new one overlaps it (0 = replace)
+
+    def __post_init__(self):
+        if self.execute_steps < 1:
+            raise ValueError(f"execute_steps must be at least 1, got {self.execute_steps}")
+        if not 0.0 <= self.chunk_blend < 1.0:
+            raise ValueError(f"chunk_blend must be in [0, 1), got {self.chunk_blend}")
+
+
+DEPLOY_KEYS = ("execute_steps", "chunk_blend")    # settable in a trained checkpoint, with a method's `deploy_keys`
+CHECKPOINT_KEYS = {"format", "policy", "config", "stats", "manifest", "module"}   # module: written by old builds, never read
+
+
 def register(cls: type["Policy"]) -> type["Policy"]:
+    """Class decorator: the method becomes loadable by its `name` (checkpoints, `train policy=NAME`)."""
     if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
         raise ValueError(f"policy name {cls.name!r} registered twice")
+    if not (isinstance(cls.Config, type) and issubclass(cls.Config, PolicyConfig)):
+        raise TypeError(f"policy {cls.name!r}: its Config must subclass PolicyConfig")
     REGISTRY[cls.name] = cls
     return cls
 
 
-def policy_class(name: str, module: str | None = None) -> type["Policy"]:
-    """The registered class; `module` (recorded in checkpoints) is imported first for policies defined elsewhere."""
-    import importlib
-
-    from robot_stack import policies  # noqa: F401  (imports every method, filling the registry)
-    if name not in REGISTRY and module:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise UnknownPolicy(f"policy {name!r}: cannot import its module {module!r} ({exc})") from exc
+def policy_class(name: str) -> type["Policy"]:
+    """The registered class of a method name. Only installed code is consulted (the methods' folders and the
+    `robot_stack.policies` entry points): a checkpoint names a method, it never chooses code to import."""
+    from robot_stack.policies import discover
+    discover()
     if name not in REGISTRY:
         raise UnknownPolicy(f"unknown policy {name!r}; registered: {', '.join(sorted(REGISTRY)) or 'none'}")
     return REGISTRY[name]
 
 
+def config_from_dict(config_cls: type, values: dict, where: str):
+    """A config dataclass from JSON/CLI values: unknown keys and values of the wrong type are refused by name
+    before anything is built (a checkpoint's `image_size: "many"` is a clear error, not a TypeError inside a model)."""
+    import typing
+
+    if not isinstance(values, dict):
+        raise CheckpointMismatch(f"{where}: the config must be a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(config_cls)
+    known = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise CheckpointMismatch(f"{where}: unknown config keys {unknown}; known: {sorted(known)}")
+    for key, value in values.items():
+        if not _fits(value, hints.get(key)):
+            raise CheckpointMismatch(f"{where}: {key} = {value!r} is not a {_type_name(hints.get(key))}")
+    try:
+        return config_cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointMismatch(f"{where}: {exc}") from exc
+
+
+def _fits(value, hint) -> bool:
+    import types
+    import typing
+
+    if hint is None or hint is typing.Any:
+        return True
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    origin = typing.get_origin(hint) or hint
+    if origin in (tuple, list):
+        return isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", str(hint))
+
+
 class Policy(torch.nn.Module):
     name: ClassVar[str]
-    conditioning: ClassVar[frozenset[str]]
-    Config: ClassVar[type]
+    conditioning: ClassVar[frozenset[str]]      # kinds of robot_stack.policies.conditioning, and/or "none"
+    Config: ClassVar[type]                      # the method's <Method>Config, a PolicyConfig
+    deploy_keys: ClassVar[tuple[str, ...]] = ()  # config keys that change execution, not weights (BESO's guidance)
 
     def __init__(self, config, stats: dict | None = None):
         super().__init__()
@@ -180,7 +255,8 @@ class Policy(torch.nn.Module):
             raise BadObservation(f"ee_pose must be 7 finite numbers and gripper finite; got {pose.shape}")
 
     def _check_task_images(self, task: Task) -> None:
-        for label in ("goal_image", "start_image", "sketch"):
+        from robot_stack.policies.conditioning import image_fields
+        for label in image_fields():
             image = getattr(task, label)
             if image is not None:
                 self._check_image(label, image)
@@ -197,35 +273,55 @@ class Policy(torch.nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(tensors, str(path / "model.safetensors"))
-        doc = {"format": FORMAT_VERSION, "policy": self.name, "module": type(self).__module__,
-               "config": asdict(self.config), "stats": self.stats,
+        doc = {"format": FORMAT_VERSION, "policy": self.name, "config": asdict(self.config), "stats": self.stats,
                **(extra or {})}
         (path / "config.json").write_text(json.dumps(doc, indent=1))
         return path
 
     @classmethod
     def from_config(cls, config: dict, stats: dict | None = None) -> "Policy":
-        known = {f.name for f in fields(cls.Config)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise CheckpointMismatch(f"{cls.name}: unknown config keys {unknown}; known: {sorted(known)}")
-        return cls(cls.Config(**config), stats)
+        return cls(config_from_dict(cls.Config, config, f"policy {cls.name!r}"), stats)
+
+    @property
+    def deploy(self) -> dict:
+        """How this policy is executed (chunk steps, blending and the method's own `deploy_keys`)."""
+        return {k: getattr(self.config, k) for k in (*DEPLOY_KEYS, *self.deploy_keys)}
 
 
-def load_policy(path: str | Path, device: str = "cpu") -> Policy:
-    """A checkpoint directory -> the policy it holds (any registered method), in eval mode."""
+def read_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's config.json, validated before anything is built: its keys, format and method."""
     path = Path(path)
     cfg_file, weights = path / "config.json", path / "model.safetensors"
     if not cfg_file.is_file() or not weights.is_file():
         raise CheckpointMismatch(f"{path}: a checkpoint is a directory with config.json and model.safetensors")
     try:
         doc = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointMismatch(f"{cfg_file}: not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise CheckpointMismatch(f"{cfg_file}: expected a JSON object")
+    unknown = sorted(set(doc) - CHECKPOINT_KEYS)
+    if unknown:
+        raise CheckpointMismatch(f"{cfg_file}: unknown keys {unknown}; a checkpoint has {sorted(CHECKPOINT_KEYS - {'module'})}")
     if doc.get("format") != FORMAT_VERSION:
         raise CheckpointMismatch(f"{cfg_file}: checkpoint format {doc.get('format')!r}, this build reads {FORMAT_VERSION}")
-    policy = policy_class(str(doc.get("policy")), doc.get("module")).from_config(doc.get("config", {}), doc.get("stats"))
-    state, own = load_file(str(weights)), policy.state_dict()
+    if not isinstance(doc.get("stats", {}), dict):
+        raise CheckpointMismatch(f"{cfg_file}: stats must be a mapping")
+    return doc
+
+
+def load_policy(path: str | Path, device: str = "cpu") -> Policy:
+    """A checkpoint directory -> the policy it holds (any registered method), in eval mode."""
+    from safetensors import SafetensorError
+
+    path = Path(path)
+    doc = read_checkpoint(path)
+    policy = policy_class(str(doc.get("policy"))).from_config(doc.get("config", {}), doc.get("stats"))
+    try:
+        state = load_file(str(path / "model.safetensors"))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointMismatch(f"{path / 'model.safetensors'}: unreadable weights ({exc})") from exc
+    own = policy.state_dict()
     wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if not wrong:
@@ -234,3 +330,23 @@ def load_policy(path: str | Path, device: str = "cpu") -> Policy:
         raise CheckpointMismatch(f"{path}: weights do not match the config of {doc['policy']!r}: missing {missing[:5]}, "
                                  f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
     return policy.to(device).eval()
+
+
+def set_deploy(path: str | Path, values: dict) -> dict:
+    """Change a trained checkpoint's deployment settings in place (validated as a load would); returns them."""
+    path = Path(path)
+    doc = read_checkpoint(path)
+    cls = policy_class(str(doc.get("policy")))
+    allowed = (*DEPLOY_KEYS, *cls.deploy_keys)
+    refused = sorted(set(values) - set(allowed))
+    if refused:
+        raise CheckpointMismatch(f"{path}: {refused} cannot be changed after training; deployment settings of "
+                                 f"{cls.name!r}: {list(allowed)}")
+    config = {**doc.get("config", {}), **values}
+    checked = config_from_dict(cls.Config, config, f"{path}")
+    doc["config"] = asdict(checked)
+    doc.pop("module", None)
+    tmp = path / "config.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(path / "config.json")
+    return {k: getattr(checked, k) for k in allowed}

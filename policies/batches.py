@@ -3,9 +3,8 @@
 Wraps the store's EpisodeDataset: encodes canonical actions into policy space relative
 to the TCP pose at the newest observation (actions.encode), builds proprio, normalises
 both with statistics computed once on the training episodes, and relabels goals in
-hindsight (the episode's final frame with probability `goal_final_prob`, else a uniform
-future frame). Only a `language_fraction` of episodes keep their instruction (GRIF's
-semi-supervised setting); which ones is fixed by the seed.
+hindsight through the conditioning kinds the policy reads (each kind's module says how: the goal
+image, the instruction with its `language_fraction`, ...).
 """
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ from robot_stack.data import EpisodeStore
 from robot_stack.data.dataset import EpisodeDataset
 from robot_stack.policies import actions as act_space
 from robot_stack.policies.base import DataSpec
+from robot_stack.policies.conditioning import NONE, Sample, get_kind
 
 PROPRIO_KEYS = ("ee_pose", "gripper")
 ACTION_KEYS = ("action_pose", "action_gripper")
@@ -45,7 +45,8 @@ def split_episodes(store_path: str | Path, val_fraction: float, seed: int, task:
 
 class PolicyBatches:
     def __init__(self, store_path: str | Path, spec: DataSpec, episodes: list[int], stats: dict | None = None,
-                 language_fraction: float = 1.0, seed: int = 0, cache_bytes: int = 2 << 30):
+                 language_fraction: float = 1.0, seed: int = 0, cache_bytes: int = 2 << 30,
+                 conditioning: frozenset[str] | tuple[str, ...] = ("goal_image", "instruction")):
         if spec.goal_camera not in spec.cameras:
             raise ValueError(f"goal camera {spec.goal_camera!r} must be one of the policy's cameras {spec.cameras}")
         self.spec = spec
@@ -56,11 +57,11 @@ class PolicyBatches:
                                  cache_bytes=cache_bytes)
         store = EpisodeStore.open(store_path, "r")
         metas = [store.metadata(k) for k in episodes]
-        self.instructions = [str(m.get("instruction", "")) for m in metas]
-        n_lab = int(round(language_fraction * len(episodes)))
-        labelled = np.zeros(len(episodes), bool)
-        labelled[np.random.default_rng(seed + 7).permutation(len(episodes))[:n_lab]] = True
-        self.labelled = labelled & np.array([bool(s) for s in self.instructions])
+        self.language_fraction, self.seed = language_fraction, seed
+        self.kinds = [get_kind(name) for name in sorted(set(conditioning) - {NONE})]
+        self.summary: dict = {}           # what the kinds report for the run manifest (e.g. labelled episodes)
+        for kind in self.kinds:
+            self.summary.update(kind.prepare(self, metas))
         for key in self.image_keys:
             shape = store.streams[key].shape
             if tuple(shape) != (spec.image_size, spec.image_size, 3):
@@ -90,24 +91,16 @@ class PolicyBatches:
     def batch(self, idx, rng: np.random.Generator) -> dict:
         idx = np.asarray(idx, dtype=np.int64)
         b, prop, acts = self._raw(idx)
-        eps, goals, finals, starts = [], [], [], []
+        samples = []
         for j in idx:
             i, t = self.ds.window(int(j))
-            last = self.ds.last_tick(i)
-            g = last if rng.random() < self.spec.goal_final_prob else int(rng.integers(t, last + 1))
-            goal, final, start = self.ds.rows_at(self.goal_key, i, [g, last, 0])
-            eps.append(i)
-            goals.append(goal)
-            finals.append(final)
-            starts.append(start)
-        return {
+            samples.append(Sample(episode=i, t=t, last=self.ds.last_tick(i)))
+        out = {
             "images": {c: b["obs"][k] for c, k in zip(self.spec.cameras, self.image_keys)},
             "proprio": torch.from_numpy(act_space.normalise(prop, self.stats["proprio"], "meanstd")),
             "action": torch.from_numpy(act_space.normalise(acts, self.stats["action"], self.spec.action_norm)),
             "action_is_pad": b["action_is_pad"],
-            "goal_image": torch.from_numpy(np.stack(goals)),
-            "final_goal_image": torch.from_numpy(np.stack(finals)),
-            "start_image": torch.from_numpy(np.stack(starts)),
-            "instruction": [self.instructions[i] if self.labelled[i] else "" for i in eps],
-            "labelled": torch.from_numpy(self.labelled[eps]),
         }
+        for kind in self.kinds:
+            out.update(kind.batch(self, samples, rng))
+        return out

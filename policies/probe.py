@@ -25,12 +25,25 @@ def _roll(x):
     return torch.roll(torch.as_tensor(x), 1, 0)
 
 
+def _roll_any(x):
+    if isinstance(x, list):
+        return x[-1:] + x[:-1]
+    return _roll(x)
+
+
+def batches_kinds(policy: Policy) -> list:
+    """The conditioning kinds whose batch entries the policy reads."""
+    from robot_stack.policies.conditioning import NONE, get_kind
+    return [get_kind(name) for name in sorted(set(policy.conditioning) - {NONE})]
+
+
 def input_swaps(policy: Policy) -> dict[str, Callable[[dict], dict]]:
     """Input group -> a function that returns the batch with that group moved one row (episode) over."""
     spec = policy.data_spec()
     swaps = {f"camera {cam}": (lambda b, cam=cam: {**b, "images": {**b["images"], cam: _roll(b["images"][cam])}})
              for cam in spec.cameras}
-    swaps["goal"] = lambda b: {**b, **{k: _roll(b[k]) for k in ("goal_image", "final_goal_image", "start_image") if k in b}}
+    for kind in batches_kinds(policy):
+        swaps[kind.name] = lambda b, keys=kind.batch_keys: {**b, **{k: _roll_any(b[k]) for k in keys if k in b}}
     swaps["proprio"] = lambda b: {**b, "proprio": _roll(b["proprio"])}
     return swaps
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from robot_stack.optim_state import load_optimizer_tensors, optimizer_tensors
-from robot_stack.policies.base import Policy, policy_class
+from robot_stack.policies.base import DEPLOY_KEYS, Policy, config_from_dict, policy_class
 from robot_stack.policies.batches import PolicyBatches, split_episodes
 
 
@@ -133,6 +133,48 @@ def init_weights(policy: Policy, ema: EMA, checkpoint: Path, skip: tuple[str, ..
             + (f"; fresh: {', '.join(fresh)}" if fresh else ""))
 
 
+def train_config(overrides: list[str] | tuple[str, ...] = ()):
+    """conf/train.yaml with command-line overrides, the policy's config resolved and validated.
+
+    `policy=NAME` picks the method; `policy.KEY=VALUE` sets a field of its <Method>Config (no hydra `+`
+    needed: the method's dataclass, not a YAML file, says which keys exist, and unknown keys or values of
+    the wrong type are refused here, before any data loads)."""
+    from dataclasses import asdict
+
+    from robot_stack.config import load_config
+
+    translated = []
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key == "policy":
+            translated.append(f"policy.name={value}")
+        elif key.startswith("policy.") and key != "policy.name":
+            translated.append(f"++{item}")
+        else:
+            translated.append(item)
+    cfg = load_config("train", translated)
+    values = OmegaConf.to_container(cfg.policy, resolve=True)
+    name = str(values.pop("name"))
+    config = config_from_dict(policy_class(name).Config, values, f"policy {name!r}")
+    doc = OmegaConf.to_container(cfg, resolve=False)
+    doc["policy"] = {"name": name, **asdict(config)}
+    return OmegaConf.create(doc)
+
+
+def policy_help() -> str:
+    """The registered policies and their config keys with defaults (`robot-stack train --help`)."""
+    from dataclasses import MISSING, fields
+
+    from robot_stack.policies import discover
+    lines = ["registered policies (policy=NAME) and their config keys (policy.KEY=VALUE, default shown):"]
+    for name, cls in sorted(discover().items()):
+        keys = [f"{f.name}={f.default if f.default is not MISSING else f.default_factory()}" for f in fields(cls.Config)]
+        lines.append(f"  {name} (conditioning: {', '.join(sorted(cls.conditioning))}; deployment: "
+                     f"{', '.join((*DEPLOY_KEYS, *cls.deploy_keys))})")
+        lines.append("    " + " ".join(keys))
+    return "\n".join(lines)
+
+
 def learning_rate(cfg, step: int) -> float:
     """The step's learning rate: `constant`, or `cosine` (diffusion_policy's schedule: linear warm-up over
     `lr_warmup` steps, then a half cosine to `lr_min_ratio` x lr at `steps`). A pure function of the step,
@@ -167,19 +209,20 @@ def train(cfg, argv: list[str] | None = None) -> dict:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    policy = policy_class(cfg.policy.name).from_config(OmegaConf.to_container(cfg.policy.config, resolve=True))
+    policy_values = OmegaConf.to_container(cfg.policy, resolve=True)
+    policy = policy_class(str(policy_values.pop("name"))).from_config(policy_values)
     policy.to(training_device(cfg.device))
     spec = policy.data_spec()
     train_eps, val_eps = split_episodes(cfg.data, cfg.val_fraction, cfg.seed, task=cfg.task)
     cache = int(cfg.cache_gb * 2**30)
     data = PolicyBatches(cfg.data, spec, train_eps, language_fraction=cfg.language_fraction, seed=cfg.seed,
-                         cache_bytes=cache)
+                         cache_bytes=cache, conditioning=policy.conditioning)
     val = PolicyBatches(cfg.data, spec, val_eps, stats=data.stats, language_fraction=1.0, seed=cfg.seed,
-                        cache_bytes=cache) if val_eps else None
+                        cache_bytes=cache, conditioning=policy.conditioning) if val_eps else None
     policy.stats = data.stats            # the normalisers travel in every checkpoint's config.json
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.policy.lr,
-                            weight_decay=cfg.policy.weight_decay)
-    ema = EMA(policy, cfg.policy.ema_decay)
+    c = policy.config
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=c.lr, weight_decay=c.weight_decay)
+    ema = EMA(policy, c.ema_decay)
     step, history = 0, []
     if cfg.resume and (out / "train_state.json").exists():
         step, history = _load_state(out, policy, ema, opt)
@@ -188,7 +231,7 @@ def train(cfg, argv: list[str] | None = None) -> dict:
         print(init_weights(policy, ema, Path(cfg.init_from), tuple(cfg.get("init_skip") or ())))
     manifest = {"command": "robot-stack train " + " ".join(argv or []), "policy": cfg.policy.name,
                 "task": cfg.task, "data": str(cfg.data), "train_episodes": train_eps, "val_episodes": val_eps,
-                "labelled_episodes": int(data.labelled.sum()), "commit": git_commit(),
+                **data.summary, "commit": git_commit(),
                 "config": OmegaConf.to_container(cfg, resolve=True)}
     rng = np.random.default_rng(cfg.seed + step)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.policy.name}", unit="step")

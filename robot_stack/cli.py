@@ -48,18 +48,63 @@ def _sim_collect(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    if args.overrides[:1] == ["reward_classifier"]:   # robot-stack train reward_classifier data=STORE out=DIR ...
-        from robot_stack.learner.reward_classifier import main as train_reward_classifier
-        return train_reward_classifier(args.overrides[1:])
-    from omegaconf import OmegaConf
+    from robot_stack.policies.train import train, train_config
 
-    from robot_stack.config import load_config
-    from robot_stack.policies.train import train
-
-    cfg = load_config("train", args.overrides)
-    OmegaConf.set_readonly(cfg, False)
-    train(cfg, argv=list(args.overrides))
+    train(train_config(args.overrides), argv=list(args.overrides))
     return 0
+
+
+def _train_reward(args: argparse.Namespace) -> int:
+    from robot_stack.learner.reward_classifier import main as train_reward_classifier
+    return train_reward_classifier(args.overrides)
+
+
+class _PolicyHelp(argparse.Action):
+    """`train --help` lists the registered policies and their config keys (imports torch only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from robot_stack.policies.train import policy_help
+        parser.print_help()
+        print("\n" + policy_help())
+        parser.exit()
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    import json
+
+    from robot_stack.policies.base import read_checkpoint, set_deploy
+
+    if args.checkpoint_command == "set":
+        values = {}
+        for item in args.settings:
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"expected KEY=VALUE, got {item!r}")
+            values[key] = _parse_value(value)
+        print(json.dumps(set_deploy(args.path, values)))
+        return 0
+    doc = read_checkpoint(args.path)
+    from robot_stack.policies.base import DEPLOY_KEYS, policy_class
+    cls = policy_class(str(doc["policy"]))
+    config = doc.get("config", {})
+    defaults = cls.Config()
+    print(json.dumps({"policy": doc["policy"], "conditioning": sorted(cls.conditioning),
+                      "deploy": {k: config.get(k, getattr(defaults, k)) for k in (*DEPLOY_KEYS, *cls.deploy_keys)},
+                      "config": config, "manifest": {k: v for k, v in doc.get("manifest", {}).items() if k != "config"}},
+                     indent=1))
+    return 0
+
+
+def _parse_value(text: str):
+    """A command-line value as YAML types it (2 -> int, 0.3 -> float, true -> bool), without YAML's other tags."""
+    import json
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def _learn(args: argparse.Namespace) -> int:
@@ -75,8 +120,13 @@ def _learn(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from robot_stack.evaluate import run_eval
 
-    report = run_eval(args.checkpoint, args.task, args.robot, args.episodes, args.seed, instruction=args.instruction,
-                      goal_seed=args.goal_seed, conditioning=args.conditioning, backend=args.backend,
+    import json
+
+    options = {dest: getattr(args, dest) for dest in args.kind_options}
+    if args.options_json:                       # a parallel eval's child: the parent's options, whatever kind
+        options.update(json.loads(args.options_json))
+    report = run_eval(args.checkpoint, args.task, args.robot, args.episodes, args.seed, options=options,
+                      conditioning=args.conditioning, backend=args.backend,
                       video=args.video, json_path=args.json, execute_steps=args.execute_steps,
                       chunk_blend=args.chunk_blend, workers=args.workers, records_path=args.records)
     return 0 if report["episodes"] else 1
@@ -97,7 +147,8 @@ def _probe(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.checkpoint}: no training data in its manifest; pass --data STORE")
     train_eps, val_eps = split_episodes(data, cfg.get("val_fraction", 0.1), cfg.get("seed", 0), manifest.get("task"))
     episodes = (val_eps if args.split == "val" else train_eps)[: args.episodes]
-    rows = probe(policy, PolicyBatches(data, policy.data_spec(), episodes, stats=policy.stats))
+    rows = probe(policy, PolicyBatches(data, policy.data_spec(), episodes, stats=policy.stats,
+                                      conditioning=policy.conditioning))
     print(f"{policy.name} on {len(episodes)} {args.split} episodes of {data}: last chunk step's position error")
     print(format_report(rows))
     if args.json:
@@ -127,13 +178,26 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if r.get("same_outcome") in (True, None) else 1
 
 
+def _add_kind_options(parser: argparse.ArgumentParser) -> list[str]:
+    """Each registered conditioning kind's eval options, in a group of its own; returns their dests."""
+    from robot_stack.policies.conditioning import kinds
+
+    dests = []
+    for name, kind in sorted(kinds().items()):
+        group = parser.add_argument_group(f"{name} conditioning")
+        kind.add_arguments(group)
+        dests += [action.dest for action in group._group_actions]
+    return dests
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robot-stack", description="ROS 2 control stack for learned manipulation")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("sim", help="the MuJoCo twin").add_subparsers(dest="sim_command", required=True)
-    demo = sim.add_parser("demo", help="run the scripted experts and report success per task and robot")
+    demo = sim.add_parser("demo", help="scripted experts in the twin in-process, no ROS: success per task and robot "
+                                       "(`robot-stack demo` runs them through the ROS 2 graph)")
     demo.add_argument("--task", default="all", help="task name, comma-separated names, or 'all'")
     demo.add_argument("--robot", default="panda", help="panda, ur5e, or 'all'")
     demo.add_argument("--episodes", type=int, default=10)
@@ -143,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=_sim_demo)
 
-    gen = sim.add_parser("collect", help="write scripted-expert episodes straight into a zarr store (no ROS graph)")
+    gen = sim.add_parser("collect", help="scripted-expert episodes straight into a zarr store, in-process, no ROS "
+                                         "(fast dataset generation; `robot-stack collect` records through the graph)")
     gen.add_argument("--task", default="pick_place")
     gen.add_argument("--robot", default="panda", choices=["panda", "ur5e"])
     gen.add_argument("--episodes", type=int, default=100)
@@ -160,9 +225,28 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-progress", action="store_true")
     gen.set_defaults(func=_sim_collect)
 
-    train = sub.add_parser("train", help="train a policy: policy=NAME task=T data=STORE [hydra overrides]")
-    train.add_argument("overrides", nargs="*", help="hydra overrides of conf/train.yaml, e.g. steps=5000")
+    train = sub.add_parser("train", help="train a policy: policy=NAME task=T data=STORE [overrides]", add_help=False,
+                           description="policy=NAME picks the method, policy.KEY=VALUE sets its config (architecture, "
+                                       "lr, deployment settings), other KEY=VALUE override conf/train.yaml")
+    train.add_argument("-h", "--help", action=_PolicyHelp, help="show this help, the policies and their config keys")
+    train.add_argument("overrides", nargs="*", help="e.g. policy=grif task=pick_place data=STORE steps=5000 policy.lr=3e-4")
     train.set_defaults(func=_train)
+
+    reward = sub.add_parser("train-reward", help="train the success classifier the online learner rewards with: "
+                                                 "data=STORE out=DIR [overrides]")
+    reward.add_argument("overrides", nargs="*", help="KEY=VALUE settings of the reward classifier run")
+    reward.set_defaults(func=_train_reward)
+
+    ckpt = sub.add_parser("checkpoint", help="show a checkpoint, or change how it is deployed").add_subparsers(
+        dest="checkpoint_command", required=True)
+    show = ckpt.add_parser("show", help="method, conditioning, deployment settings, config and manifest (JSON)")
+    show.add_argument("path")
+    show.set_defaults(func=_checkpoint)
+    setp = ckpt.add_parser("set", help="change deployment settings in place: execute_steps=2 chunk_blend=0.3 "
+                                       "(and a method's own, e.g. BESO's guidance)")
+    setp.add_argument("path")
+    setp.add_argument("settings", nargs="+", metavar="KEY=VALUE")
+    setp.set_defaults(func=_checkpoint)
 
     learn = sub.add_parser("learn", help="online RLPD in the twin in one process: task=T demos=STORE [overrides]")
     learn.add_argument("overrides", nargs="*", help="hydra overrides of conf/learn.yaml, e.g. env_steps=20000")
@@ -174,22 +258,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--robot", default="panda", choices=["panda", "ur5e"])
     ev.add_argument("--episodes", type=int, default=20)
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--instruction", help="condition on this text; {object} {color} {target} are filled per episode")
-    ev.add_argument("--goal-seed", type=int, help="goal image from the expert on this seed (default: each episode's seed)")
-    ev.add_argument("--conditioning", choices=["goal_image", "instruction", "none"],
-                    help="default: instruction when --instruction is given, else goal_image")
+    ev.add_argument("--conditioning", metavar="KIND",
+                    help="a registered conditioning kind or none (default: the kind whose options are given, else the "
+                         "first the policy accepts that needs none)")
+    ev.set_defaults(kind_options=_add_kind_options(ev))
     ev.add_argument("--backend", default="ros", choices=["ros", "sim"],
                     help="ros: through the ROS 2 graph in real time; sim: the same policy in-process, faster than real time")
-    ev.add_argument("--execute-steps", type=int, default=1,
-                    help="chunk steps executed open-loop before the policy decides again (1 = every 0.1 s step); "
-                         "with --chunk-blend, see the README's sweep (the shipped BESO: 2 with blend 0.3)")
-    ev.add_argument("--chunk-blend", type=float, default=0.0,
-                    help="temporal ensembling: weight the playing chunk keeps where a new one overlaps it (0 = replace); "
-                         "the sim backend blends as the ros backend's arm node does (its chunk_blend)")
+    ev.add_argument("--execute-steps", type=int,
+                    help="chunk steps executed open-loop before the policy decides again (default: the checkpoint's)")
+    ev.add_argument("--chunk-blend", type=float,
+                    help="temporal ensembling: weight the playing chunk keeps where a new one overlaps it, 0 = replace "
+                         "(default: the checkpoint's); the sim backend blends as the ros backend's arm node does")
     ev.add_argument("--workers", type=int, default=1, help="sim backend: episodes spread over this many processes")
     ev.add_argument("--video", metavar="DIR")
     ev.add_argument("--json", metavar="FILE")
     ev.add_argument("--records", metavar="FILE", help=argparse.SUPPRESS)   # a parallel eval's child: progress lines
+    ev.add_argument("--options-json", help=argparse.SUPPRESS)           # a parallel eval's child: the kinds' options
     ev.set_defaults(func=_eval)
 
     pr = sub.add_parser("probe", help="open-loop check of which inputs a checkpoint reads (swap each between episodes)")
@@ -200,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", metavar="FILE")
     pr.set_defaults(func=_probe)
 
-    demo_ros = sub.add_parser("demo", help="bring up the twin's ROS 2 graph and run scripted episodes through it")
+    demo_ros = sub.add_parser("demo", help="the stack end to end: the twin's ROS 2 graph with scripted episodes through "
+                                           "it, recorded and replayed (`robot-stack sim demo`: the experts alone)")
     demo_ros.add_argument("--robot", default="panda", choices=["panda", "ur5e"])
     demo_ros.add_argument("--task", default="pick_place")
     demo_ros.add_argument("--episodes", type=int, default=2)
@@ -211,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo_ros.add_argument("--store", metavar="STORE", help="also record the episodes into this zarr store and replay one")
     demo_ros.set_defaults(func=_demo)
 
-    collect = sub.add_parser("collect", help="record teleoperated or scripted episodes into a zarr store")
+    collect = sub.add_parser("collect", help="record teleoperated (or scripted) episodes through the ROS 2 graph into a "
+                                             "zarr store (`robot-stack sim collect`: fast in-process generation)")
     collect.add_argument("--task", default="pick_place")
     collect.add_argument("--robot", default="panda", choices=["panda", "ur5e"])
     collect.add_argument("--teleop", default="scripted", choices=["scripted", "spacemouse", "keyboard", "gamepad"])
@@ -232,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     from robot_stack.data_cli import add_parser as add_data_parser
     add_data_parser(sub)
 
+    # `robot-stack launch ...` goes to the launcher's own parser (main() hands it over before parsing), so
+    # `launch --help` and `launch FILE --dry-run` are answered there
     launch = sub.add_parser("launch", help="run a ROS 2 YAML launch file: FILE [name:=value ...]", add_help=False)
     launch.add_argument("launch_argv", nargs=argparse.REMAINDER)
     launch.set_defaults(func=lambda a: __import__("robot_stack.launcher", fromlist=["main"]).main(a.launch_argv))
@@ -250,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["launch"]:
+        from robot_stack.launcher import main as launch_main
+        return launch_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -4,8 +4,8 @@ launch/policy.launch.yaml runs in a child process (arm_node over the twin, front
 wrist twin cameras, policy_server with the checkpoint). This process joins the graph with
 an ExpertCommander used only as the twin's episode monitor (`sim/reset`, the mirrored
 scene for the success predicate) and a Viewer for video and /diagnostics. Per episode:
-pause the server, reset the twin to the next seed, publish the goal image and instruction,
-enable the server (the policy resets with the first frames after that), watch for success
+pause the server, reset the twin to the next seed, publish the episode's task on every
+registered conditioning kind's topics (the chosen kind's fields; the others cleared), enable the server (the policy resets with the first frames after that), watch for success
 or the task's step limit at 10 Hz, pause.
 """
 from __future__ import annotations
@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from robot_stack.child_graph import BackgroundSpin, call, stop
@@ -22,35 +21,33 @@ from robot_stack.supervision import start_graph
 from robot_stack.video import write_mp4
 
 
-def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], goals, goal_seed, conditioning: str,
-            instruction: str | None, video: str | None, realtime: bool = True,
+def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], conditioning: str, options: dict,
+            video: str | None, realtime: bool = True,
             execute_steps: int = 1, chunk_blend: float = 0.0) -> tuple[list[dict], dict]:
     import rclpy
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import String
     from std_srvs.srv import SetBool
 
     from robot_stack.bringup_demo import Viewer
-    from robot_stack.evaluate import fill_instruction
+    from robot_stack.evaluate import episode_task
     from robot_stack.nodes.expert_commander import ExpertCommander
-    from robot_stack.ros import convert, qos
+    from robot_stack.policies.conditioning import EpisodeContext
+    from robot_stack.ros.task_topics import task_publishers
 
     size = policy.data_spec().image_size
     cmd = [sys.executable, "-m", "robot_stack.cli", "launch", "policy.launch.yaml",
            f"checkpoints:={Path(checkpoint).resolve()}", f"robot:={robot}", f"task:={task}", f"seed:={seeds[0]}",
            f"image_width:={size}", f"image_height:={size}", f"realtime:={str(realtime).lower()}",
-           f"execute_steps:={execute_steps}", f"overrides:=chunk_blend={chunk_blend}"]
+           f"execute_steps:={execute_steps}", f"chunk_blend:={chunk_blend}", f"overrides:=chunk_blend={chunk_blend}"]
     print(f"starting the graph: robot-stack launch {' '.join(cmd[4:])}", flush=True)
     graph = start_graph(cmd)            # its own session, and taken down if this process dies
     rclpy.init()
     monitor = ExpertCommander(robot, task)
     viewer = Viewer(rclpy.create_node("eval_viewer"))
-    pub_goal = monitor.create_publisher(Image, "task/goal_image", qos.LATCHED)
-    pub_text = monitor.create_publisher(String, "task/instruction", qos.LATCHED)
+    publish_task = task_publishers(monitor)
     enable = monitor.create_client(SetBool, "policy_server/enable")
     spin = BackgroundSpin(monitor, viewer.node)
     set_enabled = lambda on: call(enable, SetBool.Request(data=on), idempotent=True)     # noqa: E731
-    records, diagnostics = [], {}
+    records, diagnostics, cache = [], {}, {}
     try:
         monitor.wait_for_graph(timeout=90.0)
         deadline = time.monotonic() + 30.0
@@ -67,12 +64,11 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], go
             if seed != expected:
                 raise RuntimeError(f"the twin started seed {seed}, expected {expected}")
             params = monitor.task.params.as_dict()
-            text = fill_instruction(instruction, params) if instruction else ""
-            now = monitor.now()
-            pub_goal.publish(convert.image_msg(goals(seed if goal_seed is None else goal_seed)[0], now,
-                                               "front_color_optical_frame") if conditioning == "goal_image"
-                             else convert.image_msg(np.zeros((0, 0, 3), np.uint8), now, ""))
-            pub_text.publish(String(data=text if conditioning == "instruction" else ""))
+            ctx = EpisodeContext(seed=seed, task=task, robot=robot, image_size=size, params=params, options=options,
+                                 goal_camera=policy.data_spec().goal_camera, cache=cache)
+            episode = episode_task(conditioning, ctx)    # the server takes the start frames itself, once enabled
+            text = episode.values().get("instruction")
+            publish_task(episode, monitor.now())
             time.sleep(0.15)
             set_enabled(True)
             frames, success, touched, steps = [], False, False, 0
@@ -91,7 +87,7 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], go
             set_enabled(False)
             if video and frames:
                 write_mp4(Path(video) / f"{policy.name}_{task}_seed{seed}_ros.mp4", frames, fps=10)
-            records.append({"seed": seed, "success": success, "touched": touched, "steps": steps, "instruction": text or None,
+            records.append({"seed": seed, "success": success, "touched": touched, "steps": steps, "instruction": text,
                             "params": params, "seconds": time.monotonic() - start})
         time.sleep(1.2)                         # one more 1 Hz diagnostics message, covering the last episode
         diagnostics = dict(viewer.diagnostics)

@@ -3,7 +3,7 @@
 Backends run the same Policy object on the same seeded episodes:
 - `ros`: the ROS 2 graph (launch/policy.launch.yaml: arm_node over the twin, two twin
   cameras, the policy server) in real time; this process resets the twin, publishes the
-  task on /task/goal_image and /task/instruction, enables the server and watches the twin's
+  task on every conditioning kind's topics, enables the server and watches the twin's
   state for success.
 - `sim`: in-process and faster than real time (no transport, no camera latency): the
   policy acts on rendered frames and the first `execute_steps` steps of each chunk are
@@ -12,6 +12,10 @@ Backends run the same Policy object on the same seeded episodes:
   the chunk, so both backends replan alike (every 0.1 s with 1). `chunk_blend` > 0 moves a
   new chunk towards the one playing where they overlap (`control.chunks.blend_chunks`): the
   sim backend does what the ros backend's arm node does with the same parameter.
+
+Each episode's task comes from the chosen conditioning kind (robot_stack.policies.conditioning), built
+from that kind's options (e.g. `--instruction`, `--goal-seed`); `execute_steps` and `chunk_blend` default
+to the checkpoint's deployment settings.
 
 `--checkpoint expert` and `--checkpoint random` run the scripted expert and a random policy
 (uniform TCP targets in the workspace, random gripper) on the same seeds, as baselines.
@@ -27,8 +31,9 @@ import numpy as np
 from tqdm import tqdm
 
 from robot_stack.control.chunks import blend_chunks
+from robot_stack.policies.conditioning import NONE, EpisodeContext, get_kind, kinds
+from robot_stack.policies.conditioning.instruction import fill_instruction  # noqa: F401  (the eval API)
 from robot_stack.sim.env import make_env
-from robot_stack.sim.rollout import run_expert
 from robot_stack.types import Observation, Task
 
 
@@ -40,38 +45,6 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def fill_instruction(text: str, params: dict) -> str:
-    """Fill {object} {color} {target} from the episode's task parameters."""
-    try:
-        return text.format(**{k: params.get(k, "") for k in ("object", "color", "target")})
-    except (KeyError, IndexError) as exc:
-        raise ValueError(f"instruction {text!r}: unknown placeholder {exc}; use {{object}}, {{color}} or {{target}}") \
-            from exc
-
-
-class GoalImages:
-    """Goal images from the scripted expert run on a seed (cached): its settled final front frame."""
-
-    def __init__(self, task: str, robot: str, size: int):
-        self.env = make_env(task, robot=robot, cameras=("front",), image_size=size)
-        self.size = size
-        self.cache: dict[int, tuple[np.ndarray, dict, bool]] = {}
-
-    def __call__(self, seed: int) -> tuple[np.ndarray, dict, bool]:
-        if seed not in self.cache:
-            ep = run_expert(self.env, seed, goal_size=(self.size, self.size))
-            self.cache[seed] = (ep.goal_image, ep.params, ep.success)
-        return self.cache[seed]
-
-
-def _make_task(conditioning: str, goal: np.ndarray | None, start: np.ndarray | None, instruction: str | None) -> Task:
-    if conditioning == "goal_image":
-        return Task(goal_image=goal, start_image=start)
-    if conditioning == "instruction":
-        return Task(instruction=instruction)
-    return Task()
 
 
 def _random_actor(env, rng):
@@ -101,26 +74,36 @@ def chunk_actor(policy, env, cams, execute_steps: int, chunk_blend: float):
     return actor
 
 
-def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], goals: GoalImages,
-             goal_seed: int | None, conditioning: str, instruction: str | None, video: str | None,
-             execute_steps: int = 1, chunk_blend: float = 0.0, records_path: str | None = None) -> list[dict]:
+def episode_task(conditioning: str, ctx: EpisodeContext) -> Task:
+    """The task of one evaluation episode: the chosen kind's fields (nothing for `none`)."""
+    return Task() if conditioning == NONE else Task(**get_kind(conditioning).episode_fields(ctx))
+
+
+def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], conditioning: str, options: dict,
+             video: str | None, execute_steps: int = 1, chunk_blend: float = 0.0,
+             records_path: str | None = None) -> list[dict]:
     """records_path: append each episode's record there as a JSON line as soon as it ends (a parent's progress)."""
     cams = policy.data_spec().cameras if policy is not None else (("front",) if video else ())
-    size = policy.data_spec().image_size if policy is not None else goals.size
+    size = policy.data_spec().image_size if policy is not None else 128
     env = make_env(task, robot=robot, cameras=tuple(cams), image_size=size)
-    records = []
+    records, cache = [], {}
     for seed in tqdm(seeds, desc=f"eval {policy_name} {task} (sim)", unit="ep"):
-        goal = goals(seed if goal_seed is None else goal_seed)[0] if conditioning == "goal_image" and policy else None
         obs, info = env.reset(seed=seed)
-        text = fill_instruction(instruction, info["task_params"]) if instruction else None
+        text = None
+        if policy is not None:
+            spec = policy.data_spec()
+            ctx = EpisodeContext(seed=seed, task=task, robot=robot, image_size=size, params=info["task_params"],
+                                 options=options, goal_camera=spec.goal_camera,
+                                 first_images={c: obs[c] for c in cams}, cache=cache)
+            episode = episode_task(conditioning, ctx)
+            text = episode.values().get("instruction")
         if policy_name == "expert":
             expert = env.task.expert(env.scene, np.random.default_rng(seed + 1), env.policy_dt)
             actor = lambda o: expert.act(env.scene)            # noqa: E731
         elif policy_name == "random":
             actor = _random_actor(env, np.random.default_rng(seed + 12345))
         else:
-            policy.reset(_make_task(conditioning, goal, obs[policy.data_spec().goal_camera], text))
-
+            policy.reset(episode)
             actor = chunk_actor(policy, env, cams, execute_steps, chunk_blend)
         frames, success, touched, t0 = [], False, False, time.perf_counter()
         for _ in range(env.task.max_steps):
@@ -148,7 +131,7 @@ def _lines(path: Path) -> int:
     return path.read_text().count("\n") if path.exists() else 0
 
 
-def _run_sim_parallel(checkpoint, task, robot, seeds, instruction, goal_seed, conditioning, video, execute_steps,
+def _run_sim_parallel(checkpoint, task, robot, seeds, conditioning, options, video, execute_steps,
                       chunk_blend, workers) -> list[dict]:
     """The sim backend in `workers` child processes over contiguous seed ranges; their records, in seed order."""
     import tempfile
@@ -163,53 +146,78 @@ def _run_sim_parallel(checkpoint, task, robot, seeds, instruction, goal_seed, co
             argv = ["eval", "--checkpoint", checkpoint, "--task", task, "--robot", robot, "--episodes", str(len(part)),
                     "--seed", str(int(part[0])), "--backend", "sim", "--conditioning", conditioning,
                     "--execute-steps", str(execute_steps), "--chunk-blend", str(chunk_blend),
-                    "--records", str(records)]
-            argv += ["--instruction", instruction] if instruction else []
-            argv += ["--goal-seed", str(goal_seed)] if goal_seed is not None else []
+                    "--records", str(records), "--options-json", json.dumps(options)]
             argv += ["--video", video] if video else []
             argvs.append(argv)
         run_cli_workers(argvs, f"eval {task} (sim)", len(seeds), lambda finished: sum(map(_lines, record_files)))
         return [json.loads(line) for records in record_files for line in records.read_text().splitlines()]
 
 
-def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, instruction: str | None = None,
-             goal_seed: int | None = None, conditioning: str | None = None, backend: str = "ros",
-             video: str | None = None, json_path: str | None = None, execute_steps: int = 1,
-             chunk_blend: float = 0.0, workers: int = 1, records_path: str | None = None) -> dict:
+def choose_conditioning(policy, options: dict, conditioning: str | None) -> str:
+    """The kind to evaluate on: the one asked for; else one the policy accepts whose options were given; else the
+    first kind the policy accepts that needs no options; else none. Checked against the policy and the options."""
+    if policy is None:
+        return NONE                            # the expert and random baselines read no task
+    if conditioning is None:
+        accepted = [k for k in sorted(kinds()) if k in policy.conditioning]
+        given = [k for k in accepted if get_kind(k).given(options)]
+        ready = []
+        for k in accepted:
+            try:
+                get_kind(k).check_options(options)
+                ready.append(k)
+            except ValueError:
+                pass
+        conditioning = (given or ready or [NONE])[0]
+    if conditioning != NONE:
+        get_kind(conditioning).check_options(options)     # an unknown name is refused with the registered ones
+    if conditioning not in policy.conditioning:
+        raise ValueError(f"policy {policy.name!r} accepts {sorted(policy.conditioning)}, not {conditioning!r}")
+    return conditioning
+
+
+def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, options: dict | None = None,
+             conditioning: str | None = None, backend: str = "ros", video: str | None = None,
+             json_path: str | None = None, execute_steps: int | None = None, chunk_blend: float | None = None,
+             workers: int = 1, records_path: str | None = None) -> dict:
+    """`options`: the conditioning kinds' eval options by dest (e.g. {"instruction": "pick the {object}"}).
+    `execute_steps` / `chunk_blend`: None takes the checkpoint's deployment settings."""
     import torch
 
     from robot_stack.policies import load_policy
 
     torch.set_num_threads(1)      # batch-1 inference gains little from threads; two threads thrash on a busy 2-core CPU
+    options = {k: v for k, v in (options or {}).items() if v is not None}
     if episodes < 1:
         raise ValueError("--episodes must be at least 1")
+    policy = None if checkpoint in ("expert", "random") else load_policy(checkpoint)
+    deploy = policy.deploy if policy is not None else {"execute_steps": 1, "chunk_blend": 0.0}
+    execute_steps = deploy["execute_steps"] if execute_steps is None else execute_steps
+    chunk_blend = deploy["chunk_blend"] if chunk_blend is None else chunk_blend
+    if execute_steps < 1:
+        raise ValueError(f"--execute-steps must be at least 1, got {execute_steps}")
     if not 0.0 <= chunk_blend < 1.0:
         raise ValueError(f"--chunk-blend must be in [0, 1), got {chunk_blend}")
-    policy = None if checkpoint in ("expert", "random") else load_policy(checkpoint)
-    conditioning = conditioning or ("instruction" if instruction else "goal_image")
-    if policy is not None and conditioning not in policy.conditioning:
-        raise ValueError(f"policy {policy.name!r} accepts {sorted(policy.conditioning)}, not {conditioning!r}")
-    if conditioning == "instruction" and not instruction:
-        raise ValueError("instruction conditioning needs --instruction TEXT")
+    conditioning = choose_conditioning(policy, options, conditioning)
     seeds = list(range(seed, seed + episodes))
-    goals = GoalImages(task, robot, policy.data_spec().image_size if policy is not None else 128)
     name = checkpoint if policy is None else policy.name
     arm = None
     if workers > 1 and (backend == "sim" or policy is None):
-        records = _run_sim_parallel(checkpoint, task, robot, seeds, instruction, goal_seed, conditioning, video,
+        records = _run_sim_parallel(checkpoint, task, robot, seeds, conditioning, options, video,
                                     execute_steps, chunk_blend, workers)
     elif backend == "sim" or policy is None:
-        records = _run_sim(name, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction, video,
+        records = _run_sim(name, policy, task, robot, seeds, conditioning, options, video,
                            execute_steps, chunk_blend, records_path)
     else:
         from robot_stack.eval_ros import run_ros
-        records, arm = run_ros(checkpoint, policy, task, robot, seeds, goals, goal_seed, conditioning, instruction,
-                               video, execute_steps=execute_steps, chunk_blend=chunk_blend)
+        records, arm = run_ros(checkpoint, policy, task, robot, seeds, conditioning, options, video,
+                               execute_steps=execute_steps, chunk_blend=chunk_blend)
     n_ok = sum(r["success"] for r in records)
     n_touched = sum(r["touched"] for r in records)      # how far failures got: did the gripper reach the object?
     lo, hi = wilson_interval(n_ok, len(records))
     report = {"checkpoint": checkpoint, "policy": name, "task": task, "robot": robot, "backend": backend,
-              "conditioning": conditioning, "execute_steps": execute_steps, "chunk_blend": chunk_blend, "instruction": instruction, "goal_seed": goal_seed, "seeds": [seeds[0], seeds[-1]],
+              "conditioning": conditioning, "execute_steps": execute_steps, "chunk_blend": chunk_blend, "options": options,
+              "seeds": [seeds[0], seeds[-1]],
               "episodes": len(records), "successes": n_ok, "success_rate": n_ok / max(1, len(records)), "touched": n_touched,
               "ci95": [lo, hi], "mean_steps": float(np.mean([r["steps"] for r in records])) if records else None,
               "records": records}

@@ -75,41 +75,50 @@ class Observation:
     contact: str | None = None             # "pre_contact" | "in_contact" | "post_contact", where known
 
 
-CONDITIONING = ("goal_image", "instruction", "sketch", "switch", "wrist_pose", "none")
-
-
-@dataclass
 class Task:
     """The conditioning union: one object carries whatever a policy may be conditioned on.
 
-    - goal_image: `goal_image` (HxWx3), with `start_image` the frame the task started from
-      (GRIF encodes the change start -> goal; a server fills it from the first observation);
-    - instruction: `instruction` text;
-    - sketch: `sketch` image (RT-Trajectory), fixed for the episode;
-    - switch: `previous_instruction`, `instruction` and `contact_state` (SwitchVLA);
-    - wrist_pose: `wrist_pose` (7,) plus `goal_image` (ZeroMimic);
-    - none: nothing (a goal-free policy, e.g. BESO at guidance 0).
+    Its fields are those the registered conditioning kinds declare (robot_stack.policies.conditioning:
+    goal_image and start_image, instruction, and any plug-in's), all optional; a field no kind declares is
+    an error, not a silently ignored keyword. `provides()` names the kinds the task carries in full.
     """
 
-    goal_image: np.ndarray | None = None
-    start_image: np.ndarray | None = None
-    instruction: str | None = None
-    sketch: np.ndarray | None = None
-    previous_instruction: str | None = None
-    contact_state: str | None = None
-    wrist_pose: np.ndarray | None = None
+    __slots__ = ("_values",)
+
+    def __init__(self, **values):
+        known = _task_fields()
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise TypeError(f"Task has no field {', '.join(map(repr, unknown))}; the registered conditioning kinds "
+                            f"declare {', '.join(sorted(known))}")
+        object.__setattr__(self, "_values", {k: v for k, v in values.items() if v is not None})
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in _task_fields():
+            raise AttributeError(f"Task has no field {name!r}")
+        return self._values.get(name)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a Task is immutable; use replace(**fields)")
+
+    def __repr__(self) -> str:
+        return f"Task({', '.join(sorted(self._values))})"
+
+    def values(self) -> dict:
+        """The fields that are set."""
+        return dict(self._values)
+
+    def replace(self, **changes) -> "Task":
+        return Task(**{**self._values, **changes})
 
     def provides(self) -> frozenset[str]:
-        """The conditioning kinds this task carries in full."""
-        kinds = {"none"}
-        if self.goal_image is not None:
-            kinds.add("goal_image")
-        if self.instruction:
-            kinds.add("instruction")
-        if self.sketch is not None:
-            kinds.add("sketch")
-        if self.instruction and self.previous_instruction is not None and self.contact_state:
-            kinds.add("switch")
-        if self.wrist_pose is not None and self.goal_image is not None:
-            kinds.add("wrist_pose")
-        return frozenset(kinds)
+        """The conditioning kinds this task carries in full (always including `none`)."""
+        from robot_stack.policies.conditioning import NONE, kinds
+        return frozenset({NONE} | {name for name, kind in kinds().items() if kind.provided(self)})
+
+
+def _task_fields() -> dict[str, str]:
+    from robot_stack.policies.conditioning import task_fields
+    return task_fields()

@@ -19,53 +19,10 @@ from robot_stack.policies.augment import random_shift
 from robot_stack.policies.base import DataSpec, Policy, register
 from robot_stack.policies.errors import BadObservation, CheckpointMismatch, MissingConditioning
 from robot_stack.policies.grif import language
+from robot_stack.policies.grif.config import GRIFConfig
 from robot_stack.policies.grif.losses import alignment_loss
 from robot_stack.policies.grif.model import FiLMPolicy, ImageTaskEncoder, LanguageProjection
 from robot_stack.types import Observation, Task
-
-
-@dataclass
-class GRIFConfig:
-    image_size: int = 128
-    action_horizon: int = 4              # paper: 1 step; a short chunk executes more smoothly at 10 Hz
-    task_dim: int = 128                  # shared embedding space of f(s0, g) and h(l)
-    channels: tuple = (32, 64, 128)      # policy ResNet stages
-    task_channels: tuple = (32, 64, 128)  # image task encoder stages
-    blocks_per_stage: int = 1
-    stem: str = "patch"                  # "patch" (4x4 stride 4) or "conv" (3x3 stride 2 + max-pool: 2x the step time)
-    pooling: str = "avg"                 # "avg" (paper's ResNet), "flatten" (keeps the spatial layout) or "keypoints"
-                                         # (spatial softmax on an 8x8 map, as BESO's encoder)
-    keypoints: int = 32
-    film_hidden: int = 256
-    head_hidden: int = 256
-    lang_hidden: int = 256
-    text_dim: int = language.TEXT_DIM    # all-MiniLM-L6-v2 sentence embedding
-    tau_init: float = 0.07
-    tau_min: float = 0.01
-    tau_max: float = 1.0
-    align_weight: float = 1.0            # 0 = the "without alignment" ablation
-    aug_pad: int = 4                     # random shift (pad, random crop) in training; 0 turns it off
-    prefer: str = "goal_image"           # modality used when a task carries both: "goal_image" | "instruction"
-    cameras: tuple = ("front",)          # the paper's one camera; ("front", "wrist") adds a FiLM-conditioned wrist
-                                         # view, as BESO reads; it did not move success at 1,000 episodes
-                                         # (docs/results.md, "GRIF: wrist camera"). The task encoder reads "front".
-    gripper_input: bool = False          # the finger width joins the pooled features: the front frame hardly shows
-                                         # whether the fingers have closed, and without it the policy stalls at the
-                                         # grasp, averaging "still closing" and "lift" (a rollout trace showed it)
-
-    def __post_init__(self):
-        self.channels, self.task_channels = tuple(self.channels), tuple(self.task_channels)
-        self.cameras = tuple(self.cameras)
-        if self.cameras not in (("front",), ("front", "wrist")):
-            raise ValueError(f"cameras must be ['front'] or ['front', 'wrist'], got {list(self.cameras)}")
-        if self.prefer not in ("goal_image", "instruction"):
-            raise ValueError(f"prefer must be 'goal_image' or 'instruction', got {self.prefer!r}")
-        if self.image_size % 4:
-            raise ValueError(f"image_size must be a multiple of 4, got {self.image_size}")
-        if self.stem not in ("conv", "patch"):
-            raise ValueError(f"stem must be 'conv' or 'patch', got {self.stem!r}")
-        if self.pooling not in ("avg", "flatten", "keypoints"):
-            raise ValueError(f"pooling must be 'avg', 'flatten' or 'keypoints', got {self.pooling!r}")
 
 
 def as_uint8_images(image) -> torch.Tensor:
@@ -95,6 +52,7 @@ class GRIFPolicy(Policy):
     name = "grif"
     conditioning = frozenset({"goal_image", "instruction"})
     Config = GRIFConfig
+    deploy_keys = ("prefer",)
 
     def __init__(self, config: GRIFConfig | None = None, stats: dict | None = None):
         super().__init__(config or GRIFConfig(), stats)

@@ -47,9 +47,18 @@ def _time(fn, n: int) -> dict:
     return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
 
 
+def example_task(size: int) -> Task:
+    """A task carrying every registered conditioning kind's example, so each policy finds what it reads."""
+    from robot_stack.policies.conditioning import kinds
+    fields: dict = {}
+    for kind in kinds().values():
+        fields.update(kind.example(size))
+    return Task(**fields)
+
+
 def act_latency(n: int = 100) -> dict:
-    from robot_stack.policies import REGISTRY, policy_class
-    policy_class("beso")          # fills the registry
+    from robot_stack.policies import REGISTRY, discover
+    discover()
     rows = {}
     # BESO also at two frames of history: the shipped push checkpoint's config (twice the image encoding).
     configs = [(name, cls, {}) for name, cls in sorted(REGISTRY.items())] + [("beso_2frames", REGISTRY["beso"],
@@ -57,9 +66,7 @@ def act_latency(n: int = 100) -> dict:
     for name, cls, config in configs:
         policy = cls.from_config(config, _stats()).eval()
         size = policy.data_spec().image_size
-        task = Task(goal_image=_obs(size, 0).images["front"], start_image=_obs(size, 0).images["front"],
-                    instruction="put the red block in the bowl")
-        policy.reset(task)
+        policy.reset(example_task(size))
         obs = _obs(size, time.time())           # made once: only act() is inside the timed region
 
         def act():
@@ -78,12 +85,10 @@ def act_latency(n: int = 100) -> dict:
 def end_to_end(checkpoint: str, seconds: float, launch_args: tuple[str, ...] = ()) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import String
     from std_srvs.srv import SetBool
 
     from robot_stack.child_graph import spin_for, start, stop
-    from robot_stack.ros import convert, qos
+    from robot_stack.ros.task_topics import task_publishers
 
     graph = start(["-m", "robot_stack.cli", "launch", "policy.launch.yaml", f"checkpoints:={checkpoint}",
                    "task:=pick_place", *launch_args])
@@ -93,15 +98,13 @@ def end_to_end(checkpoint: str, seconds: float, launch_args: tuple[str, ...] = (
     node.create_subscription(DiagnosticArray, "diagnostics",
                              lambda m: [diag.__setitem__(s.name, {kv.key: kv.value for kv in s.values}) for s in m.status],
                              10)
-    pub_goal = node.create_publisher(Image, "task/goal_image", qos.LATCHED)
-    pub_text = node.create_publisher(String, "task/instruction", qos.LATCHED)
+    publish_task = task_publishers(node)
     enable = node.create_client(SetBool, "policy_server/enable")
     try:
         if not enable.wait_for_service(timeout_sec=90.0):
             raise RuntimeError(f"the policy server did not come up: {graph.stderr.read() if graph.poll() is not None else ''}")
         now = node.get_clock().now().nanoseconds * 1e-9
-        pub_goal.publish(convert.image_msg(_obs(128, 0).images["front"], now, "front"))
-        pub_text.publish(String(data="put the red block in the bowl"))
+        publish_task(example_task(128), now)
         spin_for(node, 2.0)
         future = enable.call_async(SetBool.Request(data=True))
         spin_for(node, 10.0, future.done)

@@ -4,10 +4,15 @@ Loads one or more checkpoints (parameter `checkpoints`: comma-separated director
 is served under its policy name, or `alias=DIR`). The active one is the `policy`
 parameter, switched at run time with the standard parameter service
 (`ros2 param set /policy_server policy grif`); an unknown name is refused and the old one
-keeps serving. The task comes from /task/instruction and /task/goal_image (latched);
+keeps serving. The task comes from every registered conditioning kind's topics
+(/task/instruction, /task/goal_image, ...; latched, validated and size-limited by the kind);
 `policy_server/enable` (std_srvs/SetBool) starts an episode — the policy is reset with the
-task and the first frames captured after the call as the start image — or pauses it.
-A task or policy change takes effect at the next chunk.
+task and what the kinds take from the first frames captured after the call (GRIF's start
+image) — or pauses it. A task or policy change takes effect at the next chunk.
+
+How the active policy is executed comes from its checkpoint (`execute_steps`, and `chunk_blend`,
+which the server sets on the arm node's parameter of that name) unless the parameter of the same
+name is given. Parameters are validated when set; a bad value is refused with the reason.
 
 Once per `execute_steps` / `rate` seconds of capture time (the chunk's first `execute_steps`
 steps are played before the next decision), as soon as every camera the policy reads has a new
@@ -32,13 +37,14 @@ import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from robot_stack.nodes.common import declare_any, raise_thread_priority, run_node, take_newest
 from robot_stack.policies import PolicyError, load_policy
+from robot_stack.policies.conditioning import InputLimits, kinds
 from robot_stack.ros import convert, qos
+from robot_stack.ros.task_topics import TaskInputs
 from robot_stack.types import Observation, Task
 
 
@@ -70,17 +76,22 @@ class PolicyServer(Node):
         if active not in self.policies:
             raise ValueError(f"policy {active!r} is not loaded; loaded: {sorted(self.policies)}")
         self.active = active
-        self.rate = float(declare_any(self, "rate") or 10.0)
+        self.rate = _positive(declare_any(self, "rate") or 10.0, "rate")
         # chunk steps played before the next decision (receding horizon): 1 decides every period; more keeps a
-        # diffusion policy on one sampled plan through a grasp instead of switching between samples every 0.1 s
+        # diffusion policy on one sampled plan through a grasp instead of switching between samples every 0.1 s.
+        # '' (default): the active checkpoint's setting.
         steps = declare_any(self, "execute_steps")
-        self.execute_steps = 1 if steps == "" else int(steps)
-        if self.execute_steps < 1:
-            raise ValueError(f"execute_steps must be at least 1, got {self.execute_steps}")
+        self._execute_steps = None if steps == "" else _count(steps, "execute_steps")
+        blend = declare_any(self, "chunk_blend")
+        self._chunk_blend = None if blend == "" else _blend(blend)
+        self.arm_node = str(declare_any(self, "arm_node") or "arm_node")   # whose chunk_blend follows the policy
         # frames whose capture stamps differ by more than this are not one capture instant (seconds); above half
         # the frame period of unsynchronised cameras (16.7 ms at 30 Hz), so their nearest frames always pair
-        self.sync_slop = float(declare_any(self, "sync_slop") or 0.02)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.sync_slop = _positive(declare_any(self, "sync_slop") or 0.02, "sync_slop")
+        self.limits = InputLimits(
+            max_instruction_chars=_count(declare_any(self, "max_instruction_chars") or InputLimits.max_instruction_chars,
+                                         "max_instruction_chars"),
+            max_image_side=_count(declare_any(self, "max_image_side") or InputLimits.max_image_side, "max_image_side"))
         # SCHED_FIFO for the thread that spins the node, in main() (act() runs there), below the arm's control
         # loop (80): camera renderers do not preempt a decision halfway (BESO act() p99 7.8 ms alone, 23.5 ms
         # beside them). 0: off.
@@ -91,12 +102,10 @@ class PolicyServer(Node):
         self.images: dict[str, tuple[float, np.ndarray]] = {}
         self.pose: tuple[float, np.ndarray] | None = None
         self.gripper: float | None = None
-        self.instruction: str | None = None
-        self.goal_image: np.ndarray | None = None
         self.enabled = False
         self._episode_start: float | None = None     # enabled, waiting for frames captured after this time
         self._task_dirty = False
-        self._start_image: np.ndarray | None = None
+        self._episode_fields: dict = {}              # what the kinds took from the episode's first frames
         self.errors = 0
         self.last_error = ""
         self.published = 0
@@ -116,12 +125,14 @@ class PolicyServer(Node):
                                                                   qos.SENSOR)
         self._gripper_sub = self._arm_state_node.create_subscription(JointState, "arm/gripper", lambda m: None,
                                                                      qos.SENSOR)
-        self.create_subscription(String, "task/instruction", self._on_instruction, qos.LATCHED)
-        self.create_subscription(Image, "task/goal_image", self._on_goal, qos.LATCHED)
+        self.task_inputs = TaskInputs(self, self.limits, self._error)
         self.create_service(SetBool, "policy_server/enable", self._srv_enable)
         self.pub_chunk = self.create_publisher(MultiDOFJointTrajectory, "arm/action_chunk", qos.COMMAND)
         self.pub_diag = self.create_publisher(DiagnosticArray, "diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics)
+        self._arm_params = None
+        self._apply_chunk_blend()
+        self.add_on_set_parameters_callback(self._on_set_parameters)     # after every declare: it validates them
         self.get_logger().info(f"policy_server up: {sorted(self.policies)} loaded, {self.active!r} active, "
                                f"{self.rate:g} Hz, a decision every {self.execute_steps} chunk step(s)")
 
@@ -131,6 +142,41 @@ class PolicyServer(Node):
     @property
     def policy(self):
         return self.policies[self.active]
+
+    @property
+    def execute_steps(self) -> int:
+        return self._execute_steps or self.policy.deploy["execute_steps"]
+
+    @property
+    def chunk_blend(self) -> float:
+        return self.policy.deploy["chunk_blend"] if self._chunk_blend is None else self._chunk_blend
+
+    def _apply_chunk_blend(self) -> None:
+        """Set the arm node's chunk_blend to the active policy's (blending happens where the chunks play)."""
+        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+
+        if self._arm_params is None:
+            self._arm_params = self.create_client(SetParameters, f"{self.arm_node}/set_parameters")
+        value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(self.chunk_blend))
+        request = SetParameters.Request(parameters=[Parameter(name="chunk_blend", value=value)])
+        blend = self.chunk_blend
+
+        def send():
+            if not self._arm_params.service_is_ready():
+                return False
+            self._arm_params.call_async(request).add_done_callback(
+                lambda f: self.get_logger().info(f"arm chunk_blend {blend:g}: "
+                                                 f"{'set' if f.result() and f.result().results[0].successful else 'refused'}"))
+            return True
+        if not send():                                  # the arm node may start after the server: retry for a while
+            tries = {"left": 100}
+
+            def retry():
+                tries["left"] -= 1
+                if send() or tries["left"] <= 0:
+                    timer.cancel()
+            timer = self.create_timer(0.1, retry)
 
     # --- inputs ---------------------------------------------------------------------------------
     def _on_image(self, cam: str, msg: Image) -> None:
@@ -159,24 +205,6 @@ class PolicyServer(Node):
             with self._lock:
                 self.gripper = float(msg.position[0])
 
-    def _on_instruction(self, msg: String) -> None:
-        with self._lock:
-            self.instruction = msg.data or None
-            self._task_dirty = True
-
-    def _on_goal(self, msg: Image) -> None:
-        if msg.height == 0 or msg.width == 0:       # an empty image clears the goal
-            with self._lock:
-                self.goal_image, self._task_dirty = None, True
-            return
-        try:
-            image = convert.parse_image(msg)
-        except convert.MessageError as exc:
-            return self._error(f"goal image: {exc}")
-        with self._lock:
-            self.goal_image = np.array(image)
-            self._task_dirty = True
-
     def _srv_enable(self, request, response):
         with self._lock:
             self.enabled = bool(request.data)
@@ -185,20 +213,51 @@ class PolicyServer(Node):
         return response
 
     def _on_set_parameters(self, params) -> SetParametersResult:
-        for p in params:
-            if p.name == "policy":
-                if p.value not in self.policies:
-                    return SetParametersResult(successful=False,
-                                               reason=f"policy {p.value!r} is not loaded; loaded: {sorted(self.policies)}")
-                with self._lock:
-                    self.active = str(p.value)
-                    self._task_dirty = True
-                self.get_logger().info(f"switched to policy {self.active!r}")
+        """Validate every parameter before any takes effect; a refusal names the reason. Never raises: an exception
+        here would take the node, and with it the graph, down."""
+        try:
+            changes = {}
+            for p in params:
+                if p.name == "policy":
+                    if not isinstance(p.value, str) or p.value not in self.policies:
+                        return _refuse(f"policy {p.value!r} is not loaded; loaded: {sorted(self.policies)}")
+                    changes["policy"] = p.value
+                elif p.name == "rate":
+                    changes["rate"] = _positive(p.value, "rate")
+                elif p.name == "execute_steps":
+                    changes["execute_steps"] = None if p.value == "" else _count(p.value, "execute_steps")
+                elif p.name == "chunk_blend":
+                    changes["chunk_blend"] = None if p.value == "" else _blend(p.value)
+                elif p.name == "sync_slop":
+                    changes["sync_slop"] = _positive(p.value, "sync_slop")
+                elif p.name in ("checkpoints", "threads", "realtime_priority", "arm_node", "max_instruction_chars",
+                                "max_image_side"):
+                    return _refuse(f"{p.name} is read at start-up only; restart the server to change it")
+        except ValueError as exc:
+            return _refuse(str(exc))
+        except Exception as exc:        # noqa: BLE001  (a callback must answer, whatever went wrong)
+            return _refuse(f"{type(exc).__name__}: {exc}")
+        with self._lock:
+            if "policy" in changes:
+                self.active = changes["policy"]
+                self._task_dirty = True
+            if "rate" in changes:
+                self.rate = changes["rate"]
+            if "execute_steps" in changes:
+                self._execute_steps = changes["execute_steps"]
+            if "chunk_blend" in changes:
+                self._chunk_blend = changes["chunk_blend"]
+            if "sync_slop" in changes:
+                self.sync_slop = changes["sync_slop"]
+        if "policy" in changes or "chunk_blend" in changes:
+            self._apply_chunk_blend()
+        if "policy" in changes:
+            self.get_logger().info(f"switched to policy {self.active!r}")
         return SetParametersResult(successful=True)
 
     # --- the decision -------------------------------------------------------------------------
-    def _task(self) -> Task:
-        return Task(goal_image=self.goal_image, start_image=self._start_image, instruction=self.instruction)
+    def _task(self, fields: dict) -> Task:
+        return Task(**{**fields, **self._episode_fields})
 
     def _tick(self) -> None:
         """Decide when every camera the policy reads has a frame of one capture instant newer than the last
@@ -221,6 +280,8 @@ class PolicyServer(Node):
             cams = spec.cameras
             if any(c not in self.images for c in cams) or self.pose is None or self.gripper is None:
                 return
+            fields, changed = self.task_inputs.take()
+            self._task_dirty |= changed
             frames = {c: self.images[c] for c in cams}
             stamps = [s for s, _ in frames.values()]
             if min(stamps) <= self._last_frames:
@@ -239,12 +300,15 @@ class PolicyServer(Node):
                 if self._episode_start is not None:
                     if min(stamps) < self._episode_start:
                         return                  # wait for frames captured after the episode started
-                    self._start_image = frames[spec.goal_camera][1]
+                    images = {c: im for c, (_, im) in frames.items()}
+                    self._episode_fields = {}
+                    for kind in kinds().values():
+                        self._episode_fields.update(kind.on_episode_start({}, images, spec.goal_camera))
                     self._episode_start = None
                     self._task_dirty = True
                 obs = self._observation(frames, stamps)
                 dirty, self._task_dirty = self._task_dirty, False
-                task = self._task()
+                task = self._task(fields)
         if not decide:
             try:
                 policy.observe(between)
@@ -293,6 +357,43 @@ class PolicyServer(Node):
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         self.pub_diag.publish(DiagnosticArray(header=convert.header(self.now(), ""), status=[status]))
         self.last_error = ""
+
+
+def _refuse(reason: str) -> SetParametersResult:
+    return SetParametersResult(successful=False, reason=reason)
+
+
+def _number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return number
+
+
+def _positive(value, name: str) -> float:
+    number = _number(value, name)
+    if number <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return number
+
+
+def _count(value, name: str) -> int:
+    number = _number(value, name)
+    if number != int(number) or number < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return int(number)
+
+
+def _blend(value) -> float:
+    number = _number(value, "chunk_blend")
+    if not 0.0 <= number < 1.0:
+        raise ValueError(f"chunk_blend must be in [0, 1), got {value!r}")
+    return number
 
 
 def main(argv=None) -> int:

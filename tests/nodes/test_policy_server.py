@@ -129,7 +129,8 @@ def two_camera_server(ros, tmp_path):
     ToyPolicy(ToyPolicy.Config(cameras=("front", "wrist")), toy_stats()).save(tmp_path / "toy2")
     server = ros.add(PolicyServer(context=ros.context, parameter_overrides=[
         Parameter("checkpoints", value=str(tmp_path / "toy2")), Parameter("rate", value=10.0)]))
-    server.instruction, server.gripper, server.enabled = "go", 0.08, True
+    server.task_inputs.fields["instruction"] = "go"
+    server.gripper, server.enabled = 0.08, True
     server.pose = (0.0, np.array([0.4, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0]))
 
     def frame(cam, t):
@@ -185,7 +186,8 @@ def test_execute_steps_spaces_decisions_by_that_many_chunk_steps(ros, tmp_path):
     server = ros.add(PolicyServer(context=ros.context, parameter_overrides=[
         Parameter("checkpoints", value=str(tmp_path / "toy")), Parameter("rate", value=10.0),
         Parameter("execute_steps", value=3)]))
-    server.instruction, server.gripper, server.enabled = "go", 0.08, True
+    server.task_inputs.fields["instruction"] = "go"
+    server.gripper, server.enabled = 0.08, True
     t0 = server.now()
     server.pose = (t0 + 1.0, np.array([0.4, 0.0, 0.2, 1.0, 0.0, 0.0, 0.0]))    # newer than the frames: they stamp
 
@@ -200,7 +202,8 @@ def test_execute_steps_spaces_decisions_by_that_many_chunk_steps(ros, tmp_path):
     frame(3)
     assert server.published == 2
     assert [o.stamp for o in server.policy._window(t0 + 0.3)] == pytest.approx([t0 + 0.2, t0 + 0.3])
-    server.execute_steps = 8              # more than the 5-step chunk: decide after 5 steps
+    assert server.set_parameters([Parameter("execute_steps", value=8)])[0].successful   # more than the 5-step chunk:
+    assert server.execute_steps == 8                                                     # decide after 5 steps
     for k in range(4, 8):
         frame(k)
     assert server.published == 2
@@ -209,3 +212,43 @@ def test_execute_steps_spaces_decisions_by_that_many_chunk_steps(ros, tmp_path):
     with pytest.raises(ValueError, match="execute_steps"):
         PolicyServer(context=ros.context, parameter_overrides=[
             Parameter("checkpoints", value=str(tmp_path / "toy")), Parameter("execute_steps", value=0)])
+
+
+def test_parameters_are_validated_and_a_bad_one_never_takes_the_node_down(graph):
+    server = graph["server"]
+    for name, value, reason in (("policy", [1, 2], "not loaded"), ("rate", "abc", "must be a number"),
+                                ("rate", -1.0, "positive"), ("execute_steps", -1, "at least 1"),
+                                ("execute_steps", 1.5, "whole number"), ("chunk_blend", 1.0, "[0, 1)"),
+                                ("checkpoints", "/elsewhere", "start-up only")):
+        result = server.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful and reason in result.reason, (name, value, result.reason)
+    assert server.active == "toy" and server.rate == 20.0 and server.execute_steps == 1
+    assert server.set_parameters([Parameter("rate", value=5)])[0].successful and server.rate == 5.0
+
+
+def test_task_inputs_beyond_the_limits_are_refused_and_memory_stays_flat(graph):
+    """Instructions over max_instruction_chars and images over max_image_side are refused before they are decoded or
+    copied; a hundred of them leave the server's resident memory where it was."""
+    import time
+    g = graph
+    goal = g["io"].create_publisher(Image, "task/goal_image", qos.LATCHED)
+    g["text"].publish(String(data="go"))
+    wait_for(lambda: g["server"].task_inputs.take()[0].get("instruction") == "go", what="the instruction")
+    huge = Image(height=1100, width=1100, encoding="rgb8", step=3300, data=bytes(3300) * 1100)   # 3.6 MB, over 1024
+
+    def rss_mb() -> float:
+        line = next(x for x in open("/proc/self/status") if x.startswith("VmRSS:"))
+        return int(line.split()[1]) / 1024
+    rss = rss_mb()
+    inputs, seen = g["server"].task_inputs, []
+    report = inputs.on_error
+    inputs.on_error = lambda text: (seen.append(text), report(text))
+    for k in range(100):
+        (g["text"].publish(String(data="x" * 100_000)) if k % 2 else goal.publish(huge))
+        time.sleep(0.01)
+    # latched topics keep only the newest message, so a burst is not 100 deliveries: wait until both kinds were refused
+    wait_for(lambda: any("pixels a side" in t for t in seen) and any("characters" in t for t in seen),
+             timeout=30.0, what="refusals of both inputs")
+    assert g["server"].task_inputs.take()[0] == {"instruction": "go"}             # the last good task stands
+    assert "at most 1000 are accepted" in g["server"].last_error or "pixels a side" in g["server"].last_error
+    assert rss_mb() - rss < 20                    # 100 x 3.6 MB (or 100 kB of text) passed through; none was kept

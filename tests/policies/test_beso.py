@@ -8,7 +8,8 @@ import torch
 from robot_stack.policies import actions, beso  # noqa: F401  (registers "beso")
 from robot_stack.policies.base import load_policy
 from robot_stack.policies.beso import edm
-from robot_stack.policies.beso.policy import BESOPolicy, Config
+from robot_stack.policies.beso.config import BESOConfig
+from robot_stack.policies.beso.policy import BESOPolicy
 from robot_stack.policies.errors import BadObservation
 from robot_stack.types import ActionChunk, Observation, Task
 
@@ -31,7 +32,7 @@ def make_policy(seed=0, **overrides) -> BESOPolicy:
     rng = np.random.default_rng(seed)
     stats = {"action": actions.compute_stats(rng.normal(size=(100, 7))),
              "proprio": actions.compute_stats(rng.normal(size=(100, 8)))}
-    return BESOPolicy(Config(**{**TINY, **overrides}), stats)
+    return BESOPolicy(BESOConfig(**{**TINY, **overrides}), stats)
 
 
 def image(seed=0, size=SIZE):
@@ -43,7 +44,7 @@ def observation(seed=0, size=SIZE, stamp=1.0):
                        ee_pose=np.array([0.4, 0.0, 0.3, 0.0, 1.0, 0.0, 0.0]), gripper=0.04)
 
 
-def batch(b=4, seed=0, cfg=Config(**TINY)):
+def batch(b=4, seed=0, cfg=BESOConfig(**TINY)):
     g = torch.Generator().manual_seed(seed)
     imgs = lambda *s: torch.randint(0, 256, s, dtype=torch.uint8, generator=g)
     to, ta = cfg.obs_horizon, cfg.action_horizon
@@ -74,7 +75,7 @@ def test_preconditioning_matches_edm():
         assert c_out.item() == pytest.approx(s * sd / math.sqrt(s ** 2 + sd ** 2), rel=1e-6)
         assert c_in.item() == pytest.approx(1 / math.sqrt(s ** 2 + sd ** 2), rel=1e-6)
         assert c_noise.item() == pytest.approx(math.log(s) / 4, rel=1e-6)
-    assert Config().sigma_data == 0.5
+    assert BESOConfig().sigma_data == 0.5
 
 
 def test_preconditioning_limit_is_identity():
@@ -126,7 +127,7 @@ def test_loss_is_mse_to_preconditioned_target(monkeypatch):
 
 def test_sigma_sampling_truncated_log_logistic():
     g = torch.Generator().manual_seed(0)
-    cfg = Config()
+    cfg = BESOConfig()
     s = edm.sample_sigmas(20000, math.log(cfg.sigma_data), cfg.sigma_scale, cfg.sigma_min, cfg.sigma_max, g)
     assert s.min() >= cfg.sigma_min and s.max() <= cfg.sigma_max
     # median of the truncated distribution: inverse CDF at the midpoint of [cdf(lo), cdf(hi)]
@@ -289,7 +290,7 @@ def test_proprio_is_a_token_only_when_configured():
 
 
 def test_data_spec():
-    spec = BESOPolicy(Config(), {}).data_spec()
+    spec = BESOPolicy(BESOConfig(), {}).data_spec()
     assert (spec.cameras, spec.image_size, spec.obs_horizon, spec.action_horizon) == (("front", "wrist"), 128, 1, 10)
     assert (spec.goal_camera, spec.goal_final_prob, spec.action_norm) == ("front", 1.0, "meanstd")
     assert BESOPolicy.conditioning == frozenset({"goal_image", "none"})

@@ -11,7 +11,8 @@ import torch
 from robot_stack.policies import actions
 from robot_stack.policies.base import load_policy
 from robot_stack.policies.errors import BadObservation, CheckpointMismatch, MissingConditioning
-from robot_stack.policies.grif import GRIFPolicy, language
+from robot_stack.policies.grif import language
+from robot_stack.policies.grif.policy import GRIFPolicy
 from robot_stack.policies.grif.losses import alignment_loss
 from robot_stack.types import ActionChunk, Observation, Task
 

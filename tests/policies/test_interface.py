@@ -25,16 +25,17 @@ def test_task_provides_only_complete_conditioning():
     img = np.zeros((4, 4, 3), np.uint8)
     assert Task().provides() == {"none"}
     assert Task(goal_image=img).provides() == {"none", "goal_image"}
-    assert "switch" not in Task(instruction="a").provides()
-    assert "switch" in Task(instruction="b", previous_instruction="a", contact_state="in_contact").provides()
-    assert "wrist_pose" not in Task(wrist_pose=np.zeros(7)).provides()
-    assert "wrist_pose" in Task(wrist_pose=np.zeros(7), goal_image=img).provides()
+    assert Task(start_image=img).provides() == {"none"}                  # a start image alone is not a goal
+    assert Task(instruction="").provides() == {"none"}                   # nor is empty text
+    assert Task(instruction="a", goal_image=img).provides() == {"none", "goal_image", "instruction"}
+    with pytest.raises(TypeError, match="no field 'sketch'"):            # fields come from registered kinds only
+        Task(sketch=img)
 
 
 def test_reset_refuses_missing_conditioning_and_act_needs_a_task():
     p = toy()
     with pytest.raises(MissingConditioning, match="needs one of"):
-        p.reset(Task(sketch=np.zeros((32, 32, 3), np.uint8)))
+        p.reset(Task(start_image=np.zeros((32, 32, 3), np.uint8)))
     with pytest.raises(MissingConditioning, match="no task"):
         p.act(obs())
 
@@ -103,11 +104,45 @@ def test_checkpoint_failures_are_clear(tmp_path):
     with pytest.raises(CheckpointMismatch, match="not valid JSON"):
         load_policy(path)
     for change, message in (({"format": 99}, "format"), ({"config": {"bogus": 1}}, "unknown config keys"),
-                            ({"config": {"hidden": 8}}, "do not match"), ({"policy": "nope", "module": None}, "unknown policy"),
-                            ({"policy": "nope", "module": "no.such.module"}, "cannot import")):
+                            ({"config": {"hidden": 8}}, "do not match"), ({"policy": "nope"}, "unknown policy"),
+                            ({"config": {"image_size": "many"}}, "image_size = 'many' is not a int"),
+                            ({"config": {"execute_steps": 0}}, "execute_steps must be at least 1"),
+                            ({"extra": 1}, "unknown keys"), ({"stats": [1]}, "stats must be a mapping")):
         (path / "config.json").write_text(json.dumps({**doc, **change}))
         with pytest.raises((CheckpointMismatch, UnknownPolicy), match=message):
             load_policy(path)
+
+
+def test_a_checkpoint_never_imports_code(tmp_path):
+    """The method is looked up among installed ones; a `module` key (written by older builds) is never imported."""
+    import sys
+    path = toy().save(tmp_path / "ck")
+    doc = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**doc, "policy": "evil", "module": "tests.policies.evil_module"}))
+    with pytest.raises(UnknownPolicy, match="unknown policy 'evil'"):
+        load_policy(path)
+    assert "tests.policies.evil_module" not in sys.modules
+
+
+def test_truncated_weights_are_a_clear_error(tmp_path):
+    path = toy().save(tmp_path / "ck")
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointMismatch, match="unreadable weights"):
+        load_policy(path)
+
+
+def test_deployment_settings_travel_in_the_checkpoint_and_can_be_changed(tmp_path):
+    from robot_stack.policies.base import set_deploy
+    path = toy().save(tmp_path / "ck")
+    assert load_policy(path).deploy == {"execute_steps": 1, "chunk_blend": 0.0}
+    assert set_deploy(path, {"execute_steps": 2, "chunk_blend": 0.3}) == {"execute_steps": 2, "chunk_blend": 0.3}
+    assert load_policy(path).deploy == {"execute_steps": 2, "chunk_blend": 0.3}
+    with pytest.raises(CheckpointMismatch, match="cannot be changed after training"):
+        set_deploy(path, {"hidden": 8})                          # an architecture key would break the weights
+    with pytest.raises(CheckpointMismatch, match="chunk_blend must be in"):
+        set_deploy(path, {"chunk_blend": 1.5})
+    assert load_policy(path).deploy["chunk_blend"] == 0.3        # a refused change leaves the file as it was
 
 
 SHIPPED = sorted(p for p in (Path(__file__).parents[2] / "checkpoints").iterdir() if p.is_dir())

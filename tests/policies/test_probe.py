@@ -26,7 +26,7 @@ def test_an_ignored_input_swaps_without_effect_and_a_read_one_does_not():
         batch["action"] = policy.predict_batch(batch)   # the truth is its own prediction: error 0
     report = sensitivity(policy, batch)
     assert report["error_mm"] == pytest.approx(0, abs=1e-6)
-    assert report["swapped_mm"]["goal"] == pytest.approx(0, abs=1e-6)
+    assert report["swapped_mm"]["goal_image"] == pytest.approx(0, abs=1e-6)
     assert report["swapped_mm"]["proprio"] > 1e-3 and report["swapped_mm"]["camera front"] > 1e-3
     assert report["mean_guess_mm"] > 0
     assert "camera front" in format_report([{"phase": 0.0, "windows": 6, **report}])

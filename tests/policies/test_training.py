@@ -6,11 +6,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from robot_stack.config import load_config
 from robot_stack.policies import load_policy
 from robot_stack.policies import actions as A
 from robot_stack.policies.batches import PolicyBatches, split_episodes
-from robot_stack.policies.train import train
+from robot_stack.policies.train import train, train_config
 from robot_stack.sim.expert_data import generate
 from tests.policies.toy import ToyPolicy  # noqa: F401  (registers "toy")
 
@@ -46,7 +45,7 @@ def test_batches_encode_the_recorded_actions_and_relabel_goals(store):
 def test_train_checkpoints_plots_and_resumes(store, tmp_path):
     overrides = ["policy.name=toy", f"data={store}", "task=reach", f"out={tmp_path}/run", "steps=40", "batch_size=8",
                  "log_every=10", "val_every=20", "save_every=20", "threads=1", "val_fraction=0.25"]
-    cfg = load_config("train", overrides + ["keep_every=15"])
+    cfg = train_config(overrides + ["keep_every=15"])
     OmegaConf.set_readonly(cfg, False)
     result = train(cfg)
     run = tmp_path / "run"
@@ -63,7 +62,7 @@ def test_train_checkpoints_plots_and_resumes(store, tmp_path):
     assert sorted(p.name for p in run.glob("checkpoint_step*")) == ["checkpoint_step000015", "checkpoint_step000030"]
     snapshot = json.loads((run / "checkpoint_step000030" / "config.json").read_text())["manifest"]
     assert snapshot["step"] == 30 and load_policy(run / "checkpoint_step000015").name == "toy"
-    cfg = load_config("train", overrides[:-7] + ["steps=60", "batch_size=8", "log_every=10", "val_every=20",
+    cfg = train_config(overrides[:-7] + ["steps=60", "batch_size=8", "log_every=10", "val_every=20",
                                                  "save_every=20", "threads=1"])
     OmegaConf.set_readonly(cfg, False)
     assert train(cfg)["steps"] == 60
@@ -72,7 +71,7 @@ def test_train_checkpoints_plots_and_resumes(store, tmp_path):
 
 
 def test_time_budget_stops_early_with_a_checkpoint(store, tmp_path):
-    cfg = load_config("train", ["policy.name=toy", f"data={store}", "task=reach", f"out={tmp_path}/run",
+    cfg = train_config(["policy.name=toy", f"data={store}", "task=reach", f"out={tmp_path}/run",
                                 "steps=100000", "batch_size=8", "threads=1", "max_minutes=0.0005"])
     OmegaConf.set_readonly(cfg, False)
     result = train(cfg)
@@ -82,7 +81,7 @@ def test_time_budget_stops_early_with_a_checkpoint(store, tmp_path):
 
 def test_asking_for_a_missing_gpu_is_an_error(store, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)   # a machine without CUDA, wherever this runs
-    cfg = load_config("train", ["policy.name=toy", f"data={store}", "task=reach", f"out={tmp_path}/run",
+    cfg = train_config(["policy.name=toy", f"data={store}", "task=reach", f"out={tmp_path}/run",
                                 "steps=2", "threads=1", "device=cuda"])
     OmegaConf.set_readonly(cfg, False)
     with pytest.raises(RuntimeError, match="no CUDA device"):
@@ -92,34 +91,34 @@ def test_asking_for_a_missing_gpu_is_an_error(store, tmp_path, monkeypatch):
 def test_init_from_takes_matching_weights_and_refuses_another_method(store, tmp_path):
     base = ["policy.name=toy", f"data={store}", "task=reach", "steps=5", "batch_size=8", "threads=1",
             "val_fraction=0.25"]
-    cfg = load_config("train", base + [f"out={tmp_path}/first"])
+    cfg = train_config(base + [f"out={tmp_path}/first"])
     OmegaConf.set_readonly(cfg, False)
     train(cfg)
     first = load_policy(tmp_path / "first" / "checkpoint").state_dict()
     # a wider hidden layer: both hidden-layer tensors and the output weight change shape, the output bias does not
-    cfg = load_config("train", base + ["steps=1", f"out={tmp_path}/second", f"init_from={tmp_path}/first/checkpoint",
-                                       "+policy.config.hidden=24", "policy.lr=0"])
+    cfg = train_config(base + ["steps=1", f"out={tmp_path}/second", f"init_from={tmp_path}/first/checkpoint",
+                                       "policy.hidden=24", "policy.lr=0"])
     OmegaConf.set_readonly(cfg, False)
     train(cfg)
     second = load_policy(tmp_path / "second" / "checkpoint").state_dict()
     torch.testing.assert_close(second["net.2.bias"], first["net.2.bias"])   # lr 0: still the loaded values
     assert second["net.0.weight"].shape != first["net.0.weight"].shape
     # init_skip keeps a part fresh even where name and shape match; a prefix that names nothing is refused
-    cfg = load_config("train", base + ["steps=1", f"out={tmp_path}/skip", f"init_from={tmp_path}/first/checkpoint",
+    cfg = train_config(base + ["steps=1", f"out={tmp_path}/skip", f"init_from={tmp_path}/first/checkpoint",
                                        "init_skip=[net.2]", "policy.lr=0"])
     OmegaConf.set_readonly(cfg, False)
     train(cfg)
     skipped = load_policy(tmp_path / "skip" / "checkpoint").state_dict()
     torch.testing.assert_close(skipped["net.0.weight"], first["net.0.weight"])
     assert not torch.equal(skipped["net.2.weight"], first["net.2.weight"])
-    cfg = load_config("train", base + ["steps=1", f"out={tmp_path}/bad", f"init_from={tmp_path}/first/checkpoint",
+    cfg = train_config(base + ["steps=1", f"out={tmp_path}/bad", f"init_from={tmp_path}/first/checkpoint",
                                        "init_skip=[language]"])
     OmegaConf.set_readonly(cfg, False)
     with pytest.raises(ValueError, match="init_skip names no tensor"):
         train(cfg)
     doc = json.loads((tmp_path / "first" / "checkpoint" / "config.json").read_text())
     (tmp_path / "first" / "checkpoint" / "config.json").write_text(json.dumps({**doc, "policy": "beso"}))
-    cfg = load_config("train", base + [f"out={tmp_path}/third", f"init_from={tmp_path}/first/checkpoint"])
+    cfg = train_config(base + [f"out={tmp_path}/third", f"init_from={tmp_path}/first/checkpoint"])
     OmegaConf.set_readonly(cfg, False)
     with pytest.raises(ValueError, match="not 'toy'"):
         train(cfg)
@@ -127,24 +126,24 @@ def test_init_from_takes_matching_weights_and_refuses_another_method(store, tmp_
 
 def test_cosine_schedule_warms_up_decays_to_its_floor_and_resumes_on_the_curve(store, tmp_path):
     from robot_stack.policies.train import learning_rate
-    cfg = load_config("train", ["policy.name=toy", "policy.lr=1e-3", "lr_schedule=cosine", "lr_warmup=10",
+    cfg = train_config(["policy.name=toy", "policy.lr=1e-3", "lr_schedule=cosine", "lr_warmup=10",
                                 "lr_min_ratio=0.1", "steps=110", f"data={store}"])
     lrs = [learning_rate(cfg, s) for s in range(111)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)          # linear warm-up
     assert lrs[60] == pytest.approx(0.55e-3) and lrs[110] == pytest.approx(1e-4)    # half-way, then the floor
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))                           # never rises after warm-up
-    assert learning_rate(load_config("train", ["policy.lr=1e-3", f"data={store}"]), 50) == 1e-3
+    assert learning_rate(train_config(["policy.lr=1e-3", f"data={store}"]), 50) == 1e-3
     with pytest.raises(ValueError, match="lr_schedule"):
-        learning_rate(load_config("train", ["lr_schedule=linear", f"data={store}"]), 0)
+        learning_rate(train_config(["lr_schedule=linear", f"data={store}"]), 0)
     # the trainer applies it: logged lrs follow the curve across a resume
     run = ["policy.name=toy", f"data={store}", "task=reach", f"out={tmp_path}/run", "batch_size=8", "threads=1",
            "log_every=10", "save_every=20", "policy.lr=1e-3", "lr_schedule=cosine", "lr_min_ratio=0.1"]
     for steps in (20, 40):
-        c = load_config("train", run + [f"steps={steps}"])
+        c = train_config(run + [f"steps={steps}"])
         OmegaConf.set_readonly(c, False)
         train(c)
     logged = {h["step"]: h["lr"] for h in json.loads((tmp_path / "run" / "history.json").read_text())}
-    final = load_config("train", run + ["steps=40"])
+    final = train_config(run + ["steps=40"])
     assert logged[40] == pytest.approx(learning_rate(final, 39)) and logged[40] < 0.11e-3
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from robot_stack.policies import actions as act_space
-from robot_stack.policies.base import DataSpec, Policy, register
+from robot_stack.policies.base import DataSpec, Policy, PolicyConfig, register
 
 
 @register
@@ -16,7 +16,7 @@ class ToyPolicy(Policy):
     conditioning = frozenset({"goal_image", "instruction"})
 
     @dataclass
-    class Config:
+    class Config(PolicyConfig):
         image_size: int = 32
         action_horizon: int = 3
         hidden: int = 16

@@ -1,0 +1,1 @@
+"""A toy waypoint-conditioned policy: a method in one folder of another package."""
