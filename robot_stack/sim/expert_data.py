@@ -32,8 +32,12 @@ def record_expert_episode(env, writer, seed: int, position_noise: float = 0.0) -
 
     With `position_noise` the arm is disturbed (`rollout.PositionNoise`) and each row's action is
     still the expert's undisturbed target: the label that brings a drifted arm back."""
-    rows, phases, rewards, obs = [], [], [], None
+    from robot_stack.sim.camera import calibration
+
+    rows, phases, rewards, obs, cameras = [], [], [], None, None
     for next_obs, action, info in expert_steps(env, seed, position_noise):
+        if cameras is None:                   # after the reset: the wrist camera's hand-eye transform at the start
+            cameras = calibration(env.scene, env.cameras, *env.image_size)
         if action is not None:
             rows.append((obs, action))
             phases.append(info["contact_phase"])
@@ -58,7 +62,7 @@ def record_expert_episode(env, writer, seed: int, position_noise: float = 0.0) -
     return {"task": env.task.name, "robot": env.scene.spec.name, "seed": seed, "success": bool(info["success"]),
             "instruction": env.instruction, "params": env.task.params.as_dict(), "operator": "scripted",
             "steps": len(rows) - 1, "contact_phase": phases, "goal_frame": len(rows) - 1,
-            "position_noise": position_noise}
+            "position_noise": position_noise, "cameras": cameras}
 
 
 def generate(task: str, robot: str, episodes: int, seed: int, out: str, image_size: int = 128,
