@@ -49,6 +49,10 @@ class Scene:
         self.drawer_qpos = m.joint("drawer").qposadr[0]
         self.drawer_dof = m.joint("drawer").dofadr[0]
         self.target_zone_mocap = m.body("target_zone").mocapid[0]
+        self.spot_mocap = m.body("spot").mocapid[0]
+        # load_state_message reads a message without the spot as one recorded before the spot was added
+        assert self.spot_mocap == m.nmocap - 1, "the spot must stay the last mocap body (see scene.xml)"
+        self.spot_parked = m.body("spot").pos.copy()
         self.max_opening = self.spec.gripper.max_opening
         self.reset_to_home()
 
@@ -74,12 +78,16 @@ class Scene:
         """Set this scene from a sim/state message ([stamp, *sim_state()]) and run forward kinematics and
         contacts; returns the stamp. A message of another size (another robot's scene) is a ValueError."""
         state = np.asarray(message, dtype=float)
-        if state.size != self.state_message_size:
+        # A message three values short was recorded before the scene had its last mocap body, the spot
+        # (stores' final_sim_state); the spot then stays parked out of sight, as it was.
+        if state.size not in (self.state_message_size, self.state_message_size - 3):
             raise ValueError(f"sim/state has {state.size} values; the {self.spec.name} scene needs "
                              f"{self.state_message_size} (is the arm node running that robot?)")
         m, d = self.model, self.data
         d.qpos[:] = state[2:2 + m.nq]
-        d.mocap_pos[:] = state[2 + m.nq:].reshape(m.nmocap, 3)
+        mocap = state[2 + m.nq:].reshape(-1, 3)
+        d.mocap_pos[:len(mocap)] = mocap
+        d.mocap_pos[len(mocap):] = self.spot_parked
         mujoco.mj_forward(m, d)
         return float(state[0])
 
@@ -137,6 +145,13 @@ class Scene:
 
     def target_zone_pos(self) -> np.ndarray:
         return self.data.mocap_pos[self.target_zone_mocap].copy()
+
+    def set_spot(self, pos: np.ndarray) -> None:
+        """Draw the marked table spot at `pos` (its centre on the table top)."""
+        self.data.mocap_pos[self.spot_mocap] = pos
+
+    def spot_pos(self) -> np.ndarray:
+        return self.data.mocap_pos[self.spot_mocap].copy()
 
     @property
     def drawer_opening(self) -> float:
