@@ -7,6 +7,7 @@ write training data.
 """
 from __future__ import annotations
 
+from robot_stack.sim.tasks.arc_over_bowl import ArcOverBowl
 from robot_stack.sim.tasks.base import Task
 from robot_stack.sim.tasks.drawer import DrawerClose, DrawerOpen
 from robot_stack.sim.tasks.lift import Lift
@@ -16,7 +17,7 @@ from robot_stack.sim.tasks.push import Push
 from robot_stack.sim.tasks.reach import Reach
 
 _TRAINING = (Reach, Push, PickPlace, Stack, Lift, DrawerOpen, DrawerClose)
-_UNSEEN = (PlaceAt,)
+_UNSEEN = (PlaceAt, ArcOverBowl)
 
 TRAINING_TASKS: tuple[str, ...] = tuple(t.name for t in _TRAINING)
 UNSEEN_TASKS: tuple[str, ...] = tuple(t.name for t in _UNSEEN)
