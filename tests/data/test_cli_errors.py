@@ -164,13 +164,15 @@ def test_verify_lists_damage_and_errors_on_an_unreadable_store(pristine, tmp_pat
     assert captured.out.strip().endswith("2 problem(s)")
 
 
-@pytest.mark.parametrize("damage", [_truncate, _missing_root, _bad_commit_record])
-def test_real_process_prints_no_traceback(damage, pristine, tmp_path):
-    """The installed entry point, in its own process: the same one line on stderr, exit code 2."""
+@pytest.mark.parametrize("damage,argv", [(_truncate, ["replay", "{store}", "--episode", "1"]),
+                                         (_missing_root, ["data", "info", "{store}"]),
+                                         (_bad_commit_record, ["data", "ls", "{store}"])],
+                         ids=["truncate-replay", "missing_root-info", "bad_commit_record-ls"])
+def test_real_process_prints_no_traceback(damage, argv, pristine, tmp_path):
+    """The CLI in its own process, as a user runs it: the same one line on stderr, exit code 2."""
     store = tmp_path / "store"
     shutil.copytree(pristine, store)
     expect = damage(store)
-    for argv in (["replay", str(store), "--episode", "1"], ["data", "show", str(store), "--episode", "1"]):
-        r = subprocess.run([sys.executable, "-m", "robot_stack.cli", *argv], capture_output=True, text=True,
-                           cwd=ROOT, timeout=120)
-        _assert_one_line_error(r.returncode, r.stdout, r.stderr, store, expect)
+    r = subprocess.run([sys.executable, "-m", "robot_stack.cli", *[a.format(store=store) for a in argv]],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    _assert_one_line_error(r.returncode, r.stdout, r.stderr, store, expect)
