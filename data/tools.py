@@ -249,8 +249,12 @@ def merge(sources: list[str | Path], out: str | Path, overwrite: bool = False, a
                 for src, lay in layouts[1:] if lay != layouts[0][1]]
         if diff:
             raise ValueError(f"cannot merge stores whose streams differ from {layouts[0][0]}'s: {'; '.join(diff)}")
-        order = sorted(((st.metadata(k), i, k) for i, st in enumerate(stores) for k in range(st.num_episodes)),
-                       key=lambda e: (e[0].get("seed", e[2]), e[1], e[2]))   # metadata read once, kept for the write
+        entries = [(st.metadata(k), i, k) for i, st in enumerate(stores) for k in range(st.num_episodes)]
+        for meta, i, k in entries:   # a hand-edited seed ("3", null) must not surface as a TypeError from sorted()
+            seed = meta.get("seed", k)
+            if isinstance(seed, bool) or not isinstance(seed, (int, float)):
+                raise StoreError(f"{sources[i]}: episode {k}, key 'meta/episodes/{k:06d}': seed {seed!r} is not a number")
+        order = sorted(entries, key=lambda e: (e[0].get("seed", e[2]), e[1], e[2]))   # metadata read once, kept for the write
         out.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(out)
         tmp = _temp_name(out)

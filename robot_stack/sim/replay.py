@@ -43,6 +43,7 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
         raise ValueError(f"mode must be 'actions' or 'joints', got {mode!r}")
     with EpisodeStore.open(store_path) as store:
         meta = store.metadata(episode)
+        index = int(episode) % store.num_episodes   # -1 is the last episode; errors name its stored index
         # checked before any read or simulation: a store recorded without them (another recorder, a
         # hand-made store) is bad input, reported as one line naming it, not a KeyError deep in the loop
         needed = ("joint_pos", "ee_pose") + (("action_pose",) if mode == "actions" else ())
@@ -59,6 +60,13 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
                 raise StoreError(f"{store_path}: episode {episode}: stream {name!r} has {len(rows)} rows of shape "
                                  f"{rows.shape[1:]}; replay needs at least one row (poses: 7 values)")
     robot, task_name = meta.get("robot", "panda"), meta.get("task")
+    for key, value, ok in (("robot", robot, isinstance(robot, str)),
+                           ("task", task_name, task_name is None or isinstance(task_name, str)),
+                           ("seed", meta.get("seed"), meta.get("seed") is None or (
+                               isinstance(meta.get("seed"), int) and not isinstance(meta.get("seed"), bool)))):
+        if not ok:   # hand-edited or foreign metadata: name it rather than fail inside the twin
+            raise StoreError(f"{store_path}: episode {episode}, key 'meta/episodes/{index:06d}'"
+                             f": {key} {value!r} is not a valid {key}")
     scene = Scene(robot)
     arm = SimArm(scene)
     task = make_task(task_name) if task_name else None

@@ -44,6 +44,14 @@ def _bad_metadata(p):
     return ["episode 1", "meta/episodes/000001/zarr.json"]
 
 
+def _bad_metadata_value(p):
+    f = p / "meta/episodes/000001/zarr.json"
+    meta = json.loads(f.read_text())
+    meta["attributes"]["seed"] = "three"           # valid JSON, wrong type
+    f.write_text(json.dumps(meta))
+    return ["episode 1", "meta/episodes/000001", "seed 'three'"]
+
+
 def _missing_metadata(p):
     shutil.rmtree(p / "meta/episodes/000001")
     return ["episode 1", "meta/episodes/000001", "missing"]
@@ -85,6 +93,7 @@ META_COMMANDS = ("info", "ls", "show", "replay", "merge")
 ROOT_COMMANDS = ("info", "ls", "show", "video", "verify", "replay", "merge")
 CASES = [(_truncate, CHUNK_COMMANDS), (_flip, CHUNK_COMMANDS), (_missing_chunk, CHUNK_COMMANDS),
          (_bad_metadata, META_COMMANDS), (_missing_metadata, META_COMMANDS),
+         (_bad_metadata_value, ("replay", "merge")),
          (_bad_episode_index, ("ls", "show", "video", "replay", "merge")),
          (_missing_root, ROOT_COMMANDS), (_bad_root_json, ROOT_COMMANDS), (_bad_commit_record, ROOT_COMMANDS),
          (_bad_record_count, ROOT_COMMANDS)]
