@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -50,6 +50,7 @@ class DataSpec:
     goal_final_prob: float = 1.0        # hindsight goal: the final frame with this probability, else a uniform future frame
     action_norm: str = "meanstd"
     policy_dt: float = 0.1
+    conditioning: dict = field(default_factory=dict)   # per-kind settings, e.g. {"sketch": {"mode": "2.5d"}}
 
 
 @dataclass

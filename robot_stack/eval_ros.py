@@ -65,7 +65,7 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], co
                 raise RuntimeError(f"the twin started seed {seed}, expected {expected}")
             params = monitor.task.params.as_dict()
             ctx = EpisodeContext(seed=seed, task=task, robot=robot, image_size=size, params=params, options=options,
-                                 goal_camera=policy.data_spec().goal_camera, cache=cache)
+                                 goal_camera=policy.data_spec().goal_camera, spec=policy.data_spec(), cache=cache)
             episode = episode_task(conditioning, ctx)    # the server takes the start frames itself, once enabled
             text = episode.values().get("instruction")
             publish_task(episode, monitor.now())

@@ -93,7 +93,7 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
         if policy is not None:
             spec = policy.data_spec()
             ctx = EpisodeContext(seed=seed, task=task, robot=robot, image_size=size, params=info["task_params"],
-                                 options=options, goal_camera=spec.goal_camera,
+                                 options=options, goal_camera=spec.goal_camera, spec=spec,
                                  first_images={c: obs[c] for c in cams}, cache=cache)
             episode = episode_task(conditioning, ctx)
             text = episode.values().get("instruction")

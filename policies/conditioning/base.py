@@ -70,6 +70,7 @@ class EpisodeContext:
     params: dict                          # the episode's task parameters (object, colour, target, ...)
     options: dict                         # the eval command's options (this kind's among them)
     goal_camera: str = "front"            # the policy's goal camera
+    spec: Any = None                      # the policy's DataSpec (a kind's settings in spec.conditioning)
     first_images: dict[str, np.ndarray] = field(default_factory=dict)   # the first frames, where the backend has them
     cache: dict = field(default_factory=dict)    # per-eval scratch shared across episodes (e.g. goal renderers)
 
