@@ -26,6 +26,11 @@ record, write the record through temp file, fsync, rename, fsync of the root, an
 replacement of any existing file (which may hold committed rows) before renaming it. Cost:
 0.15-0.35 s per 300-step 2x128x128 episode on this machine (``bench data``), as much as writing
 the episode, so ``durable=False`` skips it for scratch stores (benchmarks, tests, conversions).
+
+One writer at a time (``acquire_lock``): an flock on ``.writer.lock``, which also records its owner
+(pid, start time, boot id), so that a lock a dead writer left behind (its descriptor inherited by a
+child that outlived it) is taken over, while a live writer is refused by pid. ``create(overwrite=True)``
+deletes only a directory that is an episode store (``is_episode_store``), never any other.
 """
 from __future__ import annotations
 

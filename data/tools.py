@@ -132,7 +132,12 @@ def _layout(store: EpisodeStore) -> dict:
 def _overlaps(a: Path, b: Path) -> bool:
     """Whether one of the two paths is the other or lies inside it (resolved: symlinks and `..` count)."""
     a, b = a.resolve(), b.resolve()
-    return a == b or a in b.parents or b in a.parents
+    if a == b or a in b.parents or b in a.parents:
+        return True
+    try:   # the same directory under two mount points (a bind mount) resolves to two paths
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _check_output(out: Path, sources: list[Path], overwrite: bool) -> None:
