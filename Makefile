@@ -13,8 +13,8 @@ $(VENV)/.ready: setup.py setup.cfg constraints.txt scripts/setup.sh
 demo: setup
 	rm -rf outputs/demo/store
 	$(VENV)/bin/robot-stack demo --robot panda --task pick_place --episodes 2 --video outputs/demo --json outputs/demo/results.json --store outputs/demo/store
-	$(VENV)/bin/robot-stack eval --checkpoint checkpoints/beso_pick_place --task pick_place --episodes 3 --seed 0 --backend ros --execute-steps 2 --chunk-blend 0.3 --video outputs/demo --json outputs/demo/eval_beso.json
-	$(VENV)/bin/robot-stack eval --checkpoint checkpoints/grif_pick_place --task pick_place --episodes 3 --seed 0 --backend ros --execute-steps 2 --chunk-blend 0.3 --instruction "grab the {object} and let it go over the {target}" --video outputs/demo/grif --json outputs/demo/eval_grif.json
+	$(VENV)/bin/robot-stack eval --checkpoint checkpoints/beso_pick_place --task pick_place --episodes 3 --seed 0 --backend ros --video outputs/demo --json outputs/demo/eval_beso.json
+	$(VENV)/bin/robot-stack eval --checkpoint checkpoints/grif_pick_place --task pick_place --episodes 3 --seed 0 --backend ros --instruction "grab the {object} and let it go over the {target}" --video outputs/demo/grif --json outputs/demo/eval_grif.json
 
 test: setup
 	$(VENV)/bin/python -m pytest -q tests

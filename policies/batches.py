@@ -25,14 +25,15 @@ ACTION_KEYS = ("action_pose", "action_gripper")
 
 def split_episodes(store_path: str | Path, val_fraction: float, seed: int, task: str | None = None,
                    only_success: bool = True) -> tuple[list[int], list[int]]:
-    """Train/validation split by episode (never by sample), deterministic in `seed`."""
+    """Train/validation split by episode (never by sample), deterministic in `seed`; `task` "all" (or None) keeps
+    every task's episodes (multi-task training, as RT-Trajectory's seven tasks)."""
     store = EpisodeStore.open(store_path, "r")
     keep = []
     for k in range(store.num_episodes):
         meta = store.metadata(k)
         if only_success and not meta.get("success", False):
             continue
-        if task and meta.get("task") not in (None, task):
+        if task and task != "all" and meta.get("task") not in (None, task):
             continue
         keep.append(k)
     if not keep:
