@@ -41,12 +41,6 @@ def _kill(pid: int) -> None:
         pass
 
 
-def _reap_or_wait_gone(pid: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
 HOLDER = """
 import sys, time
 from robot_stack.data import EpisodeStore
