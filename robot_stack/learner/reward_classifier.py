@@ -1,24 +1,25 @@
 """Binary reward classifier for the online learner (HIL-SERL style): camera frames -> P(task succeeded).
 
-    clf = train_reward_classifier("outputs/data/lift_demos.zarr", "outputs/reward/lift",
-                                  RewardClassifierConfig(steps=1000))          # -> validation metrics
-    clf = load_reward_classifier("outputs/reward/lift")
+    robot-stack train-reward data=outputs/data/lift_demos.zarr out=outputs/reward/lift steps=1000
+    clf = load_reward_classifier("outputs/reward/lift/checkpoint")
     clf.predict({"front": rgb, "wrist": rgb})    # probability; clf.is_success(obs) thresholds it
 
-or from the shell: ``robot-stack train reward_classifier data=STORE out=DIR [steps=N] [cameras=[front]] ...``.
+or in Python ``train_reward_classifier(reward_config(["data=STORE", "out=DIR", "steps=1000"]))``.
 
 Model: one small conv encoder trained from scratch (shared by the cameras unless ``share_encoder=False``),
 per-camera features concatenated, an MLP with LayerNorm, one logit. Labels come from an episode
 store: a row is positive iff its ``reward`` stream value is 1.0 (stores written by
 ``robot-stack sim collect``); a store without that stream labels the last ``positive_last_k``
 rows of each successful episode positive. Train and validation frames are split by episode.
-Checkpoints are a directory with ``model.safetensors`` and ``config.json`` (no pickle anywhere).
+
+Training is the policies' loop (robot_stack.training: AdamW, EMA weights, resume, loss curve) with its run
+keys in conf/reward_classifier.yaml; the checkpoint is the policies' format (``model.safetensors`` and
+``config.json`` with ``"policy": "reward_classifier"``, the validation metrics in its manifest): no pickle.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -26,98 +27,57 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from robot_stack.policies.augment import random_shift
-from robot_stack.policies.train import git_commit
+from robot_stack.policies.base import FORMAT_VERSION, config_from_dict, read_checkpoint
+from robot_stack.policies.errors import CheckpointMismatch
+from robot_stack.training import (EMA, fit, git_commit, load_state, load_weights, minibatches, training_device,
+                                  write_checkpoint)
 
-FORMAT = "robot_stack.reward_classifier/1"
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-LOSS_CURVE_FILE = "loss_curve.png"
-
-
-class RewardClassifierError(ValueError):
-    """A checkpoint or data set the classifier cannot use; the message names the file and what was wrong."""
+NAME = "reward_classifier"
 
 
 @dataclass
 class RewardClassifierConfig:
-    cameras: tuple = ("front", "wrist")       # image streams are f"{camera}_rgb" in the store
+    """What the classifier is (saved in its checkpoint); run settings (steps, batch_size, ...) are the yaml's."""
+
+    cameras: tuple[str, ...] = ("front", "wrist")   # image streams are f"{camera}_rgb" in the store
     image_size: int = 128                     # frames are image_size x image_size x 3 uint8
-    channels: tuple = (32, 64, 128, 256)      # one stride-2 3x3 conv (+GroupNorm, ReLU) per entry
+    channels: tuple[int, ...] = (32, 64, 128, 256)   # one stride-2 3x3 conv (+GroupNorm, ReLU) per entry
     feature_dim: int = 128                    # per-camera feature after the encoder
     hidden_dim: int = 256                     # MLP head width
     share_encoder: bool = True                # one encoder for every camera (else one per camera)
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    batch_size: int = 64
-    steps: int = 1000
     threshold: float = 0.5                    # is_success: probability >= threshold
-    shift_pad: int = 4                        # random-shift augmentation (DrQ): +-pad pixels, edge replicated
-    val_fraction: float = 0.2                 # episodes held out for validation
-    seed: int = 0
-    positive_weight: float | None = None      # BCE weight of positives; None = auto (negatives / positives)
     label_stream: str = "reward"              # row positive iff this stream's value is 1.0
     positive_last_k: int = 5                  # fallback without label_stream: last k rows of successful episodes
-    eval_every: int = 0                       # validation-loss points on the curve; 0 = about 10 per run
-    threads: int = 1                          # torch CPU threads
-    device: str = "cpu"
+    # training
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    ema_decay: float = 0.0                    # 0: the checkpoint holds the last weights, not an average
+    positive_weight: float | None = None      # BCE weight of positives; None = auto (negatives / positives)
+    shift_pad: int = 4                        # random-shift augmentation (DrQ): +-pad pixels, edge replicated
 
     def __post_init__(self):
-        if isinstance(self.cameras, str):
-            self.cameras = tuple(c.strip() for c in self.cameras.split(",") if c.strip())
-        self.cameras = tuple(str(c) for c in self.cameras)
-        if isinstance(self.channels, (int, str)):
-            self.channels = (self.channels,) if isinstance(self.channels, int) else \
-                tuple(c for c in self.channels.split(",") if c.strip())
-        try:
-            self.channels = tuple(int(c) for c in self.channels)
-            for f in fields(self):
-                value = getattr(self, f.name)
-                if f.name == "positive_weight" and value is None:
-                    continue
-                if f.type in ("int", "float") or f.name == "positive_weight":
-                    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                        raise ValueError(f"{f.name}={value!r} is not a number")
-                    cast = float(value) if f.type != "int" else int(value)
-                    if f.type == "int" and cast != float(value):
-                        raise ValueError(f"{f.name}={value!r} is not an integer")
-                    setattr(self, f.name, cast)
-                elif f.type == "bool" and not isinstance(value, bool):
-                    raise ValueError(f"{f.name}={value!r} is not true/false")
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"reward classifier config: {exc}") from None
+        self.cameras, self.channels = tuple(self.cameras), tuple(self.channels)
         checks = [
-            (len(self.cameras) > 0 and len(set(self.cameras)) == len(self.cameras), "cameras must be distinct names"),
+            (len(self.cameras) > 0 and all(isinstance(c, str) for c in self.cameras)
+             and len(set(self.cameras)) == len(self.cameras), "cameras must be distinct names"),
             (self.image_size >= 8, "image_size must be >= 8"),
-            (len(self.channels) > 0 and all(c > 0 for c in self.channels), "channels must be positive"),
+            (len(self.channels) > 0 and all(type(c) is int and c > 0 for c in self.channels),
+             "channels must be positive integers"),
             (self.feature_dim > 0 and self.hidden_dim > 0, "feature_dim and hidden_dim must be positive"),
-            (self.lr > 0 and self.weight_decay >= 0, "lr must be > 0 and weight_decay >= 0"),
-            (self.batch_size >= 1 and self.steps >= 1, "batch_size and steps must be >= 1"),
             (0.0 < self.threshold < 1.0, "threshold must be in (0, 1)"),
-            (self.shift_pad >= 0, "shift_pad must be >= 0"),
-            (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
-            (self.positive_weight is None or self.positive_weight > 0, "positive_weight must be > 0 or null (auto)"),
             (self.positive_last_k >= 1, "positive_last_k must be >= 1"),
-            (self.eval_every >= 0 and self.threads >= 1, "eval_every must be >= 0 and threads >= 1"),
+            (self.lr > 0 and self.weight_decay >= 0, "lr must be > 0 and weight_decay >= 0"),
+            (0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1)"),
+            (self.positive_weight is None or self.positive_weight > 0, "positive_weight must be > 0 or null (auto)"),
+            (self.shift_pad >= 0, "shift_pad must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(f"reward classifier config: {message}")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "RewardClassifierConfig":
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"reward classifier config: unknown keys {unknown}; known keys: {', '.join(known)}")
-        return cls(**dict(d))
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["cameras"], d["channels"] = list(self.cameras), list(self.channels)
-        return d
+                raise ValueError(message)
 
 
 # ---- model ------------------------------------------------------------------------------------------
@@ -160,12 +120,7 @@ class RewardClassifier(nn.Module):
                                   nn.ReLU(inplace=True), nn.Linear(self.config.hidden_dim, self.config.hidden_dim),
                                   nn.LayerNorm(self.config.hidden_dim), nn.ReLU(inplace=True),
                                   nn.Linear(self.config.hidden_dim, 1))
-        self.metrics: dict = {}
         self.manifest: dict = {}
-
-    @property
-    def threshold(self) -> float:
-        return self.config.threshold
 
     @property
     def device(self) -> torch.device:
@@ -235,36 +190,17 @@ class RewardClassifier(nn.Module):
     def is_success(self, obs: Mapping[str, Any]) -> bool:
         return self.predict(obs) >= self.config.threshold
 
-    # ---- checkpoints -----------------------------------------------------------------------------
-    def save(self, path: str | Path, metrics: dict | None = None, manifest: dict | None = None) -> Path:
-        """Write ``model.safetensors`` and ``config.json`` into the directory ``path`` (each atomically)."""
-        from safetensors.torch import save_file
+    @property
+    def metrics(self) -> dict:
+        """The validation metrics of the run that wrote this checkpoint ({} for an untrained model)."""
+        return self.manifest.get("metrics", {})
 
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        if metrics is not None:
-            self.metrics = dict(metrics)
+    def save(self, path: str | Path, manifest: dict | None = None) -> Path:
+        """A checkpoint directory in the policies' format (model.safetensors + config.json)."""
         if manifest is not None:
             self.manifest = dict(manifest)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        tmp = path / (WEIGHTS_FILE + ".tmp")
-        save_file(tensors, str(tmp), metadata={"format": FORMAT})
-        os.replace(tmp, path / WEIGHTS_FILE)
-        doc = {"format": FORMAT, "config": self.config.to_dict(), "metrics": self.metrics, "manifest": self.manifest}
-        tmp = path / (CONFIG_FILE + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1, default=_json_default))
-        os.replace(tmp, path / CONFIG_FILE)
-        return path
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (np.ndarray, tuple, set)):
-        return list(np.asarray(list(value) if isinstance(value, set) else value).tolist())
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+        return write_checkpoint(path, self, {"format": FORMAT_VERSION, "policy": NAME, "config": asdict(self.config),
+                                             "stats": {}, "manifest": self.manifest})
 
 
 def reward_fn(model: RewardClassifier):
@@ -277,48 +213,13 @@ def reward_fn(model: RewardClassifier):
 
 
 def load_reward_classifier(path: str | Path, device: str = "cpu") -> RewardClassifier:
-    """A checkpoint directory (or its config.json / model.safetensors) -> the classifier, in eval mode."""
-    from safetensors.torch import load_file
-
+    """A checkpoint directory -> the classifier, in eval mode; CheckpointMismatch names what is wrong."""
     path = Path(path)
-    if path.is_file() and path.name in (CONFIG_FILE, WEIGHTS_FILE):
-        path = path.parent
-    if not path.is_dir():
-        raise RewardClassifierError(f"{path}: no such reward classifier checkpoint (a directory with "
-                                    f"{CONFIG_FILE} and {WEIGHTS_FILE})")
-    cfg_file, weights = path / CONFIG_FILE, path / WEIGHTS_FILE
-    missing = [f.name for f in (cfg_file, weights) if not f.is_file()]
-    if missing:
-        raise RewardClassifierError(f"{path}: checkpoint is missing {' and '.join(missing)} "
-                                    f"(a checkpoint is a directory with {CONFIG_FILE} and {WEIGHTS_FILE})")
-    try:
-        doc = json.loads(cfg_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RewardClassifierError(f"{cfg_file}: corrupt, not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise RewardClassifierError(f"{cfg_file}: not a reward classifier checkpoint (format {found!r}, "
-                                    f"expected {FORMAT!r})")
-    if not isinstance(doc.get("config"), dict):
-        raise RewardClassifierError(f"{cfg_file}: 'config' is missing or not an object")
-    try:
-        config = RewardClassifierConfig.from_dict(doc["config"])
-    except (ValueError, TypeError) as exc:
-        raise RewardClassifierError(f"{cfg_file}: {exc}") from None
-    model = RewardClassifier(config)
-    try:
-        state = load_file(str(weights))
-    except Exception as exc:     # safetensors raises its own error type for truncated/garbled files
-        raise RewardClassifierError(f"{weights}: corrupt, not a readable safetensors file ({exc})") from None
-    own = model.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} (config needs {tuple(own[k].shape)})"
-             for k, v in state.items() if k in own and own[k].shape != v.shape]
-    absent, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if wrong or absent or unexpected:
-        raise RewardClassifierError(f"{path}: weights do not match config.json: wrong shapes {wrong[:3]}, "
-                                    f"missing {absent[:3]}, unexpected {unexpected[:3]}")
-    model.load_state_dict(state)
-    model.metrics = doc.get("metrics") or {}
+    doc = read_checkpoint(path)
+    if doc.get("policy") != NAME:
+        raise CheckpointMismatch(f"{path}: holds a {doc.get('policy')!r} policy, not a reward classifier")
+    model = RewardClassifier(config_from_dict(RewardClassifierConfig, doc.get("config"), str(path / "config.json")))
+    load_weights(model, path / "model.safetensors", CheckpointMismatch)
     model.manifest = doc.get("manifest") or {}
     return model.to(device).eval()
 
@@ -440,156 +341,102 @@ def evaluate(model: RewardClassifier, frames: LabelledFrames, pos_weight: float,
     return out
 
 
-def _plot_loss(path: Path, train_loss: list, val_points: list, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+# ---- command line and training ----------------------------------------------------------------------
+def reward_config(overrides: list[str] | tuple[str, ...] = ()):
+    """conf/reward_classifier.yaml with KEY=VALUE overrides; a RewardClassifierConfig field lands under
+    `classifier`, validated here (unknown keys, wrong types, bad values) before any data loads."""
+    from robot_stack.config import load_config
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    steps = np.arange(1, len(train_loss) + 1)
-    ax.plot(steps, train_loss, color="tab:blue", alpha=0.3, lw=0.8, label="train (per step)")
-    if len(train_loss) >= 5:
-        w = max(1, min(50, len(train_loss) // 10))
-        smooth = np.convolve(train_loss, np.ones(w) / w, mode="valid")
-        ax.plot(steps[w - 1:], smooth, color="tab:blue", lw=1.5, label=f"train ({w}-step mean)")
-    if val_points:
-        vs, vl = zip(*val_points)
-        ax.plot(vs, vl, "o-", color="tab:orange", lw=1.5, label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("weighted BCE loss")
-    ax.set_yscale("log")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    names = {f.name for f in fields(RewardClassifierConfig)}
+    cfg = load_config(NAME, [f"++classifier.{item}" if item.partition("=")[0] in names else item
+                             for item in overrides])
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ValueError(f"train-reward needs {' and '.join(f'{k}=...' for k in missing)} "
+                         f"(classifier keys: {', '.join(sorted(names))})")
+    config = config_from_dict(RewardClassifierConfig, OmegaConf.to_container(cfg.classifier, resolve=True),
+                              "reward classifier")
+    doc = OmegaConf.to_container(cfg, resolve=False)
+    doc["classifier"] = asdict(config)
+    return OmegaConf.create(doc)
 
 
-def train_reward_classifier(store, out: str | Path, config: RewardClassifierConfig | None = None,
-                            progress: bool = True, command: str | None = None) -> dict:
-    """Train on an episode store (path or open EpisodeStore); write the checkpoint and loss curve into ``out``.
+def train_reward_classifier(cfg, argv: list[str] | None = None) -> dict:
+    """Train on the store `cfg.data` (a `reward_config`); the checkpoint is `cfg.out`/checkpoint.
 
-    Returns the metrics (also stored in ``out/config.json``): validation accuracy/precision/recall at the
-    threshold, positive/negative frame counts of both splits, losses, wall time.
-    """
-    from tqdm import tqdm
-
+    Returns the metrics (also in the checkpoint's manifest): validation accuracy/precision/recall at the
+    threshold, positive/negative frame counts of both splits, losses, wall time."""
     from robot_stack.data import EpisodeStore, split_episodes
 
-    config = config or RewardClassifierConfig()
     t0 = time.perf_counter()
-    torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    opened = not isinstance(store, EpisodeStore)
-    if opened:
-        store = EpisodeStore.open(store)
-    try:
-        store_path = str(store.path)
+    config = config_from_dict(RewardClassifierConfig, OmegaConf.to_container(cfg.classifier, resolve=True),
+                              "reward classifier")
+    torch.set_num_threads(int(cfg.threads))
+    torch.manual_seed(cfg.seed)
+    with EpisodeStore.open(cfg.data) as store:
         if store.num_episodes == 0:
-            raise ValueError(f"{store_path}: the store has no episodes")
+            raise ValueError(f"{store.path}: the store has no episodes")
         check_store(store, config)
         labels_from = label_source(store, config)
-        train_eps, val_eps = split_episodes(store.num_episodes, config.val_fraction, config.seed)
+        train_eps, val_eps = split_episodes(store.num_episodes, cfg.val_fraction, cfg.seed)
         train = load_labelled_frames(store, train_eps, config)
         val = load_labelled_frames(store, val_eps, config)
-    finally:
-        if opened:
-            store.close()
     if train.positives == 0 or train.negatives == 0:
-        raise ValueError(f"{store_path}: the training episodes hold {train.positives} positive and "
+        raise ValueError(f"{cfg.data}: the training episodes hold {train.positives} positive and "
                          f"{train.negatives} negative frames (labels: {labels_from}); both kinds are needed")
     pos_weight = float(config.positive_weight or train.negatives / train.positives)
     load_s = time.perf_counter() - t0
 
-    model = RewardClassifier(config).to(config.device)
-    model.train()
+    device = training_device(cfg.device)
+    model = RewardClassifier(config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([pos_weight], device=model.device))
-    x = {c: torch.from_numpy(train.images[c]) for c in config.cameras}
-    y = torch.from_numpy(train.labels)
-    eval_every = config.eval_every or max(1, config.steps // 10)
-    history, val_points, order = [], [], np.zeros(0, np.int64)
-    bar = tqdm(total=config.steps, desc="train reward_classifier", unit="step", disable=not progress)
+    ema = EMA(model, config.ema_decay)
+    out = Path(cfg.out)
+    first, history = load_state(out, model, ema, opt) if cfg.resume else (0, [])
+    manifest = {"command": "robot-stack train-reward " + " ".join(argv or []), "data": str(cfg.data),
+                "labels": labels_from, "train_episodes": train_eps, "val_episodes": val_eps, "commit": git_commit(),
+                "config": OmegaConf.to_container(cfg, resolve=True)}
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([pos_weight], device=device))
+    x, y = {c: torch.from_numpy(train.images[c]) for c in config.cameras}, torch.from_numpy(train.labels)
+    rng = np.random.default_rng(cfg.seed + first)
+    gen = torch.Generator().manual_seed(cfg.seed + first)
+    batches = minibatches(len(train), cfg.batch_size, rng)
+
+    def loss():
+        idx = torch.from_numpy(next(batches))
+        images = {c: random_shift(x[c][idx], config.shift_pad, gen) for c in config.cameras}
+        return loss_fn(model(images), y[idx].to(device)), {}
+
+    def validate(m):
+        v = evaluate(m, val, pos_weight, 2 * cfg.batch_size)
+        return {f"val_{k}": v[k] for k in ("loss", "accuracy", "precision", "recall")}
+
     t_train = time.perf_counter()
-    for step in range(1, config.steps + 1):
-        if len(order) < config.batch_size:
-            order = np.concatenate([order, rng.permutation(len(train))])
-        idx, order = torch.from_numpy(order[:config.batch_size]), order[config.batch_size:]
-        batch = {c: random_shift(x[c][idx], config.shift_pad, gen) for c in config.cameras}
-        loss = loss_fn(model(batch), y[idx].to(model.device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        history.append(loss.item())
-        if len(val) and (step % eval_every == 0 or step == config.steps):
-            val_points.append((step, evaluate(model, val, pos_weight, 2 * config.batch_size)["loss"]))
-        if step % 10 == 0 or step == config.steps:
-            bar.set_postfix(loss=f"{np.mean(history[-10:]):.4f}",
-                            val=f"{val_points[-1][1]:.4f}" if val_points else "-")
-        bar.update(1)
-    bar.close()
+    step, history = fit(cfg, model, ema, opt, loss, lr=lambda _: config.lr, start=(first, history),
+                        validate=validate if len(val) else None,
+                        save=lambda path, s: ema.model.save(path, {**manifest, "step": s}),
+                        title=f"reward classifier on {Path(cfg.data).name}", desc=f"train {NAME}")
     train_s = time.perf_counter() - t_train
-    model.eval()
-    v = evaluate(model, val, pos_weight, 2 * config.batch_size)
+    v = evaluate(ema.model, val, pos_weight, 2 * cfg.batch_size)
     metrics = {
         "val_accuracy": v["accuracy"], "val_precision": v["precision"], "val_recall": v["recall"],
         "val_loss": v["loss"], "val_positives": v["positives"], "val_negatives": v["negatives"],
         "val_confusion": {k: v[k] for k in ("tp", "fp", "tn", "fn")},
         "train_positives": train.positives, "train_negatives": train.negatives,
-        "train_loss_final": float(np.mean(history[-max(1, min(20, len(history))):])),
-        "positive_weight": pos_weight, "threshold": config.threshold, "steps": config.steps,
+        "train_loss_final": history[-1]["loss"] if history else None,
+        "positive_weight": pos_weight, "threshold": config.threshold, "steps": step,
         "train_episodes": len(train_eps), "val_episodes": len(val_eps),
-        "load_s": round(load_s, 2), "train_s": round(train_s, 2), "s_per_step": round(train_s / config.steps, 4),
+        "load_s": round(load_s, 2), "train_s": round(train_s, 2),
+        "s_per_step": round(train_s / max(1, step - first), 4), "wall_s": round(time.perf_counter() - t0, 2),
     }
     if not len(val):
         metrics["note"] = "no validation episodes (val_fraction=0 or a single episode): validation metrics are null"
-    manifest = {"store": store_path, "labels": labels_from, "cameras": list(config.cameras),
-                "image_streams": [f"{c}_rgb" for c in config.cameras], "train_episodes": list(train_eps),
-                "val_episodes": list(val_eps), "commit": git_commit(),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": command}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    acc = "n/a" if v["accuracy"] is None else f"{v['accuracy']:.3f}"
-    _plot_loss(out / LOSS_CURVE_FILE, history, val_points,
-               f"reward classifier on {Path(store_path).name}: val accuracy {acc} "
-               f"({v['positives']} pos / {v['negatives']} neg frames)")
-    metrics["wall_s"] = round(time.perf_counter() - t0, 2)
-    model.save(out, metrics=metrics, manifest=manifest)
-    return {**metrics, "checkpoint": str(out), "loss_curve": str(out / LOSS_CURVE_FILE)}
-
-
-# ---- command line -----------------------------------------------------------------------------------
-USAGE = ("robot-stack train reward_classifier data=STORE out=DIR [steps=N] [cameras=[front,wrist]] "
-         "[image_size=128] [threshold=0.5] [progress=false] ...")
-
-
-def _parse_overrides(overrides: list[str]) -> dict:
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    items = []
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"reward_classifier: expected key=value, got {item!r}; usage: {USAGE}")
-        items.append(item.lstrip("+"))
-    try:
-        return OmegaConf.to_container(OmegaConf.from_dotlist(items), resolve=True)
-    except OmegaConfBaseException as exc:
-        raise ValueError(f"reward_classifier: cannot parse overrides {overrides}: {exc}") from None
+    # the last checkpoint again, now with the final validation metrics the learner's user reads
+    ema.model.save(out / "checkpoint", {**manifest, "step": step, "metrics": metrics})
+    return {**metrics, "checkpoint": str(out / "checkpoint"), "loss_curve": str(out / "loss.png")}
 
 
 def main(overrides: list[str]) -> int:
-    """``robot-stack train reward_classifier data=STORE out=DIR [config keys]``: train, print metrics as JSON."""
-    opts = _parse_overrides(list(overrides))
-    data, out, progress = opts.pop("data", None), opts.pop("out", None), opts.pop("progress", True)
-    if not data or not out:
-        known = ", ".join(f.name for f in fields(RewardClassifierConfig))
-        raise ValueError(f"reward_classifier needs data=STORE and out=DIR; usage: {USAGE}; config keys: {known}")
-    config = RewardClassifierConfig.from_dict(opts)
-    metrics = train_reward_classifier(str(data), str(out), config, progress=bool(progress),
-                                      command="robot-stack train reward_classifier " + " ".join(overrides))
-    print(json.dumps(metrics))
+    """``robot-stack train-reward data=STORE out=DIR [KEY=VALUE ...]``: train, print the metrics as JSON."""
+    print(json.dumps(train_reward_classifier(reward_config(overrides), argv=list(overrides))))
     return 0

@@ -263,6 +263,11 @@ class RLPDAgent(nn.Module):
                 raise SpecError(f"policy weight {k}: shape {list(v.shape)}, expected {list(own[k].shape)}")
         self.load_state_dict(state, strict=False)
 
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers by the names their moments are saved under."""
+        opts = {"critic": self.critic_opt, "actor": self.actor_opt, "alpha": self.alpha_opt}
+        return {**opts, "grasp": self.grasp_opt} if self.grasp_opt is not None else opts
+
     def fingerprint(self) -> str:
         return fingerprint(self.obs_spec, self.action_spec)
 
@@ -275,8 +280,8 @@ class RLPDAgent(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.state_dict().items()}, path / "model.safetensors")
-        save_file(_optim_tensors(self), path / "optim.safetensors")
-        meta = {**self.header(), "updates": self.updates, "optim": _optim_meta(self), **(extra or {})}
+        save_file(optimizer_tensors(self.optimizers()), path / "optim.safetensors")
+        meta = {**self.header(), "updates": self.updates, **(extra or {})}
         (path / "agent.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
@@ -297,26 +302,7 @@ class RLPDAgent(nn.Module):
             raise SpecError(f"{path}: weights do not match the config: {exc}") from exc
         optim_file = path / "optim.safetensors"
         if optim_file.exists():
-            _load_optim(agent, load_file(optim_file), meta["optim"])
+            load_optimizer_tensors(agent.optimizers(), load_file(optim_file))
         agent.updates = int(meta.get("updates", 0))
         return agent
 
-
-def _optimisers(agent: RLPDAgent) -> dict[str, torch.optim.Optimizer]:
-    opts = {"critic": agent.critic_opt, "actor": agent.actor_opt, "alpha": agent.alpha_opt}
-    if agent.grasp_opt is not None:
-        opts["grasp"] = agent.grasp_opt
-    return opts
-
-
-def _optim_tensors(agent: RLPDAgent) -> dict[str, torch.Tensor]:
-    return {k: v for name, opt in _optimisers(agent).items() for k, v in optimizer_tensors(opt, name).items()}
-
-
-def _optim_meta(agent: RLPDAgent) -> dict:
-    return {name: {"param_groups": opt.state_dict()["param_groups"]} for name, opt in _optimisers(agent).items()}
-
-
-def _load_optim(agent: RLPDAgent, tensors: dict, meta: dict) -> None:
-    for name, opt in _optimisers(agent).items():
-        load_optimizer_tensors(opt, tensors, name, meta[name]["param_groups"])

@@ -1,4 +1,5 @@
-"""Reward classifier: learns a visible success cue from a store, round-trips its checkpoint, refuses bad input."""
+"""Reward classifier: learns a visible success cue from a store in the shared training loop (cadence, resume),
+round-trips its checkpoint in the policies' format, refuses bad input and bad configuration."""
 import json
 
 import numpy as np
@@ -6,9 +7,11 @@ import pytest
 import torch
 
 from robot_stack.data import EpisodeStore
-from robot_stack.learner.reward_classifier import (RewardClassifier, RewardClassifierConfig, RewardClassifierError,
-                                                   load_labelled_frames, load_reward_classifier, random_shift,
+from robot_stack.learner.reward_classifier import (RewardClassifier, RewardClassifierConfig, load_labelled_frames,
+                                                   load_reward_classifier, random_shift, reward_config,
                                                    train_reward_classifier)
+from robot_stack.policies.base import read_checkpoint
+from robot_stack.policies.errors import CheckpointMismatch
 
 torch.set_num_threads(1)
 SIZE = 32
@@ -44,9 +47,15 @@ def make_store(path, with_reward: bool = True) -> str:
 
 
 def small_config(**kw) -> RewardClassifierConfig:
-    base = dict(image_size=SIZE, channels=(16, 32, 64), feature_dim=32, hidden_dim=64, batch_size=32, steps=60,
-                lr=1e-3, shift_pad=2, val_fraction=0.3, seed=0)
+    base = dict(image_size=SIZE, channels=(16, 32, 64), feature_dim=32, hidden_dim=64, lr=1e-3, shift_pad=2)
     return RewardClassifierConfig(**{**base, **kw})
+
+
+# the same classifier as small_config(), as command-line overrides, with the run settings
+SMALL = [f"image_size={SIZE}", "channels=[16,32,64]", "feature_dim=32", "hidden_dim=64", "lr=1e-3", "shift_pad=2",
+         "batch_size=32", "steps=60", "val_fraction=0.3", "val_every=30", "progress=false"]
+TINY = [f"image_size={SIZE}", "channels=[8,16]", "feature_dim=16", "hidden_dim=16", "cameras=[front]",
+        "batch_size=16", "progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +65,8 @@ def store_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(store_path, tmp_path_factory):
-    out = tmp_path_factory.mktemp("rc_ckpt") / "clf"
-    metrics = train_reward_classifier(store_path, out, small_config(), progress=False)
+    out = tmp_path_factory.mktemp("rc_run")
+    metrics = train_reward_classifier(reward_config([f"data={store_path}", f"out={out}", *SMALL]))
     return out, metrics
 
 
@@ -97,31 +106,37 @@ def test_random_shift_moves_frames_by_at_most_pad():
     assert moved > 0                         # not the identity
 
 
-def test_trains_to_high_validation_accuracy(trained):
+def test_trains_to_high_validation_accuracy_with_the_policies_run_layout(trained):
     out, m = trained
     assert m["val_accuracy"] >= 0.95, m
     assert m["val_precision"] >= 0.9 and m["val_recall"] >= 0.9, m
     assert m["val_positives"] == 3 * POSITIVE_ROWS and m["val_negatives"] == 3 * (ROWS - POSITIVE_ROWS)
-    assert m["train_positives"] == 7 * POSITIVE_ROWS
+    assert m["train_positives"] == 7 * POSITIVE_ROWS and m["steps"] == 60
     assert m["positive_weight"] == pytest.approx((ROWS - POSITIVE_ROWS) / POSITIVE_ROWS)
-    assert (out / "model.safetensors").is_file() and (out / "loss_curve.png").stat().st_size > 1000
-    doc = json.loads((out / "config.json").read_text())
-    assert doc["format"] == "robot_stack.reward_classifier/1"
-    assert doc["config"]["cameras"] == ["front", "wrist"] and doc["metrics"]["val_accuracy"] == m["val_accuracy"]
+    assert m["checkpoint"] == str(out / "checkpoint") and (out / "loss.png").stat().st_size > 1000
+    assert (out / "train_state.safetensors").is_file() and (out / "checkpoint" / "model.safetensors").is_file()
+    # the shared loop's cadence: a point every log_every=10 steps, validation metrics every val_every=30
+    history = json.loads((out / "history.json").read_text())
+    assert [h["step"] for h in history] == [10, 20, 30, 40, 50, 60]
+    assert [h["step"] for h in history if "val_accuracy" in h] == [30, 60] and history[0]["lr"] == 1e-3
+    doc = read_checkpoint(out / "checkpoint")          # the policies' checkpoint format, read by their reader
+    assert doc["policy"] == "reward_classifier" and doc["config"]["cameras"] == ["front", "wrist"]
+    assert doc["manifest"]["metrics"]["val_accuracy"] == m["val_accuracy"] and doc["manifest"]["step"] == 60
     assert doc["manifest"]["labels"] == "stream 'reward' == 1.0" and len(doc["manifest"]["val_episodes"]) == 3
+    assert doc["manifest"]["config"]["classifier"]["lr"] == 1e-3
 
 
 def test_save_load_round_trip_gives_identical_predictions(trained, store_path, tmp_path):
     out, _ = trained
-    clf = load_reward_classifier(out)
-    val_episode = json.loads((out / "config.json").read_text())["manifest"]["val_episodes"][0]
+    clf = load_reward_classifier(out / "checkpoint")
+    val_episode = clf.manifest["val_episodes"][0]
     pos, neg = obs_from_store(store_path, val_episode, ROWS - 1), obs_from_store(store_path, val_episode, 0)
     assert clf.is_success(pos) and not clf.is_success(neg)
     assert clf.predict({f"{c}_rgb": v for c, v in pos.items()}) == clf.predict(pos)   # store stream names work too
     clf.save(tmp_path / "again")
-    again = load_reward_classifier(tmp_path / "again" / "config.json")
+    again = load_reward_classifier(tmp_path / "again")
     assert again.predict(pos) == clf.predict(pos) and again.predict(neg) == clf.predict(neg)
-    assert again.metrics == clf.metrics and again.config == clf.config
+    assert again.metrics == clf.metrics and again.metrics["val_accuracy"] >= 0.95 and again.config == clf.config
     batch = {c: torch.from_numpy(np.stack([pos[c], neg[c]])) for c in ("front", "wrist")}
     assert torch.equal(again(batch), clf(batch))
 
@@ -129,31 +144,31 @@ def test_save_load_round_trip_gives_identical_predictions(trained, store_path, t
 def test_bad_checkpoints_give_clear_errors(trained, tmp_path):
     import shutil
 
-    out, _ = trained
+    out = trained[0] / "checkpoint"
     bad = tmp_path / "bad"
     shutil.copytree(out, bad)
-    (bad / "config.json").write_text('{"format": "robot_stack.reward_classifier/1", "config": {')
-    with pytest.raises(RewardClassifierError, match="config.json: corrupt, not valid JSON"):
+    (bad / "config.json").write_text('{"format": 1, "policy": "reward_classifier", "config": {')
+    with pytest.raises(CheckpointMismatch, match="config.json: not valid JSON"):
         load_reward_classifier(bad)
     # weights of a different architecture: shape mismatch names the tensor
     shutil.copy(out / "config.json", bad / "config.json")
     RewardClassifier(small_config(feature_dim=16)).save(tmp_path / "other")
     shutil.copy(tmp_path / "other" / "model.safetensors", bad / "model.safetensors")
-    with pytest.raises(RewardClassifierError, match=r"wrong shapes \['encoder\.proj"):
+    with pytest.raises(CheckpointMismatch, match=r"wrong shapes \['encoder\.proj"):
         load_reward_classifier(bad)
     (bad / "model.safetensors").write_bytes(b"\x00garbage")
-    with pytest.raises(RewardClassifierError, match="model.safetensors: corrupt"):
+    with pytest.raises(CheckpointMismatch, match="model.safetensors: unreadable weights"):
         load_reward_classifier(bad)
     (bad / "model.safetensors").unlink()
-    with pytest.raises(RewardClassifierError, match="missing model.safetensors"):
+    with pytest.raises(CheckpointMismatch, match="a checkpoint is a directory with config.json and model.safetensors"):
         load_reward_classifier(bad)
-    with pytest.raises(RewardClassifierError, match="no such reward classifier checkpoint"):
-        load_reward_classifier(tmp_path / "nowhere")
     doc = json.loads((out / "config.json").read_text())
-    doc["config"]["colour"] = 1
     shutil.copy(out / "model.safetensors", bad / "model.safetensors")
-    (bad / "config.json").write_text(json.dumps(doc))
-    with pytest.raises(RewardClassifierError, match=r"unknown keys \['colour'\]"):
+    (bad / "config.json").write_text(json.dumps({**doc, "config": {**doc["config"], "colour": 1}}))
+    with pytest.raises(CheckpointMismatch, match=r"unknown config keys \['colour'\]"):
+        load_reward_classifier(bad)
+    (bad / "config.json").write_text(json.dumps({**doc, "policy": "beso"}))      # a policy is not a classifier
+    with pytest.raises(CheckpointMismatch, match="'beso' policy, not a reward classifier"):
         load_reward_classifier(bad)
 
 
@@ -171,34 +186,55 @@ def test_predict_refuses_missing_camera_and_wrong_images():
     assert 0.0 <= clf.predict({"front": good, "wrist": good}) <= 1.0
 
 
-def test_config_rejects_bad_values():
+def test_config_is_validated_before_any_data_loads():
     with pytest.raises(ValueError, match="threshold"):
         RewardClassifierConfig(threshold=1.5)
-    with pytest.raises(ValueError, match="unknown keys"):
-        RewardClassifierConfig.from_dict({"stepz": 3})
-    assert RewardClassifierConfig(cameras=["front"], steps="7").cameras == ("front",)
+    with pytest.raises(CheckpointMismatch, match=r"reward classifier: threshold must be in \(0, 1\)"):
+        reward_config(["data=nowhere.zarr", "out=x", "threshold=1.5"])
+    with pytest.raises(CheckpointMismatch, match="image_size = 'big' is not a int"):
+        reward_config(["data=nowhere.zarr", "out=x", "image_size=big"])
+    with pytest.raises(CheckpointMismatch, match="channels must be positive integers"):
+        reward_config(["data=nowhere.zarr", "out=x", "channels=[8,x]"])
+    with pytest.raises(ValueError, match="stepz"):
+        reward_config(["data=nowhere.zarr", "out=x", "stepz=3"])
+    with pytest.raises(ValueError, match=r"train-reward needs data=\.\.\. and out=\.\.\."):
+        reward_config([])
+    cfg = reward_config(["data=nowhere.zarr", "out=x", "cameras=[front]", "steps=7", "positive_weight=2"])
+    assert cfg.steps == 7 and list(cfg.classifier.cameras) == ["front"] and cfg.classifier.positive_weight == 2
+    assert cfg.classifier.shift_pad == RewardClassifierConfig().shift_pad          # defaults from the dataclass
 
 
 def test_store_without_the_camera_or_with_other_image_size_is_refused(store_path, tmp_path):
+    run = [f"data={store_path}", f"out={tmp_path / 'x'}", *SMALL]
     with pytest.raises(ValueError, match="no image stream 'side_rgb' for camera 'side'"):
-        train_reward_classifier(store_path, tmp_path / "x", small_config(cameras=("front", "side")), progress=False)
+        train_reward_classifier(reward_config([*run, "cameras=[front,side]"]))
     with pytest.raises(ValueError, match="set image_size=32"):
-        train_reward_classifier(store_path, tmp_path / "x", small_config(image_size=64), progress=False)
+        train_reward_classifier(reward_config([*run, "image_size=64"]))
 
 
-def test_cli_dispatches_train_reward_classifier(store_path, tmp_path, capsys):
+def test_a_run_resumes_where_it_stopped(store_path, tmp_path):
+    run = [f"data={store_path}", f"out={tmp_path / 'run'}", *TINY, "log_every=5", "val_every=5"]
+    first = train_reward_classifier(reward_config([*run, "steps=10"]))
+    state = json.loads((tmp_path / "run" / "train_state.json").read_text())
+    assert first["steps"] == 10 and state["step"] == 10
+    again = train_reward_classifier(reward_config([*run, "steps=20"]))
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert again["steps"] == 20 and [h["step"] for h in history] == [5, 10, 15, 20]    # continued, nothing repeated
+    assert load_reward_classifier(tmp_path / "run" / "checkpoint").manifest["step"] == 20
+
+
+def test_cli_dispatches_train_reward(store_path, tmp_path, capsys):
     from robot_stack.cli import main
 
     out = tmp_path / "cli_clf"
-    rc = main(["train", "reward_classifier", f"data={store_path}", f"out={out}", "steps=3", f"image_size={SIZE}",
-               "channels=[8,16]", "feature_dim=16", "hidden_dim=16", "cameras=[front]", "progress=false"])
+    rc = main(["train-reward", f"data={store_path}", f"out={out}", "steps=3", *TINY])
     assert rc == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert metrics["steps"] == 3 and metrics["checkpoint"] == str(out)
-    clf = load_reward_classifier(out)
+    assert metrics["steps"] == 3 and metrics["checkpoint"] == str(out / "checkpoint")
+    clf = load_reward_classifier(out / "checkpoint")
     assert clf.config.cameras == ("front",) and clf.config.channels == (8, 16)
-    assert clf.manifest["command"].startswith("robot-stack train reward_classifier data=")
-    rc = main(["train", "reward_classifier", f"data={store_path}", f"out={out}", "stepz=3"])
-    assert rc == 2 and "unknown keys ['stepz']" in capsys.readouterr().err
-    rc = main(["train", "reward_classifier", f"out={out}"])
-    assert rc == 2 and "needs data=STORE and out=DIR" in capsys.readouterr().err
+    assert clf.manifest["command"].startswith("robot-stack train-reward data=")
+    rc = main(["train-reward", f"data={store_path}", f"out={out}", "stepz=3"])
+    assert rc == 2 and "stepz" in capsys.readouterr().err
+    rc = main(["train-reward", f"out={out}"])
+    assert rc == 2 and "train-reward needs data=..." in capsys.readouterr().err

@@ -157,3 +157,26 @@ def test_frame_cache_budget_changes_where_frames_come_from_not_the_batches(store
     a, b = held.batch(idx, np.random.default_rng(3)), reread.batch(idx, np.random.default_rng(3))
     torch.testing.assert_close(a["images"]["front"], b["images"]["front"])
     torch.testing.assert_close(a["goal_image"], b["goal_image"])
+
+
+def test_the_shared_loop_alone_logs_checkpoints_keeps_latest_weights_at_decay_zero_and_refuses_nan(tmp_path):
+    """robot_stack.training.fit, as the reward classifier uses it: a model that is not a Policy, no validation."""
+    from robot_stack.training import EMA, fit
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, 0.0)                          # decay 0: the EMA copy is the latest weights (the classifier's default)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    cfg = OmegaConf.create({"out": str(tmp_path), "steps": 4, "log_every": 2, "val_every": 2, "save_every": 3,
+                            "keep_every": 2, "max_minutes": None, "progress": False})
+    x, saved = torch.randn(8, 2), []
+    step, history = fit(cfg, model, ema, opt, lambda: (model(x).pow(2).mean(), {"n": 8}), lr=lambda s: 0.1 / (1 + s),
+                        save=lambda path, s: saved.append((path.name, s)), title="toy", desc="toy")
+    assert step == 4 and [(h["step"], h["lr"], h["n"]) for h in history] == [(2, 0.05, 8.0), (4, 0.025, 8.0)]
+    assert saved == [("checkpoint_step000002", 2), ("checkpoint", 3), ("checkpoint", 4)]
+    assert json.loads((tmp_path / "train_state.json").read_text())["step"] == 4 and (tmp_path / "loss.png").is_file()
+    for e, p in zip(ema.model.parameters(), model.parameters()):
+        torch.testing.assert_close(e, p)
+    cfg.steps = 10
+    with pytest.raises(FloatingPointError, match="loss became nan at step 4"):
+        fit(cfg, model, ema, opt, lambda: (model(x).sum() * float("nan"), {}), lr=lambda s: 0.1,
+            save=lambda path, s: None, title="toy", desc="toy", start=(step, history))
