@@ -199,6 +199,12 @@ class Policy(torch.nn.Module):
         self._history.clear()
         self._on_reset(task)
 
+    def update_task(self, task: Task) -> None:
+        """A task input changed mid-episode (a new instruction, goal or sketch arrived while the arm moves). The
+        default starts over as reset() does; a method that switches tasks mid-execution (SwitchVLA) keeps its
+        history and reads the change instead."""
+        self.reset(task)
+
     @torch.no_grad()
     def act(self, obs: Observation) -> ActionChunk:
         """An action chunk for the newest observation; step k holds from obs.stamp + k * policy_dt."""

@@ -102,6 +102,11 @@ class ConditioningKind:
     def topics(self) -> list[TaskTopic]:
         return []
 
+    def on_update(self, fields: dict, update: dict) -> dict:
+        """More field changes when any kind's topic changes `fields` by `update` (both before the update applies):
+        e.g. a switch kind records the instruction being replaced as the previous one."""
+        return {}
+
     def on_episode_start(self, fields: dict, images: dict[str, np.ndarray], goal_camera: str) -> dict:
         """Fields the server fills from the first frames of an episode (e.g. GRIF's start image)."""
         return {}

@@ -104,7 +104,8 @@ class PolicyServer(Node):
         self.gripper: float | None = None
         self.enabled = False
         self._episode_start: float | None = None     # enabled, waiting for frames captured after this time
-        self._task_dirty = False
+        self._reset_needed = False                   # a new episode or policy: the policy starts over
+        self._task_changed = False                   # a task input changed mid-episode: policy.update_task()
         self._episode_fields: dict = {}              # what the kinds took from the episode's first frames
         self.errors = 0
         self.last_error = ""
@@ -240,7 +241,7 @@ class PolicyServer(Node):
         with self._lock:
             if "policy" in changes:
                 self.active = changes["policy"]
-                self._task_dirty = True
+                self._reset_needed = True
             if "rate" in changes:
                 self.rate = changes["rate"]
             if "execute_steps" in changes:
@@ -281,7 +282,7 @@ class PolicyServer(Node):
             if any(c not in self.images for c in cams) or self.pose is None or self.gripper is None:
                 return
             fields, changed = self.task_inputs.take()
-            self._task_dirty |= changed
+            self._task_changed |= changed
             frames = {c: self.images[c] for c in cams}
             stamps = [s for s, _ in frames.values()]
             if min(stamps) <= self._last_frames:
@@ -292,7 +293,7 @@ class PolicyServer(Node):
             self._last_frames = max(stamps)
             decide = min(stamps) - self._last_stamp >= period - 0.2 / self.rate
             if not decide:                      # at most one decision per `execute_steps` chunk steps
-                if self._episode_start is not None or self._task_dirty or policy.task is None:
+                if self._episode_start is not None or self._reset_needed or self._task_changed or policy.task is None:
                     return
                 between = self._observation(frames, stamps)     # the frames between decisions: history only
             else:
@@ -305,9 +306,10 @@ class PolicyServer(Node):
                     for kind in kinds().values():
                         self._episode_fields.update(kind.on_episode_start({}, images, spec.goal_camera))
                     self._episode_start = None
-                    self._task_dirty = True
+                    self._reset_needed = True
                 obs = self._observation(frames, stamps)
-                dirty, self._task_dirty = self._task_dirty, False
+                reset, changed = self._reset_needed or policy.task is None, self._task_changed
+                self._reset_needed = self._task_changed = False
                 task = self._task(fields)
         if not decide:
             try:
@@ -316,15 +318,17 @@ class PolicyServer(Node):
                 self._error(str(exc))
             return
         try:
-            if dirty or policy.task is None:
+            if reset:
                 policy.reset(task)
+            elif changed:
+                policy.update_task(task)
             self.obs_age_ms.append(1000 * (self.now() - obs.stamp))
             t0 = time.perf_counter()
             chunk = policy.act(obs)
             self.act_ms.append(1000 * (time.perf_counter() - t0))
         except PolicyError as exc:
             with self._lock:
-                self._task_dirty = True          # retry the reset once the input is fixed
+                self._reset_needed = True        # retry the reset once the input is fixed
             return self._error(str(exc))
         self.pub_chunk.publish(convert.chunk_msg(chunk, stamp=obs.stamp))
         self.published += 1

@@ -44,7 +44,10 @@ class TaskInputs:
         except (ConditioningError, ValueError) as exc:
             return self.on_error(f"{topic.topic}: {exc}")
         with self._lock:
-            self.fields.update(update)
+            extra = {}
+            for kind in kinds().values():
+                extra.update(kind.on_update(dict(self.fields), update))
+            self.fields.update({**update, **extra})
             self.dirty = True
 
     def take(self) -> tuple[dict, bool]:

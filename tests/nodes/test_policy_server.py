@@ -252,3 +252,21 @@ def test_task_inputs_beyond_the_limits_are_refused_and_memory_stays_flat(graph):
     assert g["server"].task_inputs.take()[0] == {"instruction": "go"}             # the last good task stands
     assert "at most 1000 are accepted" in g["server"].last_error or "pixels a side" in g["server"].last_error
     assert rss_mb() - rss < 20                    # 100 x 3.6 MB (or 100 kB of text) passed through; none was kept
+
+
+def test_a_task_input_changed_mid_episode_goes_to_update_task_not_to_a_new_episode(graph):
+    """The server tells the policy a task changed while the arm moves (policy.update_task), which a task-switching
+    method answers without starting over; a new episode (enable) is a reset."""
+    g = graph
+    policy = g["server"].policies["toy"]
+    resets, updates = [], []
+    reset, update = policy.reset, policy.update_task
+    policy.reset = lambda task: (resets.append(task.instruction), reset(task))[1]
+    policy.update_task = lambda task: (updates.append(task.instruction), update(task))[1]
+    g["text"].publish(String(data="go"))
+    enable(g)
+    pump(g, 20.0, until=lambda: len(g["chunks"]) > 1)
+    assert resets == ["go"] and updates == []
+    g["text"].publish(String(data="no, the other one"))
+    pump(g, 20.0, until=lambda: updates == ["no, the other one"])
+    assert resets == ["go", "no, the other one"]       # through update_task, whose default starts over
