@@ -113,8 +113,8 @@ def test_a_reward_classifier_replaces_the_task_reward_and_ends_episodes(tmp_path
     from robot_stack.learner.loop import learned_reward, make_learning_env
     from robot_stack.learner.reward_classifier import RewardClassifier, RewardClassifierConfig
 
-    RewardClassifier(RewardClassifierConfig(cameras=("front",), image_size=32, threshold=threshold,
-                                            steps=1)).save(tmp_path / "clf")
+    RewardClassifier(RewardClassifierConfig(cameras=("front",), image_size=32, threshold=threshold)).save(
+        tmp_path / "clf")
     cfg = load_config("learn", [f"reward_classifier={tmp_path / 'clf'}", "obs.image_size=32"])
     assert learned_reward(cfg)[1] == ("front",)          # what the env renders, on either backend: the classifier's camera
     env = make_learning_env(cfg)
