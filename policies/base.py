@@ -27,7 +27,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from robot_stack.policies import actions as act_space
 from robot_stack.policies.errors import BadObservation, CheckpointMismatch, MissingConditioning, UnknownPolicy
@@ -276,14 +275,10 @@ class Policy(torch.nn.Module):
 
     # --- checkpoints --------------------------------------------------------------------------
     def save(self, path: str | Path, extra: dict | None = None) -> Path:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(path / "model.safetensors"))
+        from robot_stack.training import write_checkpoint
         doc = {"format": FORMAT_VERSION, "policy": self.name, "config": asdict(self.config), "stats": self.stats,
                **(extra or {})}
-        (path / "config.json").write_text(json.dumps(doc, indent=1))
-        return path
+        return write_checkpoint(path, self, doc)
 
     @classmethod
     def from_config(cls, config: dict, stats: dict | None = None) -> "Policy":
@@ -319,23 +314,12 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def load_policy(path: str | Path, device: str = "cpu") -> Policy:
     """A checkpoint directory -> the policy it holds (any registered method), in eval mode."""
-    from safetensors import SafetensorError
+    from robot_stack.training import load_weights
 
     path = Path(path)
     doc = read_checkpoint(path)
     policy = policy_class(str(doc.get("policy"))).from_config(doc.get("config", {}), doc.get("stats"))
-    try:
-        state = load_file(str(path / "model.safetensors"))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointMismatch(f"{path / 'model.safetensors'}: unreadable weights ({exc})") from exc
-    own = policy.state_dict()
-    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if not wrong:
-        policy.load_state_dict(state, strict=False)
-    if missing or unexpected or wrong:
-        raise CheckpointMismatch(f"{path}: weights do not match the config of {doc['policy']!r}: missing {missing[:5]}, "
-                                 f"unexpected {unexpected[:5]}, wrong shapes {wrong[:5]}")
+    load_weights(policy, path / "model.safetensors", CheckpointMismatch)
     return policy.to(device).eval()
 
 
@@ -353,7 +337,6 @@ def set_deploy(path: str | Path, values: dict) -> dict:
     checked = config_from_dict(cls.Config, config, f"{path}")
     doc["config"] = asdict(checked)
     doc.pop("module", None)
-    tmp = path / "config.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(path / "config.json")
+    from robot_stack.training import write_json
+    write_json(path / "config.json", doc)
     return {k: getattr(checked, k) for k in allowed}

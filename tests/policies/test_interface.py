@@ -28,14 +28,14 @@ def test_task_provides_only_complete_conditioning():
     assert Task(start_image=img).provides() == {"none"}                  # a start image alone is not a goal
     assert Task(instruction="").provides() == {"none"}                   # nor is empty text
     assert Task(instruction="a", goal_image=img).provides() == {"none", "goal_image", "instruction"}
-    with pytest.raises(TypeError, match="no field 'sketch'"):            # fields come from registered kinds only
-        Task(sketch=img)
+    with pytest.raises(TypeError, match="no field 'doodle'"):            # fields come from registered kinds only
+        Task(doodle=img)
 
 
 def test_reset_refuses_missing_conditioning_and_act_needs_a_task():
     p = toy()
     with pytest.raises(MissingConditioning, match="needs one of"):
-        p.reset(Task(start_image=np.zeros((32, 32, 3), np.uint8)))
+        p.reset(Task(sketch=np.zeros((32, 32, 3), np.uint8)))
     with pytest.raises(MissingConditioning, match="no task"):
         p.act(obs())
 
