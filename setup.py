@@ -47,7 +47,8 @@ setup(
         "opencv-python-headless>=4.8",   # anti-aliased drawing of trajectory sketches (RT-Trajectory)
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100"],
+        # websocket-client: tests drive `robot-stack sketch draw`'s page in headless Chromium over DevTools
+        "test": ["pytest>=8", "hypothesis>=6.100", "websocket-client>=1.6"],
         # ROS 2 Kilted from PyPI, for machines with no sourced ROS 2 (scripts/setup.sh decides).
         "ros": ["ros-rclpy", "ros-rmw-fastrtps-cpp", "ros-std-msgs", "ros-sensor-msgs", "ros-geometry-msgs",
                 "ros-trajectory-msgs", "ros-std-srvs", "ros-diagnostic-msgs", "ros-builtin-interfaces"],
