@@ -86,15 +86,19 @@ def _checkpoint(args: argparse.Namespace) -> int:
             values[key] = _parse_value(value)
         print(json.dumps(set_deploy(args.path, values)))
         return 0
+    from robot_stack.policies import discover
+    from robot_stack.policies.base import DEPLOY_KEYS
+
     doc = read_checkpoint(args.path)
-    from robot_stack.policies.base import DEPLOY_KEYS, policy_class
-    cls = policy_class(str(doc["policy"]))
     config = doc.get("config", {})
-    defaults = cls.Config()
-    print(json.dumps({"policy": doc["policy"], "conditioning": sorted(cls.conditioning),
-                      "deploy": {k: config.get(k, getattr(defaults, k)) for k in (*DEPLOY_KEYS, *cls.deploy_keys)},
-                      "config": config, "manifest": {k: v for k, v in doc.get("manifest", {}).items() if k != "config"}},
-                     indent=1))
+    shown = {"policy": doc.get("policy"), "config": config,
+             "manifest": {k: v for k, v in doc.get("manifest", {}).items() if k != "config"}}
+    cls = discover().get(str(doc.get("policy")))
+    if cls is not None:                 # a policy (not, e.g., a reward classifier): how it is deployed
+        defaults = cls.Config()
+        shown["conditioning"] = sorted(cls.conditioning)
+        shown["deploy"] = {k: config.get(k, getattr(defaults, k)) for k in (*DEPLOY_KEYS, *cls.deploy_keys)}
+    print(json.dumps(shown, indent=1))
     return 0
 
 
