@@ -44,9 +44,18 @@ class ReachFilter:
     POSTURE_GAIN = 2.0       # 1/s: how fast the redundancy drifts toward the preferred posture
     POSTURE_INSET = 0.3      # rad: the preferred posture keeps this far inside the range where it can
     PULL_IN_SPEED = 0.2      # rad/s: a reference outside its range (a start inside a margin) comes back at this rate
+    INSET_TIME = 0.05        # s: integral time of the bound's correction for a measured joint inside its margin
+    INSET_RELAX = 0.05       # rad/s: the correction's return once the measured joint is out of the margin
+    MAX_INSET = 0.2          # rad
 
-    def __init__(self, scene, q_lo, q_hi, dq_max, dt: float, elbow: int | None = None, elbow_clearance: float = 0.15):
+    def __init__(self, scene, q_lo, q_hi, dq_max, dt: float, elbow: int | None = None, elbow_clearance: float = 0.15,
+                 clearance: float = 0.0):
+        """`clearance`: how far inside the margins `q_lo`/`q_hi` are; a measured joint further out than that (inside
+        its margin: the arm took another configuration for the same pose) draws the reference's bound in."""
         self.scene = scene
+        self.clearance = clearance
+        self._inset_lo = np.zeros(len(q_lo))
+        self._inset_hi = np.zeros(len(q_hi))
         self._range = (np.array(q_lo, dtype=float), np.array(q_hi, dtype=float))
         if np.any(self._range[0] >= self._range[1]):
             raise ValueError(f"joint margins leave no range: low {self._range[0].tolist()} high {self._range[1].tolist()}")
@@ -135,6 +144,23 @@ class ReachFilter:
         self._offset_quat = tf.normalize(tf.quat_mul(quat, tf.quat_conj(model_quat)))
         return np.array(pos, dtype=float), tf.normalize(quat)
 
+    def _bounds(self, q_measured) -> tuple[np.ndarray, np.ndarray]:
+        """The reference's range this period: drawn in, joint by joint, while the measured joint is inside its margin
+        (an integral correction, as the set point box's for the TCP), so the reference and the arm after it back
+        out; it relaxes at INSET_RELAX once the joint is out."""
+        q_measured = np.asarray(q_measured, dtype=float)
+        over_lo = np.maximum(self._range[0] - self.clearance - q_measured, 0.0)
+        over_hi = np.maximum(q_measured - self._range[1] - self.clearance, 0.0)
+        if not (over_lo.any() or over_hi.any() or self._inset_lo.any() or self._inset_hi.any()):
+            return self.lo, self.hi            # the common case, every period
+        gain, relax = self.dt / self.INSET_TIME, self.INSET_RELAX * self.dt
+        self._inset_lo = np.where(over_lo > 0, np.minimum(self._inset_lo + gain * over_lo, self.MAX_INSET),
+                                  np.maximum(self._inset_lo - relax, 0.0))
+        self._inset_hi = np.where(over_hi > 0, np.minimum(self._inset_hi + gain * over_hi, self.MAX_INSET),
+                                  np.maximum(self._inset_hi - relax, 0.0))
+        mid = (self.lo + self.hi) / 2
+        return np.minimum(self.lo + self._inset_lo, mid), np.maximum(self.hi - self._inset_hi, mid)
+
     def step(self, pos, quat, q_measured) -> tuple[np.ndarray, np.ndarray]:
         q = self.q
         cur_pos, cur_quat = self._kinematics(q)
@@ -145,8 +171,9 @@ class ReachFilter:
         # Bounds for this period: the shrunk range, except that a reference already outside it (seeded from a
         # measured configuration inside a margin) is not thrown back at once but brought in at PULL_IN_SPEED.
         pull = self.PULL_IN_SPEED * self.dt
-        lo = np.minimum(self.lo, q + pull)
-        hi = np.maximum(self.hi, q - pull)
+        lo_bound, hi_bound = self._bounds(q_measured)
+        lo = np.minimum(lo_bound, q + pull)
+        hi = np.maximum(hi_bound, q - pull)
         drift = self.POSTURE_GAIN * self.dt * (np.clip(q_measured, self._post_lo, self._post_hi) - q)
         dq = np.zeros_like(q)
         free = np.ones(len(q), dtype=bool)

@@ -82,7 +82,7 @@ class ArmNode(Node):
         self.reach = ReachFilter(self.kinematics, self.safety.q_min + keep, self.safety.q_max - keep,
                                  np.array(self.spec.dq_max) * 0.5, self.dt,
                                  elbow=limits.elbow_joint if limits.elbow_joint >= 0 else None,
-                                 elbow_clearance=limits.elbow_clearance)
+                                 elbow_clearance=limits.elbow_clearance, clearance=REFERENCE_CLEARANCE)
         self.joint_names = [f"{self.spec.name}_joint{i + 1}" for i in range(self.spec.dof)]
 
         self.driver = driver or make_arm_driver(self.cfg, clock=self.now)

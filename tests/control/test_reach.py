@@ -95,3 +95,21 @@ def test_seeding_keeps_the_measured_pose_when_the_model_differs():
     np.testing.assert_allclose(pos, measured)
     out, _ = f.step(measured, quat, q)
     np.testing.assert_allclose(out, measured, atol=1e-6)           # holding there does not move the set point
+
+
+def test_a_measured_joint_inside_its_margin_draws_the_reference_out():
+    scene = Scene("panda")
+    spec = scene.spec
+    f = ReachFilter(scene, np.array(spec.q_min) + MARGIN, np.array(spec.q_max) - MARGIN, np.array(spec.dq_max) * 0.5,
+                    1.0 / spec.control_hz, elbow=3, clearance=0.03)
+    q = np.array(spec.q_home)
+    q[0] = f.hi[0]                                       # the reference at its bound
+    pos, quat = f.reset(q)
+    measured = f.q.copy()
+    measured[0] = spec.q_max[0] - 0.04                   # the arm 0.01 rad inside its 0.05 rad margin
+    for _ in range(200):
+        f.step(pos, quat, measured)
+    assert f.q[0] < f.hi[0] - 0.01                       # the reference backs out, the arm would follow
+    for _ in range(5000):                                # the arm back where the reference is: the correction relaxes
+        f.step(pos, quat, f.q)
+    assert not f._inset_hi.any()
