@@ -319,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", metavar="FILE")
     replay.set_defaults(func=_replay)
 
+    sketch = sub.add_parser("sketch", help="RT-Trajectory sketches").add_subparsers(dest="sketch_command", required=True)
+    draw = sketch.add_parser("draw", help="draw a sketch on the twin's front image in a local web page (127.0.0.1); "
+                                          "writes FILE.png and its 3D waypoints FILE.json")
+    from robot_stack.sketch_draw import add_arguments as add_sketch_draw_arguments
+    add_sketch_draw_arguments(draw)
+    draw.set_defaults(func=lambda a: __import__("robot_stack.sketch_draw", fromlist=["run"]).run(a))
+
     from robot_stack.data_cli import add_parser as add_data_parser
     add_data_parser(sub)
 
