@@ -14,10 +14,11 @@ from robot_stack.sim.tasks.lift import Lift
 from robot_stack.sim.tasks.pick_place import PickPlace, Stack
 from robot_stack.sim.tasks.place_at import PlaceAt
 from robot_stack.sim.tasks.push import Push
+from robot_stack.sim.tasks.push_around import PushAround
 from robot_stack.sim.tasks.reach import Reach
 
 _TRAINING = (Reach, Push, PickPlace, Stack, Lift, DrawerOpen, DrawerClose)
-_UNSEEN = (PlaceAt, ArcOverBowl)
+_UNSEEN = (PlaceAt, ArcOverBowl, PushAround)
 
 TRAINING_TASKS: tuple[str, ...] = tuple(t.name for t in _TRAINING)
 UNSEEN_TASKS: tuple[str, ...] = tuple(t.name for t in _UNSEEN)
