@@ -11,6 +11,7 @@ from robot_stack.sim.tasks.arc_over_bowl import ArcOverBowl
 from robot_stack.sim.tasks.base import Task
 from robot_stack.sim.tasks.drawer import DrawerClose, DrawerOpen
 from robot_stack.sim.tasks.lift import Lift
+from robot_stack.sim.tasks.out_of_bowl import OutOfBowl
 from robot_stack.sim.tasks.pick_place import PickPlace, Stack
 from robot_stack.sim.tasks.place_at import PlaceAt
 from robot_stack.sim.tasks.push import Push
@@ -18,7 +19,7 @@ from robot_stack.sim.tasks.push_around import PushAround
 from robot_stack.sim.tasks.reach import Reach
 
 _TRAINING = (Reach, Push, PickPlace, Stack, Lift, DrawerOpen, DrawerClose)
-_UNSEEN = (PlaceAt, ArcOverBowl, PushAround)
+_UNSEEN = (PlaceAt, ArcOverBowl, PushAround, OutOfBowl)
 
 TRAINING_TASKS: tuple[str, ...] = tuple(t.name for t in _TRAINING)
 UNSEEN_TASKS: tuple[str, ...] = tuple(t.name for t in _UNSEEN)

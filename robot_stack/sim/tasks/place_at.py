@@ -23,6 +23,7 @@ ZONE_DEFAULT_XY = np.array([0.55, 0.1])
 ZONE_KEEP_OUT = 0.09
 SPOT_KEEP_OUT = [(ZONE_DEFAULT_XY, ZONE_KEEP_OUT)]
 SET_DOWN_Z = BLOCK_HALF + 0.004  # TCP (= block centre) height at release: the block drops 4 mm at most
+PART_OPEN = 0.03                 # per-finger opening (m) for a grasp inside the bowl: 1 cm each side of a block
 
 
 def spot_distance(scene: Scene, color: str) -> float:
@@ -56,10 +57,19 @@ def over_spot(z: float, quat: np.ndarray, color: str) -> Callable[[Scene], tuple
 
 def carry_to_spot(scene: Scene, color: str, policy_dt: float,
                   via: Callable[[np.ndarray, np.ndarray], list[Waypoint]] = lambda xy, quat: []) -> WaypointExpert:
-    """Grasp the block, lift it, follow `via` (waypoints built from the block's xy and the grasp quat), come
+    """Grasp the block where it lies, lift it, follow `via` (waypoints built from the block's xy and the grasp quat), come
     down over the spot, set the block on the table and let go, then rise clear."""
     grasp, quat, xy = grasp_waypoints(scene, color)
     carry = 0.12
+    # grasp_waypoints closes at a block on the table; a block resting higher (on the bowl's floor) is
+    # grasped at its own centre instead, and with the fingers only partly open: fully open, the UR5e's
+    # reach 5.5 cm from the block's centre and came down on the bowl's wall (6.4 cm from its centre)
+    z = max(float(scene.block_pos(color)[2]), BLOCK_HALF)
+    if z > BLOCK_HALF + 0.002:
+        part_open = 1.0 - PART_OPEN / scene.spec.gripper.max_opening
+        grasp = [Waypoint(at(xy, 0.10, quat), part_open, tol=0.01),
+                 Waypoint(at(xy, z, quat), part_open, speed=0.15, tol=0.006),
+                 Waypoint(at(xy, z, quat), 1.0, settle=5, tol=0.02)]
     return WaypointExpert([
         *grasp,
         Waypoint(at(xy, carry, quat), 1.0, speed=0.2, tol=0.02),
