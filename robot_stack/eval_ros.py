@@ -30,7 +30,7 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], co
     from robot_stack.bringup_demo import Viewer
     from robot_stack.evaluate import episode_task
     from robot_stack.nodes.expert_commander import ExpertCommander
-    from robot_stack.policies.conditioning import EpisodeContext
+    from robot_stack.policies.conditioning import NONE, EpisodeContext, get_kind
     from robot_stack.ros.task_topics import task_publishers
 
     size = policy.data_spec().image_size
@@ -74,16 +74,23 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], co
             frames, success, touched, steps = [], False, False, 0
             gripper, manipulated = monitor.scene.gripper_geoms, monitor.task.manipulated_geoms(monitor.scene)
             start = next_tick = time.monotonic()
+            kind, phase = (get_kind(conditioning) if conditioning != NONE else None), "pre_contact"
             for steps in range(1, monitor.task.max_steps + 1):
                 next_tick += monitor.dt
                 time.sleep(max(0.0, next_tick - time.monotonic()))
                 if video and viewer.frame() is not None:
                     frames.append(viewer.frame())
                 monitor._mirror()
-                touched |= monitor.scene.touching(gripper, manipulated)
+                touching = monitor.scene.touching(gripper, manipulated)
+                touched |= touching
+                phase = "in_contact" if touching else ("post_contact" if phase == "in_contact" else phase)
                 if monitor.task.success(monitor.scene):
                     success = True
                     break
+                change = kind.during_episode(ctx, steps, {"contact_phase": phase, "success": False}) if kind else None
+                if change:                               # the task changes while the arm moves (a switch)
+                    episode = episode.replace(**change)
+                    publish_task(episode, monitor.now())
             set_enabled(False)
             if video and frames:
                 write_mp4(Path(video) / f"{policy.name}_{task}_seed{seed}_ros.mp4", frames, fps=10)

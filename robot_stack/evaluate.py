@@ -106,11 +106,16 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
             policy.reset(episode)
             actor = chunk_actor(policy, env, cams, execute_steps, chunk_blend)
         frames, success, touched, t0 = [], False, False, time.perf_counter()
-        for _ in range(env.task.max_steps):
+        kind = get_kind(conditioning) if policy is not None and conditioning != NONE else None
+        for step in range(env.task.max_steps):
             if video:
                 frames.append(np.concatenate([obs[c] for c in cams], axis=1))
             obs, _, terminated, truncated, info = env.step(actor(obs))
             touched |= info["contact_phase"] != "pre_contact"
+            change = kind.during_episode(ctx, step + 1, info) if kind is not None else None
+            if change:                                   # the task changes while the arm moves (a switch)
+                episode = episode.replace(**change)
+                policy.update_task(episode)
             if info["success"]:
                 success = True
                 break

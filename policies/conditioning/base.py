@@ -108,8 +108,14 @@ class ConditioningKind:
         return {}
 
     def on_episode_start(self, fields: dict, images: dict[str, np.ndarray], goal_camera: str) -> dict:
-        """Fields the server fills from the first frames of an episode (e.g. GRIF's start image)."""
+        """Field changes at the start of an episode on the graph, from its first frames (GRIF's start image) or
+        resetting what an earlier episode left (a switch kind's previous instruction); None clears a field."""
         return {}
+
+    def during_episode(self, ctx: "EpisodeContext", step: int, info: dict) -> dict | None:
+        """`robot-stack eval`, after each step: field changes to make mid-episode (a task switch), or None.
+        `info` has the step's `contact_phase` and `success`."""
+        return None
 
     # --- robot-stack eval -----------------------------------------------------------------------
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:

@@ -106,7 +106,6 @@ class PolicyServer(Node):
         self._episode_start: float | None = None     # enabled, waiting for frames captured after this time
         self._reset_needed = False                   # a new episode or policy: the policy starts over
         self._task_changed = False                   # a task input changed mid-episode: policy.update_task()
-        self._episode_fields: dict = {}              # what the kinds took from the episode's first frames
         self.errors = 0
         self.last_error = ""
         self.published = 0
@@ -258,7 +257,7 @@ class PolicyServer(Node):
 
     # --- the decision -------------------------------------------------------------------------
     def _task(self, fields: dict) -> Task:
-        return Task(**{**fields, **self._episode_fields})
+        return Task(**fields)
 
     def _tick(self) -> None:
         """Decide when every camera the policy reads has a frame of one capture instant newer than the last
@@ -302,9 +301,7 @@ class PolicyServer(Node):
                     if min(stamps) < self._episode_start:
                         return                  # wait for frames captured after the episode started
                     images = {c: im for c, (_, im) in frames.items()}
-                    self._episode_fields = {}
-                    for kind in kinds().values():
-                        self._episode_fields.update(kind.on_episode_start({}, images, spec.goal_camera))
+                    fields = self.task_inputs.start_episode(images, spec.goal_camera)
                     self._episode_start = None
                     self._reset_needed = True
                 obs = self._observation(frames, stamps)

@@ -50,6 +50,17 @@ class TaskInputs:
             self.fields.update({**update, **extra})
             self.dirty = True
 
+    def start_episode(self, images: dict, goal_camera: str) -> dict:
+        """A new episode: what each kind takes from its first frames (GRIF's start image) or resets joins the
+        fields, which hold until the next episode or topic update; returns the fields now set."""
+        with self._lock:
+            update = {}
+            for kind in kinds().values():
+                update.update(kind.on_episode_start(dict(self.fields), images, goal_camera))
+            self.fields.update(update)
+            self.dirty = False
+            return {k: v for k, v in self.fields.items() if v is not None}
+
     def take(self) -> tuple[dict, bool]:
         """The fields set now (None dropped) and whether they changed since the last take."""
         with self._lock:
