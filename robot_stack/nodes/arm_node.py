@@ -145,6 +145,10 @@ class ArmNode(Node):
         self._chunk_executor.add_node(self._chunk_node)
         self.create_subscription(Float64, "arm/gripper_cmd", self._on_gripper, qos.RELIABLE)
         self.create_service(Trigger, "arm/stop", self._srv_stop)
+        # Releasing the e-stop, homing and enabling move the arm: behind a lock when `protected_services` is set
+        # (nodes/service_lock.py: an unlock parameter carries the token); arm/stop is never locked.
+        from robot_stack.nodes.service_lock import ServiceLock
+        self._service_lock = ServiceLock(self)
         self.create_service(Trigger, "arm/recover", self._srv_recover)
         self.create_service(Trigger, "arm/home", self._srv_home)
         self.create_service(SetBool, "arm/enable", self._srv_enable)
@@ -273,6 +277,8 @@ class ArmNode(Node):
         return response
 
     def _srv_recover(self, request, response):
+        if not self._service_lock.allow("arm/recover", response):
+            return response
         try:
             self.driver.recover()
         except DriverError as exc:
@@ -287,6 +293,8 @@ class ArmNode(Node):
         return response
 
     def _srv_home(self, request, response):
+        if not self._service_lock.allow("arm/home", response):
+            return response
         with self._lock:
             if self._estop:
                 response.success, response.message = False, "e-stop latched"
@@ -297,6 +305,9 @@ class ArmNode(Node):
         return response
 
     def _srv_enable(self, request, response):
+        # Disabling holds the arm, as arm/stop does: never locked; enabling lets it move again.
+        if request.data and not self._service_lock.allow("arm/enable", response):
+            return response
         with self._lock:
             self._enabled = bool(request.data)
             self._target, self._chunk = None, None
@@ -532,7 +543,8 @@ class ArmNode(Node):
         values = {**{k: f"{v:.3f}" for k, v in stats.items()}, "command_age_s": f"{self.command_age:.3f}",
                   "mode": self.mode, "estop": str(self._estop), "enabled": str(self._enabled),
                   "max_tcp_excursion_mm": f"{1000 * self.safety.max_excursion:.1f}",
-                  **{f"safety.{k}": str(v) for k, v in self.safety.events.counts.items()},
+                  # a copy taken in one C call: the control and chunk threads add event kinds meanwhile
+                  **{f"safety.{k}": str(v) for k, v in list(self.safety.events.counts.items())},
                   "last_safety_event": self.safety.events.last}
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: arm", hardware_id=self.spec.name,
                                   message=message, values=[KeyValue(key=k, value=v) for k, v in values.items()])
