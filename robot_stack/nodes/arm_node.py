@@ -418,6 +418,9 @@ class ArmNode(Node):
         elif chunk is not None:
             t = self.now()
             pos, quat, gripper = chunk_target_at(chunk, t)
+            # The chunk's gripper command is the gripper command until another comes: a hold that follows (the
+            # watchdog, an e-stop) keeps the grasp instead of going back to an older arm/gripper_cmd.
+            self._gripper = gripper
             self.pose_interp.reset(*self.setpoint)
             self.pose_interp.set_goal(pos, quat, self.dt)
             self.mode = "chunk"

@@ -196,7 +196,10 @@ def test_the_arm_holds_once_a_chunks_last_step_is_a_watchdog_period_past(ros):
     pos, quat = client.pose()
     times = client.now() + np.linspace(0.05, 0.4, 8)
     offsets = np.outer(np.linspace(0.0, 1.0, 8), [0.0, 0.25, 0.0])    # 0.62 m/s asked: the arm lags behind the plan
-    client.chunk.publish(chunk_msg(client, offsets, times, quat, pos))
+    msg = chunk_msg(client, offsets, times, quat, pos)
+    for point in msg.points:
+        point.transforms[1].translation.x = 1.0                         # the chunk closes the gripper
+    client.chunk.publish(msg)
     wait_for(lambda: node.mode == "chunk", what="the chunk played")
     wait_for(lambda: node.mode == "hold" and node.safety.events.counts.get("watchdog_hold", 0) >= 1,
              what="a watchdog hold after the chunk's end")
@@ -207,6 +210,7 @@ def test_the_arm_holds_once_a_chunks_last_step_is_a_watchdog_period_past(ros):
     assert np.array_equal(node.setpoint[0], held)                       # the set point did not move again
     assert np.abs(client.joints[-1].velocity).max() < 0.01
     assert np.linalg.norm(client.pose()[0] - held) < 3e-3
+    assert node.driver.arm.gripper_cmd == 1.0                           # the hold keeps the chunk's grasp
 
 
 def test_chunks_are_parsed_off_the_control_thread(ros, monkeypatch):
