@@ -1,19 +1,59 @@
 """One distribution, one import namespace: policies/, drivers/ and data/ install as robot_stack.* subpackages."""
+import os
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.develop import develop
 
 PACKAGE = "robot_stack"
 MAPPED = {"policies": "policies", "drivers": "drivers", "data": "data"}
+# Where this file really is. `colcon build --symlink-install` runs it from its build directory through a symlink,
+# with only robot_stack/ and the data files linked there, so the mapped folders are named relative to the working
+# directory from here (in the source tree that is just "policies", ...).
+SOURCE = Path(__file__).resolve().parent
+
+
+def source_path(folder: str) -> str:
+    return os.path.relpath(SOURCE / folder)
+
 
 packages = [p for p in find_packages(include=[PACKAGE, f"{PACKAGE}.*"])]
-package_dir = {PACKAGE: PACKAGE}
+# No identity entry for robot_stack itself (setuptools' default): colcon's symlink install refuses a package_dir
+# mapping whose value is also a key ("... from 'robot_stack' to 'robot_stack' which is also a key").
+package_dir = {}
 for name, folder in MAPPED.items():
-    for sub in find_packages(where=folder):
+    for sub in find_packages(where=source_path(folder)):
         packages.append(f"{PACKAGE}.{name}.{sub}")
-        package_dir[f"{PACKAGE}.{name}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
+        package_dir[f"{PACKAGE}.{name}.{sub}"] = source_path(f"{folder}/{sub.replace('.', '/')}")
     packages.append(f"{PACKAGE}.{name}")
-    package_dir[f"{PACKAGE}.{name}"] = folder
+    package_dir[f"{PACKAGE}.{name}"] = source_path(folder)
+
+
+class Develop(develop):
+    """`setup.py develop` as colcon's symlink install runs it, with the mapped folders importable.
+
+    Old-style develop only puts the build directory on the path, where colcon linked robot_stack/ alone
+    (colcon/colcon-core#272: it ignores package_dir for subpackages), so robot_stack.policies etc. would not
+    import. There, the link becomes a directory of links: each entry of the source robot_stack/, plus
+    policies/, drivers/ and data/. Files stay live; a new top-level module of robot_stack/ needs a rebuild, as a
+    new launch file does. colcon removes the directory (links only) before its next build. `pip install -e`
+    (PEP 660, a finder with the mapping) does not run this command.
+    """
+
+    def run(self):
+        super().run()
+        link = Path(PACKAGE)
+        if self.uninstall or not link.is_symlink() or Path.cwd().resolve() == SOURCE:
+            return
+        target = link.resolve()
+        link.unlink()
+        link.mkdir()
+        for entry in sorted(target.iterdir()):
+            (link / entry.name).symlink_to(entry)
+        for name, folder in MAPPED.items():
+            (link / name).symlink_to(SOURCE / folder)
+
 
 setup(
     name=PACKAGE,
@@ -22,6 +62,7 @@ setup(
     python_requires=">=3.10",
     packages=packages,
     package_dir=package_dir,
+    cmdclass={"develop": Develop},
     package_data={PACKAGE: ["sim/assets/*.xml", "conf/*.yaml", "conf/*/*.yaml", "conf/dds/*.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
@@ -48,7 +89,8 @@ setup(
     ],
     extras_require={
         # websocket-client: tests drive `robot-stack sketch draw`'s page in headless Chromium over DevTools
-        "test": ["pytest>=8", "hypothesis>=6.100", "websocket-client>=1.6"],
+        # colcon-common-extensions: tests/test_colcon.py builds the package as ament_python with the real colcon
+        "test": ["pytest>=8", "hypothesis>=6.100", "websocket-client>=1.6", "colcon-common-extensions>=0.3"],
         # ROS 2 Kilted from PyPI, for machines with no sourced ROS 2 (scripts/setup.sh decides).
         "ros": ["ros-rclpy", "ros-rmw-fastrtps-cpp", "ros-std-msgs", "ros-sensor-msgs", "ros-geometry-msgs",
                 "ros-trajectory-msgs", "ros-std-srvs", "ros-diagnostic-msgs", "ros-builtin-interfaces"],
