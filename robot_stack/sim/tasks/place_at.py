@@ -57,8 +57,8 @@ def over_spot(z: float, quat: np.ndarray, color: str) -> Callable[[Scene], tuple
 
 def carry_to_spot(scene: Scene, color: str, policy_dt: float,
                   via: Callable[[np.ndarray, np.ndarray], list[Waypoint]] = lambda xy, quat: []) -> WaypointExpert:
-    """Grasp the block where it lies, lift it, follow `via` (waypoints built from the block's xy and the grasp quat), come
-    down over the spot, set the block on the table and let go, then rise clear."""
+    """Grasp the block where it lies, lift it, follow `via` (waypoints built from the block's xy and the grasp
+    quat), come down over the spot, set the block on the table and let go, then rise clear."""
     grasp, quat, xy = grasp_waypoints(scene, color)
     carry = 0.12
     # grasp_waypoints closes at a block on the table; a block resting higher (on the bowl's floor) is

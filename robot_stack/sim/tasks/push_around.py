@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from robot_stack import transforms as tf
 from robot_stack.sim.scene import BLOCK_HALF, BLOCKS, Scene
 from robot_stack.sim.tasks.base import (ZONE_RADIUS, CrowdedRegion, Expert, Task, TaskParams, place_clutter, shaped,
                                         top_down)
@@ -80,7 +81,7 @@ class PushAround(Task):
         # The block's faces along the legs (within 6 degrees): a block turned by up to 45 degrees, as the other
         # tasks draw it, slides sideways off a straight push by 3-4 cm over a 15 cm leg, into the bowl's way.
         yaw = rng.uniform(-0.1, 0.1)
-        scene.set_free_body(f"{color}_block", [*block_xy, BLOCK_HALF], np.array([0, 0, np.sin(yaw / 2), np.cos(yaw / 2)]))
+        scene.set_free_body(f"{color}_block", [*block_xy, BLOCK_HALF], tf.axis_angle_to_quat([0.0, 0.0, yaw]))
         scene.set_free_body("bowl", [bowl_xy[0], bowl_xy[1], 0.0])
         scene.set_target_zone([zone_xy[0], zone_xy[1], 0.0])
         self.params = TaskParams(object=f"{color} block", color=color, target="yellow circle",
