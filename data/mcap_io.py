@@ -21,7 +21,8 @@ its capture stamp. Topics and types are the stack's own (see recorder_node, came
 Episodes that overlap in time (the expert's start at 0 s) are laid end to end, 1 s apart; MCAP metadata
 records (``robot_stack.episode``: time range, shift, the episode's metadata) let import restore them exactly.
 Import also takes a bag as `ros2 bag record` writes it from the graph (arm/target_pose + arm/gripper_cmd as
-the recorder reads actions, or arm/action_chunk's first point): one episode per file, or per given time range.
+the recorder reads actions, or arm/action_chunk's first point). Its episodes: the given time ranges, else the
+recorder's service calls (recorded with --include-services), else its status topic, else one per file.
 """
 from __future__ import annotations
 
@@ -349,8 +350,88 @@ def _decode_image(msg, compressed: bool, path: Path, topic: str) -> np.ndarray:
     return img[..., ::-1] if msg.encoding == "bgr8" else img
 
 
+RECORDER_SERVICES = ("start", "stop", "success", "fail", "discard")
+_WANTED = ("/joint_states", "/arm/ee_pose", "/arm/target_pose", "/arm/wrench", "/arm/gripper", "/arm/gripper_cmd",
+           "/arm/action_chunk", "/teleop/intervention", "/task/instruction", "/recorder/status")
+
+
+def _wanted(topic: str) -> bool:
+    return (topic in _WANTED or topic.startswith(STREAM_TOPIC) or topic.endswith("/color/image_raw")
+            or topic.endswith("/color/image_raw/compressed") or topic.endswith("/color/camera_info"))
+
+
+def _trigger_event(data: bytes) -> tuple[int, bytes, int, bool | None] | None:
+    """(event_type, client_gid, sequence_number, response success or None) of a std_srvs/srv/Trigger_Event in
+    CDR, as rosbag2 records service events (`ros2 bag record --include-services`); None if it does not parse.
+    Read by hand: mcap-ros2-support refuses the type name ('Trigger_Event' has an underscore)."""
+    import struct
+    try:
+        if data[:2] not in (b"\x00\x01", b"\x00\x00"):
+            return None
+        fmt = "<" if data[1] == 1 else ">"
+        b = data[4:]
+        event_type = b[0]
+        gid = bytes(b[12:28])
+        seq = struct.unpack_from(fmt + "q", b, 32)[0]
+        n_req = struct.unpack_from(fmt + "I", b, 40)[0]
+        pos = 44 + n_req                       # uint8 structure_needs_at_least_one_member per request
+        pos = (pos + 3) & ~3
+        n_resp = struct.unpack_from(fmt + "I", b, pos)[0]
+        success = bool(b[pos + 4]) if n_resp else None
+        return event_type, gid, seq, success
+    except (IndexError, struct.error):
+        return None
+
+
+def _recorder_episodes(calls: list[tuple[int, str, bytes]], status: list[tuple[int, bool]]) -> list[tuple]:
+    """Episodes (start_ns, end_ns, success) from the recorder's service calls, else its status transitions.
+
+    One call = the events of one (client, sequence number) on a service's event topic (or events less than
+    0.5 s apart where they do not parse); refused calls (response success false: "already recording", "not
+    recording") do nothing. start opens an episode, stop/success/fail close it (success None/True/False),
+    discard drops it; an episode still open at the end of the bag was never committed and is left out."""
+    grouped: dict[tuple, dict] = {}
+    last_seen: dict[str, tuple] = {}
+    for log, service, data in sorted(calls, key=lambda c: c[0]):
+        ev = _trigger_event(data)
+        if ev is not None:
+            key = (service, ev[1], ev[2])
+        else:
+            prev = last_seen.get(service)
+            key = prev if prev is not None and log - grouped[prev]["last"] < 500_000_000 else (service, log)
+        call = grouped.setdefault(key, {"service": service, "t": log, "last": log, "ok": None})
+        call["last"] = log
+        last_seen[service] = key
+        if ev is not None and ev[3] is not None:
+            call["ok"] = ev[3]
+    episodes, open_at = [], None
+    if grouped:
+        for call in sorted(grouped.values(), key=lambda c: c["t"]):
+            if call["ok"] is False:
+                continue
+            if call["service"] == "start":
+                open_at = call["t"] if open_at is None else open_at
+            elif call["service"] == "discard":
+                open_at = None
+            elif open_at is not None:
+                episodes.append((open_at, call["t"], {"success": True, "fail": False}.get(call["service"])))
+                open_at = None
+        return episodes
+    recording = False
+    for log, now in sorted(status):
+        if now and not recording:
+            open_at = log
+        elif recording and not now and open_at is not None:
+            episodes.append((open_at, log, None))
+        recording = now
+    return episodes
+
+
 def _read_bag(path: Path, namespace: str):
-    """Every message of a bag decoded: [(stream, value, capture_ns, log_ns)], instructions, camera infos, metadata."""
+    """The stack's topics of a bag decoded: [(stream, value, capture_ns, log_ns)], instructions, camera infos,
+    metadata records, and the recorder's episodes where its services or status were recorded.
+
+    Only the topics read are decoded: a bag may hold others whose types mcap-ros2-support cannot parse."""
     from mcap.exceptions import McapError
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
@@ -360,22 +441,44 @@ def _read_bag(path: Path, namespace: str):
     instructions: list[tuple[int, str]] = []
     infos: dict[str, dict] = {}
     metadata: dict[str, list[dict]] = {}
+    calls: list[tuple[int, str, bytes]] = []
+    status: list[tuple[int, bool]] = []
+    decoders: dict[int, object] = {}
+    factory = DecoderFactory()
     have_target = False
     try:
         with open(path, "rb") as f:
-            reader = make_reader(f, decoder_factories=[DecoderFactory()])
+            reader = make_reader(f)
             for record in reader.iter_metadata():
                 metadata.setdefault(record.name, []).append(dict(record.metadata))
-            for schema, channel, message, msg in reader.iter_decoded_messages(log_time_order=True):
+            for schema, channel, message in reader.iter_messages(log_time_order=True):
                 topic = channel.topic if channel.topic.startswith("/") else "/" + channel.topic
                 if prefix:
                     if not topic.startswith(prefix + "/"):
                         continue
                     topic = topic[len(prefix):]
                 log = int(message.log_time)
+                service = topic[len("/recorder/"):-len("/_service_event")] \
+                    if topic.startswith("/recorder/") and topic.endswith("/_service_event") else None
+                if service in RECORDER_SERVICES:
+                    calls.append((log, service, bytes(message.data)))
+                    continue
+                if not _wanted(topic) or schema is None:
+                    continue
+                decode = decoders.get(schema.id)
+                if decode is None:
+                    decode = decoders[schema.id] = factory.decoder_for(channel.message_encoding, schema)
+                    if decode is None:
+                        raise ValueError(f"{path}: {topic}: cannot decode {channel.message_encoding!r} messages")
+                msg = decode(message.data)
                 stamp = _from_stamp(msg.header.stamp) if hasattr(msg, "header") else log
-                kind = schema.name if schema is not None else ""
-                if topic == "/joint_states" and kind.endswith("JointState"):
+                kind = schema.name
+                if topic == "/recorder/status" and kind.endswith("String"):
+                    try:
+                        status.append((log, bool(json.loads(msg.data).get("recording"))))
+                    except (ValueError, AttributeError):
+                        pass
+                elif topic == "/joint_states" and kind.endswith("JointState"):
                     samples.append(("joint_pos", np.asarray(msg.position, dtype=np.float64), stamp, log))
                     if len(msg.velocity):
                         samples.append(("joint_vel", np.asarray(msg.velocity, dtype=np.float64), stamp, log))
@@ -434,7 +537,7 @@ def _read_bag(path: Path, namespace: str):
         if s[0] == "action_gripper_cmd" and has_chunks and not have_target:
             continue
         out.append((renames.get(s[0], s[0]), *s[1:]))
-    return out, instructions, infos, metadata
+    return out, instructions, infos, metadata, _recorder_episodes(calls, status)
 
 
 def import_mcap(paths: list[str | Path] | str | Path, out: str | Path, *, ranges: list[tuple[float, float]] | None = None,
@@ -453,24 +556,28 @@ def import_mcap(paths: list[str | Path] | str | Path, out: str | Path, *, ranges
     bags = [(p, *_read_bag(p, namespace)) for p in paths]
     written = []
     with new_store(out, paths, overwrite, durable, {"source": "mcap", "bags": [str(p) for p in paths]}) as store:
-        for path, samples, instructions, infos, metadata in bags:
+        for path, samples, instructions, infos, metadata, recorded in bags:
             dtypes = {n: json.loads(v) for rec in metadata.get("robot_stack.streams", []) for n, v in rec.items()}
             if ranges:
-                episodes = [(int(a * 1e9), int(b * 1e9), 0, {}) for a, b in ranges]
+                episodes = [(int(a * 1e9), int(b * 1e9), 0, None) for a, b in ranges]
             elif metadata.get("robot_stack.episode"):
                 episodes = [(int(m["start_ns"]), int(m["end_ns"]), int(m["shift_ns"]), json.loads(m["metadata"]))
                             for m in metadata["robot_stack.episode"]]
+            elif recorded:
+                episodes = [(a, b, 0, None if ok is None else {"success": ok}) for a, b, ok in recorded]
             else:
                 logs = [s[3] for s in samples]
                 if not logs:
                     raise ValueError(f"{path}: no messages on the stack's topics (namespace {namespace or '/'!r})")
-                episodes = [(min(logs), max(logs), 0, {})]
+                episodes = [(min(logs), max(logs), 0, None)]
             for start, end, shift, meta in episodes:
                 chosen = [s for s in samples if start <= s[3] <= end]
                 if not chosen:
                     raise ValueError(f"{path}: no messages between {start / 1e9:.3f} s and {end / 1e9:.3f} s")
-                meta = dict(meta) or {"task": task, "operator": "rosbag", "bag": str(path),
-                                      "start_s": start / 1e9, "end_s": end / 1e9}
+                if meta is None or set(meta) == {"success"}:   # not an export's own metadata
+                    meta = {"task": task, "operator": "rosbag", "bag": str(path), "start_s": start / 1e9,
+                            "end_s": end / 1e9, **(meta or {})}
+                meta = dict(meta)
                 if infos and "cameras" not in meta:
                     meta["cameras"] = infos
                 said = [text for t, text in instructions if t <= end]

@@ -269,3 +269,89 @@ def test_bad_files_are_one_line_errors_naming_the_file(store, bag, tmp_path, cap
     rc, _, err = _run(["data", "import", str(bag), "--format", "mcap", str(tmp_path / "z.zarr"), "--episode", "5:1"],
                       capsys)
     assert rc == 2 and "END must be after START" in err
+
+
+def _trigger_event_cdr(event_type: int, seq: int, success: bool | None, gid: bytes = b"c" * 16) -> bytes:
+    """std_srvs/srv/Trigger_Event in little-endian CDR, as rosbag2 records a service event."""
+    import struct
+    body = struct.pack("<B3xiI", event_type, 0, 0) + gid + b"\0" * 4 + struct.pack("<q", seq)
+    if success is None:                                    # a request event: one (empty) request
+        body += struct.pack("<I", 1) + b"\0" + b"\0" * 3 + struct.pack("<I", 0)
+    else:                                                  # a response event
+        text = b"done\0"
+        body += struct.pack("<I", 0) + struct.pack("<I", 1) + struct.pack("<?3xI", success, len(text)) + text
+    return b"\x00\x01\x00\x00" + body
+
+
+def test_episodes_from_the_recorders_service_calls_and_status(tmp_path, capsys):
+    from mcap.writer import Writer as McapWriter
+    from mcap_ros2.writer import Writer
+
+    t0 = 1_765_000_000.0
+    path = tmp_path / "session.mcap"
+    with open(path, "wb") as f:
+        w = Writer(f)
+        pose = w.register_msgdef("geometry_msgs/msg/PoseStamped", msgdef("geometry_msgs/PoseStamped"))
+        for i in range(40):
+            ns = int(round((t0 + i / 10) * 1e9))
+            msg = {"header": {"stamp": {"sec": ns // 10**9, "nanosec": ns % 10**9}, "frame_id": "base"},
+                   "pose": {"position": {"x": float(i), "y": 0.0, "z": 0.0}, "orientation": {"w": 1.0}}}
+            w.write_message("/arm/ee_pose", pose, msg, log_time=ns + 1000, publish_time=ns + 1000)
+        raw: McapWriter = w._writer          # the service events: a type mcap-ros2-support cannot encode
+        schema = raw.register_schema("std_srvs/srv/Trigger_Event", "ros2msg", b"service_msgs/ServiceEventInfo info\n")
+        channels = {s: raw.register_channel(f"/recorder/{s}/_service_event", "cdr", schema)
+                    for s in ("start", "success", "fail", "discard")}
+        calls = [(0.25, "start", True), (1.25, "success", True), (1.55, "start", True), (2.0, "discard", True),
+                 (2.25, "start", True), (2.5, "start", False), (3.25, "fail", True), (3.5, "start", True)]
+        for seq, (t, service, ok) in enumerate(calls):
+            ns = int(round((t0 + t) * 1e9))
+            raw.add_message(channels[service], log_time=ns, publish_time=ns, data=_trigger_event_cdr(1, seq, None))
+            raw.add_message(channels[service], log_time=ns + 2_000_000, publish_time=ns + 2_000_000,
+                            data=_trigger_event_cdr(2, seq, ok))
+        w.finish()
+    rc, result, err = _run(["data", "import", str(path), "--format", "mcap", str(tmp_path / "s.zarr")], capsys)
+    assert rc == 0, err
+    s = EpisodeStore.open(tmp_path / "s.zarr")
+    assert s.num_episodes == 2                                      # the discarded and the unfinished one are not
+    assert s.read_stream(0, "ee_pose")["data"][:, 0].tolist() == list(range(3, 13))
+    assert s.read_stream(1, "ee_pose")["data"][:, 0].tolist() == list(range(23, 33))
+    assert [s.metadata(k)["success"] for k in range(2)] == [True, False]
+
+    # without service events: the recorder's latched status, recording true from start to commit
+    path = tmp_path / "status.mcap"
+    with open(path, "wb") as f:
+        w = Writer(f)
+        pose = w.register_msgdef("geometry_msgs/msg/PoseStamped", msgdef("geometry_msgs/PoseStamped"))
+        text = w.register_msgdef("std_msgs/msg/String", msgdef("std_msgs/String"))
+        events = [(int(round((t0 + i / 10) * 1e9)) + 1000, "/arm/ee_pose", pose, {
+            "header": {"stamp": {"sec": 0, "nanosec": 0}, "frame_id": "base"},
+            "pose": {"position": {"x": float(i), "y": 0.0, "z": 0.0}, "orientation": {"w": 1.0}}}) for i in range(20)]
+        for t, rec in ((0.0, False), (0.45, True), (1.0, True), (1.45, False)):
+            events.append((int(round((t0 + t) * 1e9)), "/recorder/status", text,
+                           {"data": json.dumps({"recording": rec, "episodes": 0})}))
+        for log, topic, schema, msg in sorted(events, key=lambda e: e[0]):
+            w.write_message(topic, schema, msg, log_time=log, publish_time=log)
+        w.finish()
+    rc, result, err = _run(["data", "import", str(path), "--format", "mcap", str(tmp_path / "t.zarr")], capsys)
+    assert rc == 0, err
+    s = EpisodeStore.open(tmp_path / "t.zarr")
+    assert s.num_episodes == 1
+    assert s.read_stream(0, "ee_pose")["data"][:, 0].tolist() == list(range(5, 15))
+
+
+def test_service_events_serialized_by_ros2_parse():
+    """The hand-read Trigger_Event layout against rclpy's own serializer (padding bytes differ, fields must not)."""
+    serialization = pytest.importorskip("rclpy.serialization")
+    from std_srvs.srv import Trigger
+
+    from robot_stack.data.mcap_io import _trigger_event
+
+    response = Trigger.Event()
+    response.info.event_type, response.info.sequence_number, response.info.client_gid = 2, 7, [99] * 16
+    response.response = [Trigger.Response(success=False, message="not recording")]
+    assert _trigger_event(serialization.serialize_message(response)) == (2, b"c" * 16, 7, False)
+    request = Trigger.Event()
+    request.info.event_type, request.info.sequence_number, request.info.client_gid = 1, 8, [99] * 16
+    request.request = [Trigger.Request()]
+    assert _trigger_event(serialization.serialize_message(request)) == (1, b"c" * 16, 8, None)
+    assert _trigger_event(b"junk") is None
