@@ -193,21 +193,66 @@ def video_info(path: Path) -> dict:
                 "video.channels": 3, "has_audio": bool(f.streams.audio)}
 
 
-def decode_video(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Every frame of an MP4 as (N, H, W, 3) uint8 and its timestamps in seconds."""
-    import av
-    frames, stamps = [], []
-    try:
-        with av.open(str(path)) as f:
-            s = f.streams.video[0]
-            for fr in f.decode(s):
-                frames.append(fr.to_ndarray(format="rgb24"))
-                stamps.append(float(fr.pts * s.time_base) if fr.pts is not None else float("nan"))
-    except (av.FFmpegError, IndexError) as exc:
-        raise ValueError(f"{path}: cannot decode video: {exc}") from exc
-    if not frames:
-        raise ValueError(f"{path}: video has no frames")
-    return np.stack(frames), np.asarray(stamps)
+class VideoReader:
+    """Frames of one MP4 read forward in time, holding only those the current episode needs: a dataset's
+    video file holds every episode of a camera back to back (hundreds of MB of AV1 for a hub dataset)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._container = None
+        self._open()
+
+    def _open(self) -> None:
+        import av
+        self.close()
+        try:
+            self._container = av.open(str(self.path))
+            stream = self._container.streams.video[0]
+        except (av.FFmpegError, IndexError, OSError) as exc:
+            raise ValueError(f"{self.path}: cannot open video: {exc}") from exc
+        self._frames = self._container.decode(stream)
+        self._base = stream.time_base
+        self.buffer: list[tuple[float, np.ndarray]] = []
+        self.done = False
+
+    def _read_one(self) -> None:
+        import av
+        try:
+            fr = next(self._frames)
+        except StopIteration:
+            self.done = True
+            return
+        except av.FFmpegError as exc:
+            raise ValueError(f"{self.path}: cannot decode video: {exc}") from exc
+        t = float(fr.pts * self._base) if fr.pts is not None else (self.buffer[-1][0] if self.buffer else 0.0)
+        self.buffer.append((t, fr.to_ndarray(format="rgb24")))
+
+    def frames_at(self, want: np.ndarray, tolerance_s: float) -> np.ndarray:
+        """The frame nearest each wanted time; ValueError naming the file where none is within `tolerance_s`."""
+        lo, hi = float(want.min()) - tolerance_s, float(want.max()) + tolerance_s
+        if self.buffer and self.buffer[0][0] > lo:
+            self._open()                                   # asked for an earlier time: read from the start
+        while not self.done and (not self.buffer or self.buffer[-1][0] < hi):
+            self._read_one()
+            while len(self.buffer) > 1 and self.buffer[1][0] <= lo:
+                self.buffer.pop(0)                         # before this episode
+        if not self.buffer:
+            raise ValueError(f"{self.path}: video has no frames")
+        stamps = np.array([t for t, _ in self.buffer])
+        idx = np.clip(np.searchsorted(stamps, want), 0, len(stamps) - 1)
+        prev = np.clip(idx - 1, 0, len(stamps) - 1)
+        idx = np.where(np.abs(stamps[prev] - want) < np.abs(stamps[idx] - want), prev, idx)
+        off = np.abs(stamps[idx] - want)
+        if np.any(off > tolerance_s):
+            i = int(np.argmax(off))
+            raise ValueError(f"{self.path}: no frame within {tolerance_s} s of {want[i]:.4f} s "
+                             f"(nearest {stamps[idx[i]]:.4f} s)")
+        return np.stack([self.buffer[j][1] for j in idx])
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
 
 
 # ---- export --------------------------------------------------------------------------------------
@@ -583,7 +628,7 @@ def import_lerobot(src: str | Path, out: str | Path, *, overwrite: bool = False,
         raise ValueError(f"{tasks_path}: no task strings (index 'task')")
     task_names = dict(zip(tasks_table.column("task_index").to_pylist(), tasks_table.column(task_col).to_pylist()))
     data_files: dict[tuple[int, int], object] = {}
-    video_cache: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
+    readers: dict[str, VideoReader] = {}
 
     def data_table(c: int, f: int):
         if (c, f) not in data_files:
@@ -592,69 +637,67 @@ def import_lerobot(src: str | Path, out: str | Path, *, overwrite: bool = False,
 
     out = Path(out)
     counts = {"episodes": 0, "frames": 0}
-    with new_store(out, [root], overwrite, durable, {"source": "lerobot", "lerobot_dataset": str(root), "fps": fps,
-                                                      "robot": info.get("robot_type")}) as store:
-        for ep in episodes:
-            k = int(ep["episode_index"])
-            c, f = int(ep.get("data/chunk_index") or 0), int(ep.get("data/file_index") or 0)
-            table = data_table(c, f)
-            path = root / info["data_path"].format(chunk_index=c, file_index=f)
-            ep_col = _column(table, "episode_index", path)
-            sel = np.flatnonzero(ep_col == k)
-            if len(sel) == 0:
-                raise ValueError(f"{path}: no frames of episode {k}")
-            sub = table.take(pa.array(sel))
-            order = np.argsort(_column(sub, "frame_index", path), kind="stable")
-            sub = sub.take(pa.array(order))
-            n = sub.num_rows
-            if ep.get("length") is not None and int(ep["length"]) != n:
-                raise ValueError(f"{path}: episode {k} has {n} frames, its episode table says {ep['length']}")
-            meta = json.loads(ep[METADATA_COLUMN]) if ep.get(METADATA_COLUMN) else {}
-            t0 = float(meta.pop("lerobot_t0", 0.0))
-            stamps = t0 + _column(sub, "frame_index", path).astype(np.float64) / fps
-            task_idx = _column(sub, "task_index", path)
-            ep_tasks = [task_names.get(int(t), "") for t in dict.fromkeys(task_idx.tolist())]
-            if not meta:
-                meta = {"task": ep_tasks[0] if ep_tasks else "", "operator": "lerobot", "robot": info.get("robot_type")}
-            meta.setdefault("instruction", ep_tasks[0] if ep_tasks else "")
-            meta["tasks"] = ep_tasks
-            meta["lerobot_episode_index"] = k
-            with store.begin_episode(meta) as writer:
-                for key, parts in layout.items():
-                    values = _column(sub, key, path).reshape(n, -1)
-                    if values.dtype.kind == "f":
-                        values = values.astype(np.float64)   # the stack's streams are float64 (merge needs equal dtypes)
-                    for stream, col, width in parts:
-                        block = values[:, col:col + width]
-                        if features[key]["shape"] in ([1], (1,)) and stream not in ("state", "action"):
-                            block = block.reshape(n)   # a scalar per row
-                        writer.append_many(stream, np.ascontiguousarray(block), stamps)
-                for key in video_keys:
-                    vpath = root / info["video_path"].format(video_key=key, chunk_index=int(ep[f"videos/{key}/chunk_index"]),
-                                                             file_index=int(ep[f"videos/{key}/file_index"]))
-                    if vpath not in video_cache:
-                        video_cache.clear()   # one file at a time in memory
-                        video_cache[vpath] = decode_video(vpath)
-                    frames, vstamps = video_cache[vpath]
-                    want = float(ep[f"videos/{key}/from_timestamp"]) + _column(sub, "timestamp", path).astype(np.float64)
-                    idx = np.clip(np.searchsorted(vstamps, want), 0, len(vstamps) - 1)
-                    prev = np.clip(idx - 1, 0, len(vstamps) - 1)
-                    idx = np.where(np.abs(vstamps[prev] - want) < np.abs(vstamps[idx] - want), prev, idx)
-                    off = np.abs(vstamps[idx] - want)
-                    if np.any(off > tolerance_s):
-                        i = int(np.argmax(off))
-                        raise ValueError(f"{vpath}: no frame within {tolerance_s} s of {want[i]:.4f} s (episode {k}, "
-                                         f"frame {i}; nearest {vstamps[idx[i]]:.4f} s)")
-                    writer.append_many(f"{key.removeprefix('observation.images.')}_rgb", frames[idx], stamps)
-                for key in image_keys:
-                    import imageio.v3 as iio
-                    col = sub.column(key).to_pylist()
-                    imgs = np.stack([iio.imread(c["bytes"]) if c and c.get("bytes") else iio.imread(root / c["path"])
-                                     for c in col])
-                    writer.append_many(f"{key.removeprefix('observation.images.')}_rgb", imgs[..., :3], stamps)
-                writer.append_many("tick", stamps, stamps)
-                writer.commit(success=meta.pop("success", None))
-            counts["episodes"] += 1
-            counts["frames"] += n
+    try:
+        with new_store(out, [root], overwrite, durable, {"source": "lerobot", "lerobot_dataset": str(root), "fps": fps,
+                                                          "robot": info.get("robot_type")}) as store:
+            for ep in episodes:
+                k = int(ep["episode_index"])
+                c, f = int(ep.get("data/chunk_index") or 0), int(ep.get("data/file_index") or 0)
+                table = data_table(c, f)
+                path = root / info["data_path"].format(chunk_index=c, file_index=f)
+                ep_col = _column(table, "episode_index", path)
+                sel = np.flatnonzero(ep_col == k)
+                if len(sel) == 0:
+                    raise ValueError(f"{path}: no frames of episode {k}")
+                sub = table.take(pa.array(sel))
+                order = np.argsort(_column(sub, "frame_index", path), kind="stable")
+                sub = sub.take(pa.array(order))
+                n = sub.num_rows
+                if ep.get("length") is not None and int(ep["length"]) != n:
+                    raise ValueError(f"{path}: episode {k} has {n} frames, its episode table says {ep['length']}")
+                meta = json.loads(ep[METADATA_COLUMN]) if ep.get(METADATA_COLUMN) else {}
+                t0 = float(meta.pop("lerobot_t0", 0.0))
+                stamps = t0 + _column(sub, "frame_index", path).astype(np.float64) / fps
+                task_idx = _column(sub, "task_index", path)
+                ep_tasks = [task_names.get(int(t), "") for t in dict.fromkeys(task_idx.tolist())]
+                if not meta:
+                    meta = {"task": ep_tasks[0] if ep_tasks else "", "operator": "lerobot", "robot": info.get("robot_type")}
+                meta.setdefault("instruction", ep_tasks[0] if ep_tasks else "")
+                meta["tasks"] = ep_tasks
+                meta["lerobot_episode_index"] = k
+                with store.begin_episode(meta) as writer:
+                    for key, parts in layout.items():
+                        values = _column(sub, key, path).reshape(n, -1)
+                        if values.dtype.kind == "f":
+                            values = values.astype(np.float64)   # the stack's streams are float64 (merge needs equal dtypes)
+                        for stream, col, width in parts:
+                            block = values[:, col:col + width]
+                            if features[key]["shape"] in ([1], (1,)) and stream not in ("state", "action"):
+                                block = block.reshape(n)   # a scalar per row
+                            writer.append_many(stream, np.ascontiguousarray(block), stamps)
+                    for key in video_keys:
+                        vpath = root / info["video_path"].format(video_key=key, chunk_index=int(ep[f"videos/{key}/chunk_index"]),
+                                                                 file_index=int(ep[f"videos/{key}/file_index"]))
+                        reader = readers.get(key)
+                        if reader is None or reader.path != vpath:
+                            if reader is not None:
+                                reader.close()
+                            reader = readers[key] = VideoReader(vpath)
+                        want = float(ep[f"videos/{key}/from_timestamp"]) + _column(sub, "timestamp", path).astype(np.float64)
+                        frames = reader.frames_at(want, tolerance_s)
+                        writer.append_many(f"{key.removeprefix('observation.images.')}_rgb", frames, stamps)
+                    for key in image_keys:
+                        import imageio.v3 as iio
+                        col = sub.column(key).to_pylist()
+                        imgs = np.stack([iio.imread(c["bytes"]) if c and c.get("bytes") else iio.imread(root / c["path"])
+                                         for c in col])
+                        writer.append_many(f"{key.removeprefix('observation.images.')}_rgb", imgs[..., :3], stamps)
+                    writer.append_many("tick", stamps, stamps)
+                    writer.commit(success=meta.pop("success", None))
+                counts["episodes"] += 1
+                counts["frames"] += n
+    finally:
+        for reader in readers.values():
+            reader.close()
     return {"store": str(out), **counts, "fps": fps, "tasks": sorted(set(task_names.values())),
             "streams": sorted(EpisodeStore.open(out).streams)}

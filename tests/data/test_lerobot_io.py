@@ -213,3 +213,22 @@ def test_h264_export_and_bad_datasets(store, dataset, tmp_path, capsys):
     (broken / "data/chunk-000/file-000.parquet").write_bytes(b"PAR1 not really")
     rc, _, err = _run(["data", "import", str(broken), "--format", "lerobot", str(tmp_path / "b.zarr")], capsys)
     assert rc == 2 and "file-000.parquet" in err and len(err.strip().splitlines()) == 1
+
+
+def test_video_reader_goes_forward_and_back(store, dataset):
+    """Import reads each camera's file forward, holding one episode's frames; an earlier time reopens the file."""
+    from robot_stack.data.lerobot_io import VideoReader
+
+    a = EpisodeStore.open(store)
+    n0, n1 = (len(a.read_stream(k, "front_rgb")["data"]) for k in range(2))
+    reader = VideoReader(dataset / "videos/observation.images.front/chunk-000/file-000.mp4")
+    try:
+        late = reader.frames_at(n0 / 10.0 + np.arange(n1) / 10.0, 1e-4)
+        assert len(reader.buffer) <= n1 + 1
+        early = reader.frames_at(np.arange(n0) / 10.0, 1e-4)
+        for got, k in ((early, 0), (late, 1)):
+            assert np.abs(got.astype(float) - a.read_stream(k, "front_rgb")["data"]).mean() < MAX_MEAN_ABS
+        with pytest.raises(ValueError, match="file-000.mp4: no frame within"):
+            reader.frames_at(np.array([0.05]), 1e-4)
+    finally:
+        reader.close()
