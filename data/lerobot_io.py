@@ -152,6 +152,8 @@ class _VideoFile:
 
     def __init__(self, path: Path, fps: int, width: int, height: int, vcodec: str, crf: int, g: int):
         import av
+        if (width % 2) or (height % 2):
+            raise ValueError(f"{path}: yuv420p video needs even image sizes, got {width}x{height}")
         os.environ.setdefault("SVT_LOG", "1")   # SVT-AV1 prints its whole configuration to stderr otherwise
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.frames, self.bytes = path, 0, 0
@@ -161,8 +163,6 @@ class _VideoFile:
             options["preset"] = "12"       # LeRobot's default preset; fastest
         self.stream = self.container.add_stream(vcodec, fps, options=options)
         self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
-        if (width % 2) or (height % 2):
-            raise ValueError(f"{path}: yuv420p video needs even image sizes, got {width}x{height}")
 
     def add(self, frames: np.ndarray) -> None:
         import av
