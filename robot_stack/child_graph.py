@@ -14,15 +14,20 @@ import time
 
 def isolated_domain() -> None:
     """Give this process (and the children it starts) a ROS domain of its own for the run."""
+    from robot_stack.dds import configure_environment
     os.environ["ROS_DOMAIN_ID"] = str(random.randint(110, 200))
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    configure_environment()     # localhost-only, loopback sockets (dds.py); this process joins the graph too
 
 
 def start(args: list[str]) -> subprocess.Popen:
     """`python ARGS` in a session of its own, taken down if this process dies: a launcher through its supervising
     pipe, anything else (the benches start nodes and publishers directly) by SIGTERM as its parent dies; call it
     from a thread that outlives the child (the signal follows the starting thread, supervision.py)."""
+    from robot_stack.dds import prepare_graph
     from robot_stack.supervision import die_with_parent, start_graph
+    # Before the graph's participants exist: what SIGKILLed processes left in /dev/shm goes (the launcher does
+    # it again; cheap), and this process, which joins the graph, gets the same DDS settings as the nodes.
+    prepare_graph()
     return start_graph([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                        preexec_fn=die_with_parent(signal.SIGTERM))
 

@@ -50,6 +50,7 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
+from robot_stack.dds import prepare_graph
 from robot_stack.supervision import ParentLink, die_with_parent
 
 PROG = "robot-stack launch"
@@ -796,6 +797,11 @@ def main(argv: list[str] | None = None) -> int:
                 env = " ".join(f"{k}={shlex.quote(v)}" for k, v in spec.env.items())
                 print(f"[{label}] {env + ' ' if env else ''}{shlex.join(spec.cmd)}")
             return 0
+        # The nodes' DDS settings (robot_stack/dds.py), and the shared memory SIGKILLed processes left: a dead
+        # participant's segment holds 33.5 MiB of /dev/shm (RAM) until someone removes it.
+        cleaned = prepare_graph()
+        if cleaned.removed:
+            _say(f"{PROG}: {cleaned}")
         return run(nodes, parent=parent)
     except LaunchError as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -12,6 +12,8 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.executors import SingleThreadedExecutor
 
+from robot_stack.dds import configure_environment
+
 
 CLEANUP_SECONDS = 3.0     # launchers escalate to SIGTERM after 5 s
 
@@ -37,6 +39,9 @@ def raise_thread_priority(logger, priority: int, what: str) -> bool:
 def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = None) -> int:
     """Start a node from command-line ROS arguments (`--ros-args -p ... -r __node:=...`)."""
     argv = sys.argv if argv is None else argv
+    # A node started on its own (not by our launcher) gets the localhost-only, loopback-bound settings too;
+    # rcl reads them at init.
+    configure_environment()
     rclpy.init(args=argv)
     node = None
     stop = threading.Event()
