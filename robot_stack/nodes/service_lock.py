@@ -111,7 +111,8 @@ def unlock(node, target: str, token: str, timeout: float = 10.0) -> tuple[bool, 
     from robot_stack.ros.service_call import call_service
     client = node.create_client(SetParameters, f"{target.rstrip('/')}/set_parameters")
     try:
-        request = SetParameters.Request(parameters=[Parameter("unlock", Parameter.Type.STRING, token).to_parameter_msg()])
+        offered = Parameter("unlock", Parameter.Type.STRING, token).to_parameter_msg()
+        request = SetParameters.Request(parameters=[offered])
         result = call_service(client, request, timeout=timeout).results[0]
         return result.successful, result.reason
     finally:
