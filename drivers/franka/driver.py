@@ -42,6 +42,9 @@ from robot_stack.drivers.registry import register_arm_driver
 from robot_stack.robots.spec import get_robot
 from robot_stack.types import RobotState
 
+# what a missing vendor library's error tells the user to run: the extra that brings it (setup.py)
+INSTALL = "pip install 'robot_stack[franka]'"
+
 VENDOR_EXCEPTIONS = ("FrankaException", "CommandException", "NetworkException", "ControlException",
                      "InvalidOperationException", "RealtimeException")
 
@@ -83,8 +86,7 @@ class FrankaDriver(ArmDriver):
         try:
             return importlib.import_module("pylibfranka")
         except ImportError as exc:
-            raise DriverError(f"{self._where()}: pylibfranka is not installed (pip install pylibfranka): {exc}") \
-                from exc
+            raise DriverError(f"{self._where()}: pylibfranka is not installed ({INSTALL}): {exc}") from exc
 
     def _call(self, what: str, fn, *args):
         """Call into pylibfranka; its exceptions come back as DriverError naming the robot."""

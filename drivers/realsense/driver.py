@@ -34,6 +34,9 @@ from robot_stack.drivers.common import ClockSync
 from robot_stack.drivers.realsense.config import RealSenseConfig
 from robot_stack.types import Frame
 
+# what a missing vendor library's error tells the user to run: the extra that brings it (setup.py)
+INSTALL = "pip install 'robot_stack[realsense]'"
+
 log = logging.getLogger(__name__)
 
 
@@ -73,8 +76,7 @@ class RealSenseCamera(CameraDriver):
         try:
             return importlib.import_module("pyrealsense2")
         except ImportError as exc:
-            raise DriverError(f"{self._where()}: pyrealsense2 is not installed (pip install pyrealsense2): {exc}") \
-                from exc
+            raise DriverError(f"{self._where()}: pyrealsense2 is not installed ({INSTALL}): {exc}") from exc
 
     def connect(self) -> None:
         if self.connected:

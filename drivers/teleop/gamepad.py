@@ -21,6 +21,9 @@ import numpy as np
 from robot_stack.drivers.teleop.base import (DriverError, Edges, EpisodeButtons, TeleopCommand, TeleopDevice,
                                              deadzone)
 
+# what a missing vendor library's error tells the user to run: the extra that brings it (setup.py)
+INSTALL = "pip install 'robot_stack[teleop]'"
+
 
 @dataclass
 class GamepadConfig:
@@ -58,7 +61,7 @@ class GamepadDevice(TeleopDevice):
         try:
             pygame = importlib.import_module("pygame")
         except ImportError as exc:
-            raise DriverError(f"gamepad: pygame is not installed (pip install pygame): {exc}") from exc
+            raise DriverError(f"gamepad: pygame is not installed ({INSTALL}): {exc}") from exc
         try:
             pygame.init()
             pygame.joystick.init()

@@ -18,6 +18,9 @@ import numpy as np
 from robot_stack.drivers.teleop.base import (DriverError, Edges, EpisodeButtons, TeleopCommand, TeleopDevice,
                                              deadzone)
 
+# what a missing vendor library's error tells the user to run: the extra that brings it (setup.py)
+INSTALL = "pip install 'robot_stack[teleop]'"
+
 BUTTON_ACTIONS = ("gripper", "intervene", "start_stop", "success", "fail")
 
 
@@ -59,8 +62,8 @@ class SpaceMouseDevice(TeleopDevice):
     def connect(self) -> None:
         try:
             lib = importlib.import_module("pyspacemouse")
-        except ImportError as exc:
-            raise DriverError(f"SpaceMouse: pyspacemouse is not installed (pip install pyspacemouse; "
+        except (ImportError, OSError) as exc:     # OSError: easyhid found no hidapi shared library to load
+            raise DriverError(f"SpaceMouse: pyspacemouse is not installed or cannot load hidapi ({INSTALL}; "
                               f"apt-get install libhidapi-dev): {exc}") from exc
         try:
             opened = lib.open(device=self.config.device, DeviceNumber=self.config.device_number)

@@ -39,6 +39,9 @@ from robot_stack.drivers.ur.config import URConfig
 from robot_stack.robots.spec import get_robot
 from robot_stack.types import RobotState
 
+# what a missing vendor library's error tells the user to run: the extra that brings it (setup.py)
+INSTALL = "pip install 'robot_stack[ur]'"
+
 VENDOR_ERRORS = (RuntimeError, OSError)
 
 
@@ -105,7 +108,8 @@ class URDriver(ArmDriver):
         try:
             return importlib.import_module(name)
         except ImportError as exc:
-            raise DriverError(f"{self._where()}: {name} is not available (pip install ur_rtde): {exc}") from exc
+            raise DriverError(f"{self._where()}: {name} is not available ({INSTALL}, which brings ur_rtde): {exc}") \
+                from exc
 
     def _call(self, what: str, fn, *args):
         """Call into ur_rtde; its errors come back as DriverError naming the robot."""

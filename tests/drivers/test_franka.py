@@ -314,7 +314,7 @@ def test_disconnect_stops_motion_and_joins_the_gripper_threads(driver, fr):
 
 def test_missing_pylibfranka_is_a_driver_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "pylibfranka", None)     # import raises ImportError
-    with pytest.raises(DriverError, match="pip install pylibfranka"):
+    with pytest.raises(DriverError, match=r"pip install .robot_stack\[franka\]."):
         FrankaDriver(FrankaConfig(ip=IP)).connect()
 
 

@@ -185,7 +185,7 @@ def test_disconnect_stops_the_pipeline_once(camera, rs):
 
 def test_missing_pyrealsense2_is_a_driver_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyrealsense2", None)
-    with pytest.raises(DriverError, match="pip install pyrealsense2"):
+    with pytest.raises(DriverError, match=r"pip install .robot_stack\[realsense\]."):
         RealSenseCamera(RealSenseConfig(serial=SERIAL)).connect()
 
 

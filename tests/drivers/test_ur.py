@@ -262,7 +262,7 @@ def test_disconnect_stops_servoing_and_closes_everything(driver, ur):
 
 def test_missing_ur_rtde_is_a_driver_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "rtde_receive", None)
-    with pytest.raises(DriverError, match="pip install ur_rtde"):
+    with pytest.raises(DriverError, match=r"pip install .robot_stack\[ur\]."):
         URDriver(URConfig(ip=IP)).connect()
 
 
