@@ -36,6 +36,7 @@ class SafetyLimits:
     chunk_horizon: float = 2.0           # s: a chunk spanning more, or with a step further ahead of now, is refused
     max_chunk_steps: int = 500           # steps per chunk: refused before it is parsed beyond this
     max_box_inset: float = 0.05          # m: the most the set point box is drawn in to correct a measured excursion
+    max_contact_force: float = 100.0     # N on the hand: beyond it the set point presses no deeper than the force allows
     elbow_joint: int = -1                # index of the elbow (reach) joint, kept off its stretched angle; -1: none
     elbow_clearance: float = 0.15        # rad kept from the stretched elbow
 
@@ -120,6 +121,24 @@ class SafetyEnvelope:
     def clip_to_box(self, pos) -> np.ndarray:
         """`pos` in the set point box."""
         return np.clip(pos, self.setpoint_low, self.setpoint_high) if self._inset else np.clip(pos, self.low, self.high)
+
+    def limit_contact(self, pos, tcp, force) -> np.ndarray:
+        """`pos`, drawn back toward the measured TCP along the contact force while that force is over the limit.
+
+        An impedance controller presses on an obstacle with a force that grows with how far its set point is past
+        the TCP; a set point driven into the table took the TCP's contact to 300-500 N, and the hand skidded out of
+        the box. The depth past the TCP along the force is scaled by limit / force, so the press settles near the
+        limit (the force grows about linearly with the depth)."""
+        force = np.asarray(force, dtype=float)
+        f = float(np.linalg.norm(force))
+        if f <= self.limits.max_contact_force:
+            return pos
+        n = force / f                                     # away from the obstacle
+        depth = float((np.asarray(tcp, dtype=float) - pos) @ n)
+        if depth <= 0.0:
+            return pos
+        self.events.add("contact_force_limit", f"{f:.0f} N")
+        return pos + n * (depth * (1.0 - self.limits.max_contact_force / f))
 
     def limit_step(self, prev_pos, prev_quat, pos, quat, dt: float) -> tuple[np.ndarray, np.ndarray]:
         """Clamp the change of set point in one control period to the speed limits, and keep it in the box

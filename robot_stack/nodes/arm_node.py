@@ -80,7 +80,7 @@ class ArmNode(Node):
         # error behind it, stay out of the margin too.
         keep = limits.joint_margin + REFERENCE_CLEARANCE
         self.reach = ReachFilter(self.kinematics, self.safety.q_min + keep, self.safety.q_max - keep,
-                                 np.array(self.spec.dq_max) * 0.5, self.dt,
+                                 np.array(self.spec.dq_max), self.dt,
                                  elbow=limits.elbow_joint if limits.elbow_joint >= 0 else None,
                                  elbow_clearance=limits.elbow_clearance, clearance=REFERENCE_CLEARANCE)
         self.joint_names = [f"{self.spec.name}_joint{i + 1}" for i in range(self.spec.dof)]
@@ -127,8 +127,12 @@ class ArmNode(Node):
         # Commands are taken by the control thread itself, every tick, from subscriptions on a
         # companion node that no executor spins: a command waits for the next tick, not for
         # the executor's turn under the GIL (p99 command path 6-7 ms through the executor).
+        # Each companion is named by a rule of its own (cli_args): launchers start the process with
+        # `-r __node:=NAME`, which renames every node in it, and three nodes named arm_node would share one
+        # rosout publisher and answer each other's parameter services.
         self._command_node = rclpy.create_node(f"{self.get_name()}_commands", namespace=self.get_namespace(),
-                                               context=self.context)
+                                               context=self.context,
+                                               cli_args=["--ros-args", "-r", f"__node:={self.get_name()}_commands"])
         self._command_subs = [
             (self._command_node.create_subscription(PoseStamped, "arm/target_pose", lambda m: None, qos.COMMAND),
              self._on_target),
@@ -138,7 +142,8 @@ class ArmNode(Node):
         # code that holds the GIL), then parsing and validation run there, never in the control thread.
         self._chunk_bytes_limit = convert.chunk_bytes_limit(limits.max_chunk_steps)
         self._chunk_node = rclpy.create_node(f"{self.get_name()}_chunks", namespace=self.get_namespace(),
-                                             context=self.context)
+                                             context=self.context,
+                                             cli_args=["--ros-args", "-r", f"__node:={self.get_name()}_chunks"])
         self._chunk_node.create_subscription(MultiDOFJointTrajectory, "arm/action_chunk", self._on_chunk_bytes,
                                              qos.COMMAND, raw=True)
         self._chunk_executor = SingleThreadedExecutor(context=self.context)
@@ -435,7 +440,8 @@ class ArmNode(Node):
         else:
             pos, quat = self.pose_interp.step()
             reference = self.reach.q
-            pos, quat = self.reach.step(self.safety.clip_to_box(pos), quat, state.q)
+            pos = self.safety.limit_contact(self.safety.clip_to_box(pos), state.ee_pos, state.wrench[:3])
+            pos, quat = self.reach.step(pos, quat, state.q)
             pos, quat = self.safety.limit_step(self.setpoint[0], self.setpoint[1], pos, quat, self.dt)
             # The measured arm can still be inside a margin (started there, or pushed): no step takes it deeper.
             if self._pushes_into_joint_limit(state, pos, quat):

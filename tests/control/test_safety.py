@@ -74,3 +74,15 @@ def test_parse_refuses_more_points_than_allowed_and_the_byte_bound_covers_a_full
     limit = convert.chunk_bytes_limit(50)
     assert len(serialize_message(msg)) <= limit < len(serialize_message(convert.chunk_msg(
         ActionChunk(100.0 + 0.01 * np.arange(1, 201), np.full((200, 3), 0.5), np.tile(Q, (200, 1)), np.zeros(200)))))
+
+
+def test_a_set_point_pressing_past_the_contact_force_limit_is_drawn_back_along_the_force():
+    env = envelope(max_contact_force=100.0)
+    tcp = np.array([0.5, 0.5, 0.03])                    # the hand on the table
+    sp = np.array([0.52, 0.5, 0.0])                     # 30 mm into it, and 20 mm along it
+    np.testing.assert_array_equal(env.limit_contact(sp, tcp, [0.0, 0.0, 80.0]), sp)      # under the limit: as is
+    out = env.limit_contact(sp, tcp, [0.0, 0.0, 300.0])
+    np.testing.assert_allclose(out, [0.52, 0.5, 0.02])  # a third of the depth: 100 N of 300; along the table as is
+    np.testing.assert_array_equal(env.limit_contact(np.array([0.5, 0.5, 0.05]), tcp, [0.0, 0.0, 300.0]),
+                                  [0.5, 0.5, 0.05])      # already pulling away: as is
+    assert env.events.counts["contact_force_limit"] == 1
