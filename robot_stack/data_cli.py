@@ -31,6 +31,30 @@ def add_parser(sub) -> None:
                        help="replace `out` if it is an episode store (never an input, never another directory); "
                             "the old store is swapped out only once the merge is complete")
     merge.set_defaults(func=_run, json=True)
+    view = data.add_parser("view", help="one episode in rerun: cameras, TCP path, commanded vs measured, phases "
+                                        "(needs pip install 'robot_stack[viewer]')")
+    view.add_argument("store")
+    view.add_argument("--episode", type=int, default=0)
+    view.add_argument("--save", metavar="FILE.rrd", help="write a .rrd file (open later with `rerun FILE.rrd`) "
+                                                         "instead of showing it")
+    view.add_argument("--serve", action="store_true", help="serve the web viewer even where a display could "
+                                                           "spawn the native one (the default with no display)")
+    view.add_argument("--web-port", type=int, default=9090)
+    view.add_argument("--grpc-port", type=int, default=9876)
+    view.add_argument("--no-browser", action="store_true", help="--serve: do not open a browser")
+    view.add_argument("--lossless", action="store_true", help="raw frames instead of JPEG (large files)")
+    view.add_argument("--jpeg-quality", type=int, default=90)
+    view.set_defaults(func=_view)
+
+
+def _view(args: argparse.Namespace) -> int:
+    from robot_stack.viewer import view
+
+    result = view(args.store, args.episode, save=args.save, serve=args.serve, web_port=args.web_port,
+                  grpc_port=args.grpc_port, lossless=args.lossless, jpeg_quality=args.jpeg_quality,
+                  open_browser=not args.no_browser)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
