@@ -24,6 +24,32 @@ def add_parser(sub) -> None:
     video.add_argument("--episode", type=int, default=0)
     video.add_argument("--out", required=True, metavar="FILE")
     video.set_defaults(func=_run, json=False)
+    export = data.add_parser("export", help="an episode store as a LeRobot v3.0 dataset or a rosbag2 MCAP file")
+    export.add_argument("store")
+    export.add_argument("--format", required=True, choices=["lerobot", "mcap"])
+    export.add_argument("out", help="lerobot: the new dataset directory; mcap: the new .mcap file")
+    export.add_argument("--overwrite", action="store_true", help="replace `out` if it is of the same kind")
+    export.add_argument("--episodes", metavar="K,K,...", help="only these episodes (default: all)")
+    export.add_argument("--fps", type=int, help="lerobot: the frame rate (default: the clock stream's rate)")
+    export.add_argument("--clock", metavar="STREAM", help="lerobot: the stream whose rows become frames "
+                                                          "(default: tick, else action_pose)")
+    export.add_argument("--vcodec", default="libsvtav1", help="lerobot: video codec (LeRobot's default libsvtav1; "
+                                                              "h264, hevc)")
+    export.add_argument("--compressed", action="store_true", help="mcap: images as PNG CompressedImage on "
+                                                                  "<cam>/color/image_raw/compressed")
+    export.set_defaults(func=_run, json=True)
+    imp = data.add_parser("import", help="a LeRobot v3.0 dataset or a rosbag2 MCAP file into a new episode store")
+    imp.add_argument("src", help="lerobot: the dataset directory; mcap: one or more .mcap files (comma-separated)")
+    imp.add_argument("--format", required=True, choices=["lerobot", "mcap"])
+    imp.add_argument("out", help="the new episode store")
+    imp.add_argument("--overwrite", action="store_true", help="replace `out` if it is an episode store")
+    imp.add_argument("--episode", action="append", metavar="START:END", dest="ranges",
+                     help="mcap: one episode per time range (seconds, the bag's clock; repeatable). Default: the "
+                          "episodes a robot-stack export recorded, else the recorder's service calls or status "
+                          "in the bag, else one episode per file")
+    imp.add_argument("--namespace", default="", help="mcap: topic namespace of the recorded graph")
+    imp.add_argument("--task", default="", help="mcap: task name for the episodes' metadata")
+    imp.set_defaults(func=_run, json=True)
     merge = data.add_parser("merge", help="the episodes of several stores into one new store, in seed order")
     merge.add_argument("out", help="the new store")
     merge.add_argument("sources", nargs="+", help="stores to read (their streams must agree)")
@@ -81,13 +107,15 @@ def _run_command(args: argparse.Namespace) -> int:
         result = tools.show(args.store, args.episode)
     elif cmd == "video":
         result = tools.export_video(args.store, args.episode, args.out)
+    elif cmd in ("export", "import"):
+        result = _convert(args)
     elif cmd == "merge":
         episodes = tools.merge(args.sources, args.out, overwrite=args.overwrite, progress=sys.stderr.isatty(),
                                attrs={"merged_from": [str(s) for s in args.sources]})
         result = {"store": args.out, "episodes": episodes, "sources": args.sources}
     else:
         result = tools.verify(args.store)
-    if args.json or cmd in ("info", "show", "video", "merge"):
+    if args.json or cmd in ("info", "show", "video", "merge", "export", "import"):
         print(json.dumps(result, indent=2, default=str))
     elif cmd == "ls":
         if result:
@@ -101,3 +129,28 @@ def _run_command(args: argparse.Namespace) -> int:
             print(f"episode {problem.get('episode')}: {problem.get('key')}: {problem.get('message')}")
         print("ok: every episode reads back" if not result else f"{len(result)} problem(s)")
     return 1 if cmd == "verify" and result else 0
+
+
+def _convert(args: argparse.Namespace) -> dict:
+    """`data export|import --format lerobot|mcap` (data/lerobot_io.py, data/mcap_io.py)."""
+    episodes = None
+    if getattr(args, "episodes", None):
+        try:
+            episodes = [int(k) for k in args.episodes.split(",") if k.strip()]
+        except ValueError:
+            raise ValueError(f"--episodes: expected comma-separated episode numbers, got {args.episodes!r}") from None
+    if args.data_command == "export" and args.format == "lerobot":
+        from robot_stack.data.lerobot_io import export_lerobot
+        return export_lerobot(args.store, args.out, fps=args.fps, clock=args.clock, vcodec=args.vcodec,
+                              overwrite=args.overwrite, episodes=episodes)
+    if args.data_command == "export":
+        from robot_stack.data.mcap_io import export_mcap
+        return export_mcap(args.store, args.out, overwrite=args.overwrite, episodes=episodes,
+                           compressed=args.compressed)
+    if args.format == "lerobot":
+        from robot_stack.data.lerobot_io import import_lerobot
+        return import_lerobot(args.src, args.out, overwrite=args.overwrite)
+    from robot_stack.data.mcap_io import import_mcap, parse_range
+    ranges = [parse_range(r) for r in args.ranges] if args.ranges else None
+    return import_mcap([p for p in args.src.split(",") if p], args.out, ranges=ranges, namespace=args.namespace,
+                       task=args.task, overwrite=args.overwrite)
