@@ -23,6 +23,7 @@ ZONE_DEFAULT_XY = np.array([0.55, 0.1])
 ZONE_KEEP_OUT = 0.09
 SPOT_KEEP_OUT = [(ZONE_DEFAULT_XY, ZONE_KEEP_OUT)]
 SET_DOWN_Z = BLOCK_HALF + 0.004  # TCP (= block centre) height at release: the block drops 4 mm at most
+MAX_HOLD_OFFSET = 0.02           # a held block's centre is at most this far (xy) from the TCP
 PART_OPEN = 0.03                 # per-finger opening (m) for a grasp inside the bowl: 1 cm each side of a block
 
 
@@ -51,6 +52,9 @@ def over_spot(z: float, quat: np.ndarray, color: str) -> Callable[[Scene], tuple
     def target(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
         tcp = scene.ee_pose()[0]
         offset = tcp[:2] - scene.block_pos(color)[:2]
+        # no more than the fingers allow: after a missed grasp the block stays behind, and an unbounded offset
+        # sent the target after the TCP, out of the workspace
+        offset *= min(1.0, MAX_HOLD_OFFSET / max(float(np.linalg.norm(offset)), 1e-9))
         return np.array([*(scene.spot_pos()[:2] + offset), z]), quat
     return target
 

@@ -25,7 +25,7 @@ LEG_CLEARANCE = (0.125, 0.14)
 BLOCKED = 0.07
 # The layout spans about 22 x 27 cm with the pusher's standoff; it uses the region of arc_over_bowl.
 REGION_LOW = np.array([0.34, -0.28])
-REGION_HIGH = np.array([0.64, 0.16])
+REGION_HIGH = np.array([0.64, 0.13])
 BOWL_MOVED = 0.02
 LEG_DONE = 0.012                # a leg ends with the block this close to level with its goal
 FINAL_OK = 0.03                 # ... and the last with the block this close to the zone's centre, or once more
