@@ -118,12 +118,13 @@ setup(
     },
     entry_points={"console_scripts": [
         "robot-stack = robot_stack.cli:main",
-        "arm_node = robot_stack.nodes.arm_node:main",
-        "camera_node = robot_stack.nodes.camera_node:main",
-        "recorder_node = robot_stack.nodes.recorder_node:main",
-        "teleop_node = robot_stack.nodes.teleop_node:main",
-        "policy_server = robot_stack.nodes.policy_server:main",
-        "actor_node = robot_stack.nodes.actor_node:main",
-        "learner_node = robot_stack.nodes.learner_node:main",
+        # nodes/entry.py: each node's main(), then an exit without the interpreter's slow teardown
+        "arm_node = robot_stack.nodes.entry:arm_node",
+        "camera_node = robot_stack.nodes.entry:camera_node",
+        "recorder_node = robot_stack.nodes.entry:recorder_node",
+        "teleop_node = robot_stack.nodes.entry:teleop_node",
+        "policy_server = robot_stack.nodes.entry:policy_server",
+        "actor_node = robot_stack.nodes.entry:actor_node",
+        "learner_node = robot_stack.nodes.entry:learner_node",
     ]},
 )

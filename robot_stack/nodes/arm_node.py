@@ -39,7 +39,7 @@ from robot_stack.control.loop_stats import LoopStats, RecentSamples
 from robot_stack.control.safety import SafetyEnvelope, SafetyLimits, SafetyViolation, Watchdog
 from robot_stack.drivers import registry
 from robot_stack.drivers.base import ArmDriver, DriverError, SimulatedArm
-from robot_stack.nodes.common import node_config, raise_thread_priority, run_node, take_all
+from robot_stack.nodes.common import STOPPING, node_config, raise_thread_priority, run_node, take_all
 from robot_stack.ros import convert, qos
 from robot_stack.robots.spec import get_robot
 from robot_stack.sim.scene import Scene
@@ -480,8 +480,11 @@ class ArmNode(Node):
         if stalled:
             self.safety.events.add("command_stall", f"commands stopped mid-episode; holding after "
                                                     f"{self.command_age:.3f} s")
-            self.get_logger().error(f"commands stopped mid-episode: no command for {self.command_age:.3f} s "
-                                    f"(watchdog {self.limits.watchdog_timeout} s); holding pose")
+            if STOPPING.is_set():       # the graph is stopping and the commander went first: no fault
+                self.get_logger().info(f"commands ended with the shutdown ({self.command_age:.3f} s); holding pose")
+            else:
+                self.get_logger().error(f"commands stopped mid-episode: no command for {self.command_age:.3f} s "
+                                        f"(watchdog {self.limits.watchdog_timeout} s); holding pose")
 
     def _hold(self, state: RobotState, reason: str) -> None:
         if self.mode != reason:

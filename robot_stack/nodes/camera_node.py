@@ -32,6 +32,9 @@ from robot_stack.ros import convert, qos
 
 IMAGE_PUBLISHER_QOS = qos.CAMERA_IMAGE   # colour publisher (old name, kept for importers)
 
+# s without a first frame before a failed read is an error rather than the start-up race (see _read_failed)
+STARTUP_GRACE = 60.0
+
 CAMERA_PARAMS = ("camera", "name", "robot", "width", "height", "fps", "depth", "serial", "realtime_priority")
 
 
@@ -87,11 +90,12 @@ class CameraNode(Node):
             self._ready.set()
             return
         self._ready.set()
+        started = time.monotonic()
         while self._running and self.context.ok():
             try:
                 frame = self.driver.read()
             except DriverError as exc:
-                self.get_logger().error(str(exc), throttle_duration_sec=2.0)
+                self._read_failed(exc, time.monotonic() - started)
                 continue
             try:
                 self._publish(frame)
@@ -110,6 +114,17 @@ class CameraNode(Node):
             self.driver.disconnect()             # on this thread: the GL context belongs to it
         except DriverError as exc:
             self.get_logger().error(f"while disconnecting: {exc}")
+
+    def _read_failed(self, exc: DriverError, since_start: float) -> None:
+        """Before the first frame, a failed read is most often the normal start-up race: a launcher starts the
+        nodes together, and the twin cameras have no simulator state until arm_node publishes sim/state, which
+        under load takes many seconds (imports, the model). That is a wait (WARN), and an ERROR only once it
+        has lasted STARTUP_GRACE; after the first frame every failed read is an ERROR."""
+        if self._first_publish is None and since_start < STARTUP_GRACE:
+            self.get_logger().warning(f"waiting for the first frame ({since_start:.0f} s): {exc}",
+                                      throttle_duration_sec=5.0)
+        else:
+            self.get_logger().error(str(exc), throttle_duration_sec=2.0)
 
     def _publish(self, frame) -> None:
         h, w = frame.rgb.shape[:2]

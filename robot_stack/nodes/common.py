@@ -16,6 +16,9 @@ from robot_stack.dds import configure_environment
 
 
 CLEANUP_SECONDS = 3.0     # launchers escalate to SIGTERM after 5 s
+# Set by the first SIGINT or SIGTERM of a node process (run_node's stop): a node's own threads tell the graph's
+# shutdown, which one Ctrl-C starts in every node at once (a commander may stop first), from a fault.
+STOPPING = threading.Event()
 
 
 def raise_thread_priority(logger, priority: int, what: str) -> bool:
@@ -44,7 +47,8 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = 
     configure_environment()
     rclpy.init(args=argv)
     node = None
-    stop = threading.Event()
+    stop = STOPPING
+    stop.clear()                # a process (a test) may run nodes one after another
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         node = factory()

@@ -119,8 +119,11 @@ class PolicyServer(Node):
             self.create_subscription(Image, f"{cam}/color/image_raw", lambda m, c=cam: self._on_image(c, m), qos.IMAGE)
         # The TCP pose and gripper width (100 Hz) are taken when a decision reads them, from a companion node that
         # no executor spins: delivered by the executor, they woke this thread 200 times a second.
-        self._arm_state_node = rclpy.create_node(f"{self.get_name()}_arm_state", namespace=self.get_namespace(),
-                                                 context=self.context)
+        # Named by a rule of its own: the process's `-r __node:=NAME` (how launchers start it) renames every node
+        # in it, and two nodes named policy_server would answer each other's parameter services.
+        self._arm_state_node = rclpy.create_node(
+            f"{self.get_name()}_arm_state", namespace=self.get_namespace(), context=self.context,
+            cli_args=["--ros-args", "-r", f"__node:={self.get_name()}_arm_state"])
         self._pose_sub = self._arm_state_node.create_subscription(PoseStamped, "arm/ee_pose", lambda m: None,
                                                                   qos.SENSOR)
         self._gripper_sub = self._arm_state_node.create_subscription(JointState, "arm/gripper", lambda m: None,
