@@ -33,4 +33,11 @@ else
   extras="test,ros"
 fi
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[$extras]"
+# The real ROS 2 launch system, for `python -m robot_stack.ros2_launch` and tests/test_ros2_launch.py: no
+# launch_ros wheel is on PyPI; the upstream ones sit beside the clone (their README names their dependencies).
+wheels=../shared/wheels/ros2-launch
+if [ -z "${ROS_DISTRO:-}" ] && ls "$wheels"/*.whl >/dev/null 2>&1; then
+  .venv/bin/python -m pip install -q --no-deps "$wheels"/*.whl
+  .venv/bin/python -m pip install -q osrf-pycommon lark-parser
+fi
 echo "setup: ready (.venv)"
