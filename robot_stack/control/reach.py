@@ -47,6 +47,7 @@ class ReachFilter:
     INSET_TIME = 0.05        # s: integral time of the bound's correction for a measured joint inside its margin
     INSET_RELAX = 0.05       # rad/s: the correction's return once the measured joint is out of the margin
     MAX_INSET = 0.2          # rad
+    BOUND_RATE = 10.0        # 1/s: a joint closes at most this fraction of its distance to a bound per second
 
     def __init__(self, scene, q_lo, q_hi, dq_max, dt: float, elbow: int | None = None, elbow_clearance: float = 0.15,
                  clearance: float = 0.0):
@@ -174,6 +175,11 @@ class ReachFilter:
         lo_bound, hi_bound = self._bounds(q_measured)
         lo = np.minimum(lo_bound, q + pull)
         hi = np.maximum(hi_bound, q - pull)
+        # Bounds are approached ever more slowly (at BOUND_RATE times the distance left): a reference that reached
+        # the stretched-elbow bound at full joint speed had the arm overshoot it and flip to the other elbow branch.
+        close = self.BOUND_RATE * self.dt
+        lo = np.where(q > lo, q - close * (q - lo), lo)
+        hi = np.where(q < hi, q + close * (hi - q), hi)
         drift = self.POSTURE_GAIN * self.dt * (np.clip(q_measured, self._post_lo, self._post_hi) - q)
         dq = np.zeros_like(q)
         free = np.ones(len(q), dtype=bool)
