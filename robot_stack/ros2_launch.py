@@ -62,8 +62,12 @@ def stub_composition_interfaces() -> None:
 
 def find_launch_file(package: str, name: str) -> str:
     """`ros2 launch PKG FILE`: FILE anywhere under the package's share directory (launch/ first)."""
-    from ament_index_python.packages import get_package_share_directory
-    share = Path(get_package_share_directory(package))
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    try:
+        share = Path(get_package_share_directory(package))
+    except PackageNotFoundError:
+        raise SystemExit(f"error: package '{package}' not found in the ament index (AMENT_PREFIX_PATH="
+                         f"{os.environ.get('AMENT_PREFIX_PATH', '')!r}): source install/setup.bash of a colcon build")
     for candidate in (share / "launch" / name, *sorted(share.rglob(name))):
         if candidate.is_file():
             return str(candidate)
