@@ -233,7 +233,7 @@ def _swap_in(tmp: Path, out: Path, durable: bool) -> None:
 
 
 def merge(sources: list[str | Path], out: str | Path, overwrite: bool = False, attrs: dict | None = None,
-          durable: bool = True, progress: bool = True, batch: int = 32) -> int:
+          durable: bool = True, progress: bool = True, batch: int = 32, drop: tuple[str, ...] = ()) -> int:
     """Every episode of `sources` into a new store `out`, ordered by seed; stamps and metadata kept.
 
     One way to mix data sets (clean and disturbed demonstrations, shards of one collection): the
@@ -243,13 +243,15 @@ def merge(sources: list[str | Path], out: str | Path, overwrite: bool = False, a
 
     The episodes go into a temporary store beside `out` that replaces `out` only once complete
     (``_swap_in``): a merge that fails or is killed leaves an existing `out` as it was. `out` may not
-    be (or contain, or lie inside) a source, and ``overwrite`` replaces only an episode store."""
+    be (or contain, or lie inside) a source, and ``overwrite`` replaces only an episode store. Streams named in
+    ``drop`` are left out (e.g. `task_state`, whose size differs between tasks, to mix several tasks)."""
     out = Path(out)
     sources = [Path(src) for src in sources]
     _check_output(out, sources, overwrite)
     stores = [EpisodeStore.open(src, "r") for src in sources]
     try:
-        layouts = [(str(src), _layout(st)) for src, st in zip(sources, stores) if st.num_episodes]
+        layouts = [(str(src), {k: v for k, v in _layout(st).items() if k not in drop})
+                   for src, st in zip(sources, stores) if st.num_episodes]
         diff = [f"{src}: {sorted(set(lay.items()) ^ set(layouts[0][1].items()))}"
                 for src, lay in layouts[1:] if lay != layouts[0][1]]
         if diff:
@@ -273,6 +275,8 @@ def merge(sources: list[str | Path], out: str | Path, overwrite: bool = False, a
                 for n, (meta, i, k) in enumerate(bar, start=1):
                     writer = writer or dst.begin_episode()
                     for name, parts in stores[i].read_episode(k).items():
+                        if name in drop:
+                            continue
                         writer.append_many(name, parts["data"], parts["capture_stamp"], parts["receive_stamp"])
                     kept = {key: v for key, v in meta.items() if key not in ("episode", "streams")}
                     if n % batch == 0 or n == len(order):

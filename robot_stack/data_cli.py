@@ -56,6 +56,8 @@ def add_parser(sub) -> None:
     merge.add_argument("--overwrite", action="store_true",
                        help="replace `out` if it is an episode store (never an input, never another directory); "
                             "the old store is swapped out only once the merge is complete")
+    merge.add_argument("--drop", action="append", default=[], metavar="STREAM",
+                       help="leave this stream out (repeatable), e.g. task_state to mix tasks whose task state differs")
     merge.set_defaults(func=_run, json=True)
     view = data.add_parser("view", help="one episode in rerun: cameras, TCP path, commanded vs measured, phases "
                                         "(needs pip install 'robot_stack[viewer]')")
@@ -111,7 +113,7 @@ def _run_command(args: argparse.Namespace) -> int:
         result = _convert(args)
     elif cmd == "merge":
         episodes = tools.merge(args.sources, args.out, overwrite=args.overwrite, progress=sys.stderr.isatty(),
-                               attrs={"merged_from": [str(s) for s in args.sources]})
+                               attrs={"merged_from": [str(s) for s in args.sources]}, drop=tuple(args.drop))
         result = {"store": args.out, "episodes": episodes, "sources": args.sources}
     else:
         result = tools.verify(args.store)

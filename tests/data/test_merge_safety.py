@@ -163,3 +163,19 @@ def test_killed_merge_leaves_the_old_output_and_the_next_merge_cleans_up(tmp_pat
         assert 0 < half.num_episodes < 4
     assert tools.merge([src], out, overwrite=True, progress=False) == 4
     assert _seeds(out) == [0, 1, 2, 3] and _leftovers(out) == []   # its lock was free: removed
+
+
+def test_merge_can_leave_out_a_stream_that_differs_between_tasks(tmp_path):
+    """Tasks whose task_state differs in size mix into one store once that stream is dropped (multi-task data)."""
+    from robot_stack.data import EpisodeStore
+    from robot_stack.data.tools import merge
+    from robot_stack.sim.expert_data import generate
+
+    a, b = tmp_path / "reach.zarr", tmp_path / "lift.zarr"
+    generate("reach", "panda", 1, seed=1000, out=str(a), image_size=32, progress=False, durable=False)
+    generate("lift", "panda", 1, seed=1000, out=str(b), image_size=32, progress=False, durable=False)
+    with pytest.raises(ValueError, match="task_state"):
+        merge([a, b], tmp_path / "both.zarr", progress=False)
+    assert merge([a, b], tmp_path / "both.zarr", progress=False, drop=("task_state",)) == 2
+    both = EpisodeStore.open(tmp_path / "both.zarr")
+    assert "task_state" not in both.streams and {both.metadata(k)["task"] for k in range(2)} == {"reach", "lift"}
