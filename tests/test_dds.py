@@ -103,8 +103,16 @@ def project_env(domain: str) -> dict[str, str]:
 
 
 def wait_line(proc: subprocess.Popen, text: str, timeout: float) -> None:
+    """Wait for a line containing `text`; a process that prints nothing fails at the deadline instead of blocking
+    a readline forever."""
+    import select
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([proc.stdout], [], [], min(left, 1.0))
+        if not ready:
+            if proc.poll() is not None:
+                raise AssertionError(f"process exited {proc.returncode} before printing {text!r}")
+            continue
         line = proc.stdout.readline()
         if text in line:
             return
