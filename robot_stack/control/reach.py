@@ -41,7 +41,7 @@ class ReachFilter:
     """
 
     DAMPING = 1e-4           # (m or rad)^2: bounded joint steps near the stretched-arm singularity
-    POSTURE_GAIN = 2.0       # 1/s: how fast the redundancy drifts toward the preferred posture
+    POSTURE_GAIN = 10.0      # 1/s: how fast the redundancy drifts toward the preferred posture (the arm's own)
     POSTURE_INSET = 0.3      # rad: the preferred posture keeps this far inside the range where it can
     PULL_IN_SPEED = 0.2      # rad/s: a reference outside its range (a start inside a margin) comes back at this rate
     INSET_TIME = 0.05        # s: integral time of the bound's correction for a measured joint inside its margin

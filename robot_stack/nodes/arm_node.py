@@ -448,15 +448,16 @@ class ArmNode(Node):
             pos, quat = self.setpoint
         else:
             pos, quat = self.pose_interp.step()
-            reference = self.reach.q
             pos = self.safety.limit_contact(self.safety.clip_to_box(pos), state.ee_pos, state.wrench[:3])
             pos, quat = self.reach.step(pos, quat, state.q)
             pos, quat = self.safety.limit_step(self.setpoint[0], self.setpoint[1], pos, quat, self.dt)
-            # The measured arm can still be inside a margin (started there, or pushed): no step takes it deeper.
+            # The measured arm can still be inside a margin (its configuration differs from the reference's for the
+            # same pose, or it was pushed): no set point step takes it deeper. The reference is not put back: it
+            # goes on drawing that joint out (its bound follows the measured joint), and the set point follows it
+            # once a step no longer pushes deeper; put back, it held the arm there for good.
             if self._pushes_into_joint_limit(state, pos, quat):
                 self.safety.events.add("joint_margin_hold")
                 pos, quat = self.setpoint
-                self.reach.q = reference
         self.setpoint = (pos, quat)
         self.driver.command_pose(pos, quat, gripper)
 
