@@ -158,6 +158,8 @@ class ArmNode(Node):
         self.create_service(Trigger, "arm/recover", self._srv_recover)
         self.create_service(Trigger, "arm/home", self._srv_home)
         self.create_service(SetBool, "arm/enable", self._srv_enable)
+        # chunk_blend changes at run time: the policy server sets it to the active checkpoint's deployment setting
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         if isinstance(self.driver, SimulatedArm):
             self.create_service(Trigger, "sim/reset", self._srv_sim_reset)
             # The twin announces each episode (task, seed), so recordings can be replayed exactly.
@@ -280,6 +282,25 @@ class ArmNode(Node):
             return self._reject("gripper command", ValueError(f"{g} is not in [0, 1]"))
         with self._lock:
             self._gripper = g
+
+    def _on_set_parameters(self, params):
+        """chunk_blend may change while running (validated); the rest of the config is read at start-up only. Never
+        raises: an exception here would take the node down."""
+        from rcl_interfaces.msg import SetParametersResult
+
+        blend = None
+        for p in params:
+            if p.name == "chunk_blend":
+                value = p.value
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
+                    return SetParametersResult(successful=False, reason=f"chunk_blend must be a number in [0, 1), "
+                                                                        f"got {value!r}")
+                blend = float(value)
+            elif p.name in ARM_PARAMS or p.name == "overrides":
+                return SetParametersResult(successful=False, reason=f"{p.name} is read at start-up only")
+        if blend is not None:
+            self.chunk_blend = blend
+        return SetParametersResult(successful=True)
 
     def _srv_stop(self, request, response):
         with self._lock:

@@ -281,3 +281,24 @@ def test_diagnostics_error_when_commands_stop_mid_episode_until_they_resume(ros)
             seen = len(client.diags)
     wait_for(lambda: any(level == DiagnosticStatus.OK for level, _ in diag_levels(client, seen)),
              what="OK again once commands resumed")
+
+
+def test_chunk_blend_follows_the_served_policy_and_is_validated(ros, tmp_path):
+    """The policy server sets the arm node's chunk_blend to its active checkpoint's deployment setting; a bad value or
+    a start-up-only parameter is refused with the reason."""
+    from rclpy.parameter import Parameter
+
+    from robot_stack.nodes.policy_server import PolicyServer
+    from robot_stack.policies.base import set_deploy
+    from tests.policies.toy import ToyPolicy, toy_stats
+
+    arm, _ = start(ros)
+    assert arm.chunk_blend == 0.0
+    for name, value, reason in (("chunk_blend", 1.5, "[0, 1)"), ("chunk_blend", "x", "[0, 1)"),
+                                ("robot", "ur5e", "start-up only")):
+        result = arm.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful and reason in result.reason
+    ToyPolicy(ToyPolicy.Config(), toy_stats()).save(tmp_path / "toy")
+    set_deploy(tmp_path / "toy", {"chunk_blend": 0.4})
+    ros.add(PolicyServer(context=ros.context, parameter_overrides=[Parameter("checkpoints", value=str(tmp_path / "toy"))]))
+    wait_for(lambda: arm.chunk_blend == 0.4, timeout=20.0, what="the checkpoint's chunk_blend on the arm")
