@@ -7,6 +7,7 @@ in order in a `CallLog`, and any call can be made to raise the vendor's exceptio
 from __future__ import annotations
 
 import threading
+from collections import deque
 from typing import Any
 
 
@@ -14,7 +15,8 @@ class CallLog:
     """The ordered (name, args) of every call into a fake, with failures to inject on demand."""
 
     def __init__(self):
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        # the newest calls only: a node run on a fake for minutes (the launch tests) must not grow without bound
+        self.calls: deque[tuple[str, tuple[Any, ...]]] = deque(maxlen=100_000)
         self._failures: dict[str, list[BaseException]] = {}
         self._lock = threading.Lock()          # gripper calls come from the drivers' worker threads
 
