@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import time
+
 import numpy as np
 
 from tests.drivers.fakes import CallLog
@@ -232,6 +234,7 @@ class pipeline:
         LOG.record("pipeline", ctx)
         self._config: config | None = None
         self._dev: FakeDevice | None = None
+        self._next_frame: float | None = None       # monotonic time of the next frame set
 
     def start(self, config):
         LOG.record("pipeline.start", config)
@@ -248,8 +251,14 @@ class pipeline:
         _int(timeout_ms, "timeout_ms")
         if self._config is None:
             raise RuntimeError("wait_for_frames cannot be called before start()")
-        WORLD.frame_number += 1
         w, h, _, fps = self._config.streams[stream.color]
+        # the device delivers a frame set every 1/fps s and wait_for_frames blocks until it has one; returning at
+        # once let a camera node's SCHED_FIFO capture thread spin on both cores and starve everything else
+        now = time.monotonic()
+        if self._next_frame is not None and self._next_frame > now:
+            time.sleep(self._next_frame - now)
+        self._next_frame = max(self._next_frame or now, now) + 1.0 / fps
+        WORLD.frame_number += 1
         WORLD.hw_ms += 1000.0 / fps
         WORLD.host_ms += 1000.0 / fps
         domain = WORLD.force_domain or (timestamp_domain.global_time if self._dev.global_time
