@@ -17,10 +17,7 @@ def test_collected_episode_replays_to_the_same_outcome(tmp_path, monkeypatch):
     assert len(ep["align.front_rgb"]["data"]) == len(ep["tick"]["data"])
     report = replay_episode(str(store), 0, "actions", video=str(tmp_path / "replay.mp4"))
     assert report["replayed_success"] is True and report["same_outcome"] is True
-    # final object poses within 2.5 cm: the graph's arm node runs its reach filter and real-time timing over the targets,
-    # the replay plays them through the twin's arm alone; 1 cm failed 3 of 6 runs (0.011-0.020 m), a wrong replay is off
-    # by the block's travel (10+ cm)
-    assert report["final_object_error_m"] < 0.025
+    assert report["final_object_error_m"] < 0.01                  # final object poses within 1 cm
     assert report["tcp_error_mean_m"] < 0.01
     assert (tmp_path / "replay.mp4").stat().st_size > 1000
     joints = replay_episode(str(store), 0, "joints")
