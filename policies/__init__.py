@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pkgutil
-import warnings
-from importlib.metadata import entry_points
+
+from robot_stack.plugins import load_entry_points
 
 from robot_stack.policies.base import (REGISTRY, DataSpec, Policy, PolicyConfig, load_policy,  # noqa: F401
                                        policy_class, register)
@@ -29,9 +29,5 @@ def discover() -> dict[str, type[Policy]]:
         for info in pkgutil.iter_modules(__path__):
             if info.ispkg and importlib.util.find_spec(f"{__name__}.{info.name}.policy") is not None:
                 importlib.import_module(f"{__name__}.{info.name}.policy")
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                ep.load()
-            except Exception as exc:    # a broken plug-in must not take the built-in methods down with it
-                warnings.warn(f"policy plug-in {ep.name!r} ({ep.value}) failed to load: {exc}")
+        load_entry_points(ENTRY_POINT_GROUP, "policy")
     return dict(REGISTRY)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import warnings
-from importlib.metadata import entry_points
+
+from robot_stack.plugins import load_entry_points
 
 from robot_stack.policies.conditioning.base import (ConditioningError, ConditioningKind, EpisodeContext,  # noqa: F401
                                                     InputLimits, Sample, TaskTopic)
@@ -45,11 +45,7 @@ def discover() -> None:
     for info in pkgutil.iter_modules(__path__):
         if info.name != "base":
             importlib.import_module(f"{__name__}.{info.name}")
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as exc:        # a broken plug-in must not take the built-in kinds down with it
-            warnings.warn(f"conditioning plug-in {ep.name!r} ({ep.value}) failed to load: {exc}")
+    load_entry_points(ENTRY_POINT_GROUP, "conditioning")
 
 
 def kinds() -> dict[str, ConditioningKind]:
