@@ -346,7 +346,7 @@ def test_the_server_listens_on_localhost_only_and_answers_bad_requests(tmp_path)
         good = {"strokes": [[{"u": 40, "v": 100, "height": 0.05}, {"u": 80, "v": 70, "height": 0.2, "event": "close"}]]}
         code, data = request("POST", "/done", json.dumps(good).encode(), {"Content-Type": "application/json"})
         assert code == 200 and json.loads(data)["preview"].startswith("data:image/png;base64,")
-        assert session.done.is_set() and (tmp_path / "s.png").is_file() and (tmp_path / "s.json").is_file()
+        assert session.done.wait(5) and (tmp_path / "s.png").is_file() and (tmp_path / "s.json").is_file()
     finally:
         server.shutdown()
         server.server_close()
