@@ -42,7 +42,7 @@ from std_srvs.srv import Trigger
 from robot_stack import transforms as tf
 from robot_stack.control.delta import apply_delta, delta_between
 from robot_stack.ros import convert, qos
-from robot_stack.ros.service_call import RESEND_AFTER, ServiceError, call_service
+from robot_stack.ros.service_call import RESET_RESEND_AFTER, ServiceError, call_service
 from robot_stack.sim.env import PHASES, observation_space
 from robot_stack.robots.spec import get_robot
 from robot_stack.sim.scene import Scene
@@ -343,7 +343,7 @@ class RosArmEnv(gym.Env):
 
     def _reset_twin(self) -> float:
         """`sim/reset`, the task's parameters for the episode's seed in the mirror; returns the answer's time."""
-        result = self._call(self._reset_client, "sim/reset", resend_after=RESEND_AFTER)
+        result = self._call(self._reset_client, "sim/reset", resend_after=RESET_RESEND_AFTER)
         answered = self._now()
         if not result.success:
             raise RuntimeError(f"RosArmEnv: sim/reset failed: {result.message}")

@@ -19,7 +19,7 @@ from std_srvs.srv import Trigger
 from geometry_msgs.msg import PoseStamped
 
 from robot_stack.ros import convert, qos
-from robot_stack.ros.service_call import RESEND_AFTER, call_service
+from robot_stack.ros.service_call import RESET_RESEND_AFTER, call_service
 from robot_stack.sim.scene import Scene
 from robot_stack.sim.tasks import make_task
 
@@ -71,7 +71,7 @@ class ExpertCommander(Node):
         return self.scene.load_state_message(state)   # positions and contacts, for the expert and the predicate
 
     def reset(self) -> int:
-        result = call_service(self.reset_client, timeout=15.0, resend_after=RESEND_AFTER)
+        result = call_service(self.reset_client, timeout=15.0, resend_after=RESET_RESEND_AFTER)
         if not result.success:
             raise RuntimeError(f"sim/reset failed: {result.message}")
         seed = int(result.message.split("=")[1])

@@ -37,7 +37,7 @@ from robot_stack import transforms as tf
 from robot_stack.drivers.teleop import EVENTS, FRAMES, DriverError, TeleopCommand, TeleopDevice, make_device
 from robot_stack.nodes.common import declare_any, run_node
 from robot_stack.ros import convert, qos
-from robot_stack.ros.service_call import RESEND_AFTER, ServiceError, call_service
+from robot_stack.ros.service_call import RESET_RESEND_AFTER, ServiceError, call_service
 
 ANSWER_TIMEOUT = 30.0       # s: how long a service that exists may take to answer (the recorder's commit)
 
@@ -264,7 +264,7 @@ class TeleopNode(Node):
     def _reset(self) -> tuple[bool, str]:
         """A new scripted episode: the arm node resets the twin, the device restarts with its seed."""
         ok, message = self._trigger(self._reset_client, max(self.cfg.service_timeout, RESET_TIMEOUT),
-                                    "is arm_node running with the mujoco driver?", resend_after=RESEND_AFTER)
+                                    "is arm_node running with the mujoco driver?", resend_after=RESET_RESEND_AFTER)
         if ok:
             answered = self.now()
             try:

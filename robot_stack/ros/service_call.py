@@ -3,8 +3,12 @@
 Why a resend: at start-up a DDS server can take a request before it has discovered the client's reply
 reader, and then drops the reply (rmw_fastrtps waits only briefly for it). `wait_for_service` cannot see
 this: it only knows the request side is matched. A call that must not hang on that race may resend after
-`resend_after` seconds without an answer, but only where a repeat is harmless (a reset, or a switch set to a
-value: the later answer describes the state the server is in). The answer taken is always the latest request's.
+`resend_after` seconds without an answer, but only where a repeat is harmless (a switch set to a value: the later
+answer describes the state the server is in). The answer taken is always the latest request's.
+
+A twin reset is not harmless to repeat: each one starts the next seed. Its resend waits past the arm node's own
+bound on answering (5 s for the control loop to take the reset), so a slow answer under load is waited for and
+only a lost reply is resent; a caller that knows the seed it expects checks the answer.
 """
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import time
 from typing import Callable
 
 
-RESEND_AFTER = 3.0     # s: a reset or a switch answers within a tick or two; silence this long means a lost reply
+RESEND_AFTER = 3.0     # s: a switch answers within a tick or two; silence this long means a lost reply
+RESET_RESEND_AFTER = 7.0     # s: sim/reset answers within 5 s, success or not; silence past that is a lost reply
 
 
 class ServiceError(RuntimeError):
