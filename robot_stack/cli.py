@@ -328,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from robot_stack.data_cli import add_parser as add_data_parser
     add_data_parser(sub)
+    from robot_stack.human.cli import add_parser as add_human_parser
+    add_human_parser(sub)
 
     # `robot-stack launch ...` goes to the launcher's own parser (main() hands it over before parsing), so
     # `launch --help` and `launch FILE --dry-run` are answered there
