@@ -1,16 +1,13 @@
 """arm_node: the one place an arm is commanded, and the owner of safety.
 
-A control thread runs at the arm's rate (1 kHz Panda, 500 Hz UR5e) over any ArmDriver:
-it interpolates the latest target (or plays the latest action chunk at its step times,
-skipping steps already past), passes every set point through the safety envelope, and
-holds pose when commands stop (watchdog), on e-stop, or when disabled. ROS callbacks
-only validate and hand over targets; they never touch the driver.
+A control thread runs at the arm's rate (1 kHz Panda, 500 Hz UR5e) over any ArmDriver: each
+period it reads the state, hands it to the ROS-free `Controller` (control/controller.py:
+interpolation, chunk playing, watchdog, safety envelope) and sends the set point it returns.
+ROS callbacks only parse and hand commands to the controller; they never touch the driver.
 
 Action chunks are taken, size-checked, parsed and validated on a thread of their own
 (`arm_chunks`): a chunk is as large as its sender makes it, and the control thread only
-ever picks up a checked ActionChunk. The set point a tick sends is the one the arm can
-follow with its joints clear of their margins (`ReachFilter`), inside a box drawn in by
-any measured excursion of the TCP (`SafetyEnvelope.observe_tcp`).
+ever picks up a checked ActionChunk.
 """
 from __future__ import annotations
 
@@ -19,7 +16,6 @@ import threading
 import time
 from collections import deque
 
-import mujoco
 import numpy as np
 from omegaconf import OmegaConf
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -33,22 +29,17 @@ from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import MultiDOFJointTrajectory
 
-from robot_stack import transforms as tf
-from robot_stack.control.interpolation import JointInterpolator, PoseInterpolator
-from robot_stack.control.loop_stats import LoopStats, RecentSamples
-from robot_stack.control.safety import SafetyEnvelope, SafetyLimits, SafetyViolation, Watchdog
+from robot_stack.control.controller import Controller
+from robot_stack.control.loop_stats import RecentSamples
+from robot_stack.control.safety import SafetyLimits, SafetyViolation
 from robot_stack.drivers import registry
 from robot_stack.drivers.base import ArmDriver, DriverError, SimulatedArm
 from robot_stack.nodes.common import STOPPING, node_config, raise_thread_priority, run_node, take_all
 from robot_stack.ros import convert, qos
 from robot_stack.robots.spec import get_robot
-from robot_stack.sim.scene import Scene
-from robot_stack.control.chunks import blend_chunks, check_chunk, chunk_target_at
-from robot_stack.control.reach import ReachFilter
-from robot_stack.types import ActionChunk, RobotState
+from robot_stack.types import RobotState
 
 ARM_PARAMS = ("robot", "driver", "robot_ip", "task", "seed", "realtime", "chunk_blend")
-REFERENCE_CLEARANCE = 0.03      # rad the reach filter's reference keeps beyond the joint margin
 BURST_WINDOW = 1.0              # s: `reject_burst` rejected commands within this is a burst (WARN on /diagnostics)
 
 
@@ -63,26 +54,13 @@ class ArmNode(Node):
         super().__init__("arm_node", **node_kwargs)
         self.cfg = node_config(self, "arm_node", ARM_PARAMS)
         self.spec = get_robot(self.cfg.robot.name)
-        limits = SafetyLimits(**OmegaConf.to_container(self.cfg.robot.safety))
-        self.safety = SafetyEnvelope(limits, self.spec.q_min, self.spec.q_max)
-        self.limits = limits
-        self.watchdog = Watchdog(limits.watchdog_timeout)
-        self.chunk_blend = float(self.cfg.chunk_blend)
-        if not 0.0 <= self.chunk_blend < 1.0:
-            raise ValueError(f"chunk_blend must be in [0, 1), got {self.chunk_blend}")
-        self.dt = 1.0 / self.spec.control_hz
-        self.stats = LoopStats(self.dt)
-        self.kinematics = Scene(self.spec)          # MuJoCo as the kinematics library, any driver
-        self._limit_jac = np.zeros((6, self.kinematics.model.nv))      # the joint-margin check's buffers
-        self._limit_damping = 1e-6 * np.eye(6)
-        self._joint_mid = (self.safety.q_min + self.safety.q_max) / 2
-        # The reference configuration keeps a little more than the margin, so the measured joints, a tracking
-        # error behind it, stay out of the margin too.
-        keep = limits.joint_margin + REFERENCE_CLEARANCE
-        self.reach = ReachFilter(self.kinematics, self.safety.q_min + keep, self.safety.q_max - keep,
-                                 np.array(self.spec.dq_max), self.dt,
-                                 elbow=limits.elbow_joint if limits.elbow_joint >= 0 else None,
-                                 elbow_clearance=limits.elbow_clearance, clearance=REFERENCE_CLEARANCE)
+        self.limits = SafetyLimits(**OmegaConf.to_container(self.cfg.robot.safety))
+        chunk_blend = float(self.cfg.chunk_blend)
+        if not 0.0 <= chunk_blend < 1.0:
+            raise ValueError(f"chunk_blend must be in [0, 1), got {chunk_blend}")
+        self.controller = Controller(self.spec, self.limits, command_period=float(self.cfg.default_command_period),
+                                     chunk_blend=chunk_blend, clock=self.now, on_stall=self._log_stall)
+        self.dt = self.controller.dt
         self.joint_names = [f"{self.spec.name}_joint{i + 1}" for i in range(self.spec.dof)]
 
         self.driver = driver or make_arm_driver(self.cfg, clock=self.now)
@@ -91,32 +69,13 @@ class ArmNode(Node):
         except DriverError as exc:
             raise RuntimeError(f"arm driver {self.cfg.driver} could not connect: {exc}") from exc
 
-        self._lock = threading.Lock()
-        self._target: tuple[np.ndarray, np.ndarray, float] | None = None   # newest pose target, not yet taken
-        self._chunk: ActionChunk | None = None
-        self._gripper = 0.0
-        self._estop = False
-        self._enabled = True
-        self._go_home = False
+        self._reset_lock = threading.Lock()
         self._reset_request: threading.Event | None = None
-        self._last_target_time: float | None = None
-        self._command_period = float(self.cfg.default_command_period)
-        # Commands in the current stream (accepted with no watchdog hold between them): a hold after two or
-        # more is a stream that stopped mid-episode, an error on /diagnostics until commands resume or the
-        # episode is ended (reset, home, disable, e-stop).
-        self._stream = 0
-        self._stall_since: float | None = None
-        self._stalls_unreported = 0
         self._reject_times: deque[float] = deque(maxlen=max(1, int(self.cfg.reject_burst)))
         self._bursts_unreported = 0
         self._last_rejection = ""
         self._reject_logged: dict[str, tuple[float, int]] = {}    # per kind: when last logged, how many since
         self.state: RobotState | None = None
-        self.setpoint: tuple[np.ndarray, np.ndarray] | None = None
-        self.mode = "hold"
-
-        self.pose_interp = PoseInterpolator(self.dt, limits.max_linear_speed, limits.max_angular_speed)
-        self.joint_interp = JointInterpolator(self.dt, np.array(self.spec.dq_max) * 0.5)
 
         self.pub_joints = self.create_publisher(JointState, "joint_states", qos.SENSOR)
         self.pub_pose = self.create_publisher(PoseStamped, "arm/ee_pose", qos.SENSOR)
@@ -141,7 +100,7 @@ class ArmNode(Node):
         # Chunks arrive serialized on a node of their own, spun by its own thread: the size is checked before
         # the message is turned into Python objects (a 10,000-point chunk took 0.6 s to take and parse, in C
         # code that holds the GIL), then parsing and validation run there, never in the control thread.
-        self._chunk_bytes_limit = convert.chunk_bytes_limit(limits.max_chunk_steps)
+        self._chunk_bytes_limit = convert.chunk_bytes_limit(self.limits.max_chunk_steps)
         self._chunk_node = rclpy.create_node(f"{self.get_name()}_chunks", namespace=self.get_namespace(),
                                              context=self.context,
                                              cli_args=["--ros-args", "-r", f"__node:={self.get_name()}_chunks"])
@@ -165,9 +124,6 @@ class ArmNode(Node):
             # The twin announces each episode (task, seed), so recordings can be replayed exactly.
             self.pub_episode = self.create_publisher(String, "sim/episode", qos.LATCHED)
             self._announce_episode()
-        self.command_age = float("inf")
-        self.command_latency = RecentSamples(2000)
-        self.chunk_latency = RecentSamples(20000)     # observation capture -> chunk received
         self.tick_cpu = RecentSamples(5000)           # CPU seconds of one control step: how much of the period it uses
         self._publish_every = max(1, round(self.spec.control_hz / self.cfg.publish_rate))
         # Diagnostics from a timer on the executor's thread, not the control thread: their percentiles took
@@ -196,7 +152,40 @@ class ArmNode(Node):
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    # --- ROS callbacks: validate and hand over ----------------------------------------------
+    # --- the controller's state, as the node reports it ----------------------------------------
+    @property
+    def safety(self):
+        return self.controller.safety
+
+    @property
+    def stats(self):
+        return self.controller.stats
+
+    @property
+    def mode(self) -> str:
+        return self.controller.mode
+
+    @property
+    def setpoint(self):
+        return self.controller.setpoint
+
+    @property
+    def chunk_blend(self) -> float:
+        return self.controller.chunk_blend
+
+    @property
+    def command_age(self) -> float:
+        return self.controller.command_age
+
+    @property
+    def _chunk(self):
+        return self.controller.chunk
+
+    @property
+    def _estop(self) -> bool:
+        return self.controller.estop
+
+    # --- ROS callbacks: parse and hand over ----------------------------------------------------
     def _reject(self, what: str, exc: Exception) -> None:
         self._last_rejection = f"{what}: {exc}"
         self.safety.events.add("rejected", self._last_rejection)
@@ -214,38 +203,12 @@ class ArmNode(Node):
         if len(self._reject_times) == self._reject_times.maxlen and now - self._reject_times[0] <= BURST_WINDOW:
             self._bursts_unreported += 1
 
-    def _accepted(self, now: float) -> None:
-        """A command was accepted (call with the lock held): the watchdog is fed and the stream goes on."""
-        self.watchdog.feed(now)
-        self._stream += 1
-        self._stall_since = None
-
-    def _end_stream(self) -> None:
-        """The episode was ended on purpose (reset, home, disable, e-stop): a hold now is no stall."""
-        self._stream = 0
-        self._stall_since = None
-
     def _on_target(self, msg: PoseStamped) -> None:
         try:
             pos, quat, stamp = convert.parse_pose(msg)
-            age = self.now() - stamp
-            if age > self.limits.max_command_age:
-                raise convert.MessageError(f"stale stamp ({age:.3f} s old, limit {self.limits.max_command_age} s)")
-            if -age > self.limits.max_command_age:
-                raise convert.MessageError(f"stamp {-age:.3f} s in the future (limit {self.limits.max_command_age} s): "
-                                           f"the sender's clock is wrong")
-            pos, quat, _ = self.safety.check_target(pos, quat, self._gripper)
+            self.controller.set_target(pos, quat, stamp)
         except (convert.MessageError, SafetyViolation) as exc:
-            return self._reject("target pose", exc)
-        now = time.monotonic()
-        with self._lock:
-            if self._last_target_time is not None:
-                gap = now - self._last_target_time
-                self._command_period = float(np.clip(0.7 * self._command_period + 0.3 * gap, 1 / 60, 0.25))
-            self._last_target_time = now
-            self._target = (pos, quat, stamp)
-            self._chunk = None
-            self._accepted(now)
+            self._reject("target pose", exc)
 
     def _on_chunk_bytes(self, data: bytes) -> None:
         """A serialized chunk (the `arm_chunks` thread): refused by size before it is deserialized."""
@@ -263,25 +226,15 @@ class ArmNode(Node):
         """Parse, check and hand over a chunk; runs off the control thread, which only picks the result up."""
         try:
             chunk = convert.parse_chunk(msg, max_points=self.limits.max_chunk_steps)
-            chunk = check_chunk(chunk, self.safety, self.now(), self.limits.chunk_horizon)
+            self.controller.set_chunk(chunk, stamp=convert.from_time(msg.header.stamp))
         except (convert.MessageError, SafetyViolation) as exc:
-            return self._reject("action chunk", exc)
-        self.chunk_latency.append(self.now() - convert.from_time(msg.header.stamp))
-        with self._lock:
-            playing = self._chunk
-        if playing is not None and self.chunk_blend > 0:
-            chunk = blend_chunks(playing, chunk, self.chunk_blend)
-        with self._lock:
-            self._chunk = chunk
-            self._target = None
-            self._accepted(time.monotonic())
+            self._reject("action chunk", exc)
 
     def _on_gripper(self, msg: Float64) -> None:
-        g = float(msg.data)
-        if not np.isfinite(g) or not 0.0 <= g <= 1.0:
-            return self._reject("gripper command", ValueError(f"{g} is not in [0, 1]"))
-        with self._lock:
-            self._gripper = g
+        try:
+            self.controller.set_gripper(msg.data)
+        except SafetyViolation as exc:
+            self._reject("gripper command", exc)
 
     def _on_set_parameters(self, params):
         """chunk_blend may change while running (validated); the rest of the config is read at start-up only. Never
@@ -299,15 +252,11 @@ class ArmNode(Node):
             elif p.name in ARM_PARAMS or p.name == "overrides":
                 return SetParametersResult(successful=False, reason=f"{p.name} is read at start-up only")
         if blend is not None:
-            self.chunk_blend = blend
+            self.controller.chunk_blend = blend
         return SetParametersResult(successful=True)
 
     def _srv_stop(self, request, response):
-        with self._lock:
-            self._estop = True
-            self._target, self._chunk = None, None
-            self._end_stream()
-        self.safety.events.add("estop")
+        self.controller.stop()
         response.success, response.message = True, "e-stop latched; call arm/recover to release"
         return response
 
@@ -319,40 +268,27 @@ class ArmNode(Node):
         except DriverError as exc:
             response.success, response.message = False, str(exc)
             return response
-        with self._lock:
-            self._estop = False
-            self._target, self._chunk = None, None
-            self._end_stream()
-            self.setpoint = None                    # re-seed from the measured pose
+        self.controller.recover()
         response.success, response.message = True, "recovered; holding pose"
         return response
 
     def _srv_home(self, request, response):
         if not self._service_lock.allow("arm/home", response):
             return response
-        with self._lock:
-            if self._estop:
-                response.success, response.message = False, "e-stop latched"
-                return response
-            self._go_home = True
-            self._end_stream()
-        response.success, response.message = True, "moving to home"
+        response.success, response.message = self.controller.home()
         return response
 
     def _srv_enable(self, request, response):
         # Disabling holds the arm, as arm/stop does: never locked; enabling lets it move again.
         if request.data and not self._service_lock.allow("arm/enable", response):
             return response
-        with self._lock:
-            self._enabled = bool(request.data)
-            self._target, self._chunk = None, None
-            self._end_stream()
+        self.controller.enable(bool(request.data))
         response.success, response.message = True, "enabled" if request.data else "disabled: holding pose"
         return response
 
     def _srv_sim_reset(self, request, response):
         done = threading.Event()
-        with self._lock:
+        with self._reset_lock:
             self._reset_request = done
         if not done.wait(timeout=5.0):
             response.success, response.message = False, "the control loop did not reset within 5 s"
@@ -363,6 +299,13 @@ class ArmNode(Node):
     def _announce_episode(self) -> None:
         c = self.driver.config
         self.pub_episode.publish(String(data=json.dumps({"robot": c.robot, "task": c.task, "seed": int(c.seed)})))
+
+    def _log_stall(self, age: float) -> None:
+        if STOPPING.is_set():       # the graph is stopping and the commander went first: no fault
+            self.get_logger().info(f"commands ended with the shutdown ({age:.3f} s); holding pose")
+        else:
+            self.get_logger().error(f"commands stopped mid-episode: no command for {age:.3f} s "
+                                    f"(watchdog {self.limits.watchdog_timeout} s); holding pose")
 
     # --- control thread ------------------------------------------------------------------
     def _control_loop(self) -> None:
@@ -393,19 +336,24 @@ class ArmNode(Node):
                 handler(msg)
 
     def control_step(self) -> None:
-        """One control period: read, take commands, decide the set point, command, publish."""
+        """One control period: read, take commands, the controller's set point to the driver, queue the state."""
         cpu = time.thread_time()
         try:
             state = self.driver.read_state()
             self.take_commands()
-            self.stats.tick(time.monotonic())
             self.state = state
-            self._control_tick(state)
+            with self._reset_lock:
+                reset, self._reset_request = self._reset_request, None
+            if reset is not None:                   # between ticks, on this thread: the driver is not thread-safe
+                self.driver.reset_next()
+                self._announce_episode()
+                self.controller.reset()
+                reset.set()
+            else:
+                self.controller.tick(state).send(self.driver)
         except DriverError as exc:
-            self.safety.events.add("driver_error", str(exc))
+            self.controller.fault(str(exc))
             self.get_logger().error(f"driver error: {exc}; holding", throttle_duration_sec=1.0)
-            with self._lock:
-                self._estop = True
             time.sleep(self.dt)
             return
         self._ticks += 1
@@ -415,134 +363,6 @@ class ArmNode(Node):
                 self._outbox.append((state, sim))
                 self._outbox_ready.notify()
         self.tick_cpu.append(time.thread_time() - cpu)
-
-    def _control_tick(self, state: RobotState) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if self._reset_request is not None:
-                self.driver.reset_next()
-                self._announce_episode()
-                self.stats = LoopStats(self.dt)         # a reset is not a control-loop overrun
-                self._reset_request.set()
-                self._reset_request = None
-                self._target, self._chunk = None, None
-                self._end_stream()
-                self.setpoint = None
-                self.mode = "hold"
-                return
-            if self.setpoint is None:
-                self._seed_setpoint(state)
-            target, self._target = self._target, None
-            chunk, gripper = self._chunk, self._gripper
-            estop, enabled, go_home = self._estop, self._enabled, self._go_home
-            self.command_age = self.watchdog.age(now)
-            if go_home:
-                self._go_home = False
-        if estop or not enabled:
-            self._hold(state, "estop" if estop else "disabled")
-            return self.driver.command_pose(*self.setpoint, gripper)
-        if go_home or self.mode == "home":
-            return self._home_tick(state, go_home, gripper)
-        # Each new goal starts from the set point actually sent, which the reach filter or the box may have held
-        # short of where the interpolator had got to.
-        if target is not None:
-            self.command_latency.append(self.now() - target[2])       # header stamp to the tick that uses it
-            self.pose_interp.reset(*self.setpoint)
-            self.pose_interp.set_goal(target[0], target[1], self._command_period)
-            self.mode = "target"
-        elif chunk is not None:
-            t = self.now()
-            pos, quat, gripper = chunk_target_at(chunk, t)
-            # The chunk's gripper command is the gripper command until another comes: a hold that follows (the
-            # watchdog, an e-stop) keeps the grasp instead of going back to an older arm/gripper_cmd.
-            self._gripper = gripper
-            self.pose_interp.reset(*self.setpoint)
-            self.pose_interp.set_goal(pos, quat, self.dt)
-            self.mode = "chunk"
-            if t <= chunk.times[-1]:
-                self.watchdog.feed(now)          # a chunk with steps ahead is a fresh command; past its end it is not
-        if self.mode in ("target", "chunk") and self.watchdog.expired(now):
-            self._watchdog_hold(now, chunk)
-        self.safety.observe_tcp(state.ee_pos, self.dt)
-        if self.mode == "hold":
-            self.pose_interp.reset(*self.setpoint)
-            pos, quat = self.setpoint
-        else:
-            pos, quat = self.pose_interp.step()
-            pos = self.safety.limit_contact(self.safety.clip_to_box(pos), state.ee_pos, state.wrench[:3])
-            pos, quat = self.reach.step(pos, quat, state.q)
-            pos, quat = self.safety.limit_step(self.setpoint[0], self.setpoint[1], pos, quat, self.dt)
-            # The measured arm can still be inside a margin (its configuration differs from the reference's for the
-            # same pose, or it was pushed): no set point step takes it deeper. The reference is not put back: it
-            # goes on drawing that joint out (its bound follows the measured joint), and the set point follows it
-            # once a step no longer pushes deeper; put back, it held the arm there for good.
-            if self._pushes_into_joint_limit(state, pos, quat):
-                self.safety.events.add("joint_margin_hold")
-                pos, quat = self.setpoint
-        self.setpoint = (pos, quat)
-        self.driver.command_pose(pos, quat, gripper)
-
-    def _seed_setpoint(self, state: RobotState) -> None:
-        """Set point, interpolator and reach reference at the measured pose: no motion."""
-        self.setpoint = self.reach.reset(state.q, state.ee_pos, state.ee_quat)
-        self.pose_interp.reset(*self.setpoint)
-
-    def _watchdog_hold(self, now: float, chunk: ActionChunk | None) -> None:
-        """Commands stopped: hold where the set point is. A chunk past its end is over, not paused."""
-        self.mode = "hold"
-        with self._lock:
-            if chunk is not None and self._chunk is chunk:
-                self._chunk = None
-            stalled = self._stream >= 2 and self._stall_since is None
-            self._stream = 0
-            if stalled:
-                self._stall_since = now
-                self._stalls_unreported += 1
-        self.safety.events.add("watchdog_hold", f"no command for {self.command_age:.3f} s")
-        if stalled:
-            self.safety.events.add("command_stall", f"commands stopped mid-episode; holding after "
-                                                    f"{self.command_age:.3f} s")
-            if STOPPING.is_set():       # the graph is stopping and the commander went first: no fault
-                self.get_logger().info(f"commands ended with the shutdown ({self.command_age:.3f} s); holding pose")
-            else:
-                self.get_logger().error(f"commands stopped mid-episode: no command for {self.command_age:.3f} s "
-                                        f"(watchdog {self.limits.watchdog_timeout} s); holding pose")
-
-    def _hold(self, state: RobotState, reason: str) -> None:
-        if self.mode != reason:
-            self.mode = reason
-            self.pose_interp.reset(*self.setpoint)
-
-    def _home_tick(self, state: RobotState, start: bool, gripper: float) -> None:
-        if start or self.mode != "home":
-            self.joint_interp.reset(state.q)
-            self.joint_interp.set_goal(self.safety.clip_joints(self.spec.q_home), 0.0)
-            self.mode = "home"
-        q = self.joint_interp.step()
-        self.driver.command_joints(q, gripper)
-        if not self.joint_interp.moving and np.abs(state.q - q).max() < 0.01:
-            self.mode = "hold"
-            self._seed_setpoint(state)
-
-
-    def _pushes_into_joint_limit(self, state: RobotState, pos, quat) -> bool:
-        near = self.safety.joints_near_limits(state.q)
-        if near.size == 0:
-            return False
-        kin, jac = self.kinematics, self._limit_jac
-        kin.data.qpos[kin.arm_qpos] = state.q
-        mujoco.mj_kinematics(kin.model, kin.data)
-        mujoco.mj_comPos(kin.model, kin.data)
-        mujoco.mj_jacSite(kin.model, kin.data, jac[:3], jac[3:], kin.tcp_site)
-        jac = jac[:, kin.arm_dof]
-        twist = np.empty(6)
-        twist[:3] = pos - self.setpoint[0]
-        twist[3:] = tf.rotation_error(quat, self.setpoint[1])
-        # The joint motion of the step: damped least squares, J^T (J J^T + l^2 I)^-1 twist, a 6x6 solve where
-        # pinv's SVD was a sixth of the loop's CPU near a limit; the damping keeps it bounded near singularities.
-        dq = jac.T @ np.linalg.solve(jac @ jac.T + self._limit_damping, twist)
-        mid = self._joint_mid[near]
-        return bool(np.any(dq[near] * np.sign(state.q[near] - mid) > 1e-9))
 
     # --- publishing ------------------------------------------------------------------------
     def _publish_loop(self) -> None:
@@ -574,17 +394,18 @@ class ArmNode(Node):
         self.states_published += 1
 
     def _publish_diagnostics(self) -> None:
-        stats = self.stats.summary()
-        for name, samples, scale, unit in (("chunk_latency", self.chunk_latency, 1e3, "ms"),
-                                           ("command_latency", self.command_latency, 1e3, "ms"),
+        c = self.controller
+        stats = c.stats.summary()
+        for name, samples, scale, unit in (("chunk_latency", c.chunk_latency, 1e3, "ms"),
+                                           ("command_latency", c.command_latency, 1e3, "ms"),
                                            ("tick_cpu", self.tick_cpu, 1e6, "us")):
             if len(samples):
                 p50, p99 = samples.percentiles([50, 99], scale)
                 stats[f"{name}_p50_{unit}"], stats[f"{name}_p99_{unit}"] = p50, p99
-        stats["chunks_received"] = len(self.chunk_latency)
+        stats["chunks_received"] = len(c.chunk_latency)
         level, message = self._health()
         values = {**{k: f"{v:.3f}" for k, v in stats.items()}, "command_age_s": f"{self.command_age:.3f}",
-                  "mode": self.mode, "estop": str(self._estop), "enabled": str(self._enabled),
+                  "mode": c.mode, "estop": str(c.estop), "enabled": str(c.enabled),
                   "max_tcp_excursion_mm": f"{1000 * self.safety.max_excursion:.1f}",
                   # a copy taken in one C call: the control and chunk threads add event kinds meanwhile
                   **{f"safety.{k}": str(v) for k, v in list(self.safety.events.counts.items())},
@@ -598,10 +419,11 @@ class ArmNode(Node):
     def _health(self) -> tuple[bytes, str]:
         """The level and message for /diagnostics: ERROR on e-stop or a stall (commands stopped mid-episode) now
         or since the last report, WARN on a burst of rejected commands since the last report, else OK."""
-        stalls, self._stalls_unreported = self._stalls_unreported, 0
+        c = self.controller
+        stalls = c.take_stalls()
         bursts, self._bursts_unreported = self._bursts_unreported, 0
-        stall_since = self._stall_since
-        if self._estop:
+        stall_since = c.stall_since
+        if c.estop:
             return DiagnosticStatus.ERROR, f"{self.mode}: e-stop latched"
         if stall_since is not None or stalls:
             held = f"for {time.monotonic() - stall_since:.1f} s" if stall_since is not None else "briefly"

@@ -1,8 +1,10 @@
 """`robot-stack replay`: play a recorded episode back in the twin and measure how well it tracks.
 
 `actions` mode resets the twin to the episode's task and seed (recorded on the twin) and
-replays the commanded TCP targets and gripper commands at their recorded times through
-the same interpolation and operational-space control the arm node used; it reports the
+hands the commanded TCP targets and gripper commands, at their recorded times, to the
+arm node's own `Controller` driving the twin driver, with the arm node's configuration: the
+same interpolation, reach filter, box, contact and speed limits, gripper force cap and
+operational-space law the recorded arm ran under, on simulated time. It reports the
 outcome against the recorded one and the final object positions. `joints` mode replays
 the recorded joint positions as joint targets, which works for episodes from a real arm
 too. Both report joint and TCP tracking error against the recorded states, sampled at the
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robot_stack.control.controller import Controller
+from robot_stack.control.safety import SafetyLimits, SafetyViolation
 from robot_stack.sim.arm import SimArm
 from robot_stack.sim.camera import CameraRenderer
 from robot_stack.sim.env import reset_episode
@@ -67,45 +71,61 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
         if not ok:   # hand-edited or foreign metadata: name it rather than fail inside the twin
             raise StoreError(f"{store_path}: episode {episode}, key 'meta/episodes/{index:06d}'"
                              f": {key} {value!r} is not a valid {key}")
-    scene = Scene(robot)
-    arm = SimArm(scene)
-    task = make_task(task_name) if task_name else None
-    if meta.get("seed") is not None and task is not None:
-        reset_episode(scene, arm, task, np.random.default_rng(int(meta["seed"])))
-    elif mode == "actions":
+    if mode == "actions" and (meta.get("seed") is None or task_name is None):
         raise ValueError(f"episode {episode} has no twin seed in its metadata; replay it with --mode joints")
     q_rec, q_t = ep["joint_pos"]["data"], ep["joint_pos"]["capture_stamp"]
     ee_rec, ee_t = ep["ee_pose"]["data"], ep["ee_pose"]["capture_stamp"]
     t0 = float(q_t[0])
-    if mode == "joints":
+    clock = SimClock(t0)
+    if mode == "actions":
+        driver, controller = _twin_arm(robot, task_name, int(meta["seed"]), clock)
+        scene, task = driver.scene, driver.task
+    else:
+        scene = Scene(robot)
+        arm = SimArm(scene)
+        task = make_task(task_name) if task_name else None
+        if meta.get("seed") is not None and task is not None:
+            reset_episode(scene, arm, task, np.random.default_rng(int(meta["seed"])))
         scene.set_q(q_rec[0])
         arm.hold()
-    steps = _schedule(ep, mode)
     renderer = CameraRenderer(scene, *ep["front_rgb"]["data"].shape[1:3]) if video and "front_rgb" in ep else None
     frames, joint_err, tcp_err = [], [], []
-    t_sim = t0
     check_times = iter(np.concatenate((ee_t, [np.inf])))
     next_check = next(check_times)
     frame_times = iter(np.concatenate((ep["front_rgb"]["capture_stamp"], [np.inf])) if renderer else [np.inf])
     next_frame = next(frame_times)
-    for t_cmd, command in steps:
-        if mode == "actions":
-            pos, quat, grip = command
-            arm.command_pose(pos, quat, grip, max(arm.dt, t_cmd[1] - t_cmd[0]))
-        else:
+    # The recorded final state is a snapshot at the episode's end (its stamp leads the vector), often while the arm
+    # still moves (a lift ends as the block passes its height): the replay's objects are compared at that instant.
+    final_state = meta.get("final_sim_state")
+    final_at = float(final_state[0]) if final_state else None
+    objects_at_end: dict | None = None
+
+    def measure() -> None:
+        """Compare with the recorded state at every recorded stamp passed; render the frames due."""
+        nonlocal next_check, next_frame, objects_at_end
+        if objects_at_end is None and final_at is not None and clock.t >= final_at:
+            objects_at_end = _object_positions(scene)
+        while next_check <= clock.t:
+            q_ref = _latest(q_t, q_rec, next_check, q_rec[0])
+            joint_err.append(float(np.abs(scene.q - q_ref).max()))
+            tcp_err.append(float(np.linalg.norm(scene.ee_pose()[0] - _latest(ee_t, ee_rec, next_check, ee_rec[0])[:3])))
+            next_check = next(check_times)
+        while renderer is not None and next_frame <= clock.t:
+            recorded = _latest(ep["front_rgb"]["capture_stamp"], ep["front_rgb"]["data"], next_frame, None)
+            frames.append(np.concatenate((recorded, renderer.render("front")), axis=1))
+            next_frame = next(frame_times)
+
+    if mode == "actions":
+        rejected = _play_commands(_commands(ep), driver, controller, clock, measure, until=final_at)
+    else:
+        rejected = 0
+        for t_cmd, command in _schedule(ep, mode):
             arm.command_joints(command[0], command[1], max(arm.dt, t_cmd[1] - t_cmd[0]))
-        while t_sim < t_cmd[1]:
-            arm.step()
-            t_sim += arm.dt
-            while next_check <= t_sim:
-                q_ref = _latest(q_t, q_rec, next_check, q_rec[0])
-                joint_err.append(float(np.abs(scene.q - q_ref).max()))
-                tcp_err.append(float(np.linalg.norm(scene.ee_pose()[0] - _latest(ee_t, ee_rec, next_check, ee_rec[0])[:3])))
-                next_check = next(check_times)
-            while renderer is not None and next_frame <= t_sim:
-                recorded = _latest(ep["front_rgb"]["capture_stamp"], ep["front_rgb"]["data"], next_frame, None)
-                frames.append(np.concatenate((recorded, renderer.render("front")), axis=1))
-                next_frame = next(frame_times)
+            while clock.t < t_cmd[1]:
+                arm.step()
+                clock.t += arm.dt
+                measure()
+    t_sim = clock.t
     success = bool(task.success(scene)) if task is not None else None
     report = {
         "store": str(store_path), "episode": episode, "mode": mode, "robot": robot, "task": task_name,
@@ -117,9 +137,12 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
         "tcp_error_mean_m": float(np.mean(tcp_err)) if tcp_err else float("nan"),
         "final_objects": _object_positions(scene),
     }
-    if meta.get("final_sim_state"):
-        recorded = _objects_from_state(robot, meta["final_sim_state"])
-        report["final_object_error_m"] = max(float(np.linalg.norm(np.subtract(report["final_objects"][k], v)))
+    if mode == "actions":
+        report["rejected_commands"] = rejected
+    if final_state:
+        recorded = _objects_from_state(robot, final_state)
+        replayed = objects_at_end or report["final_objects"]
+        report["final_object_error_m"] = max(float(np.linalg.norm(np.subtract(replayed[k], v)))
                                              for k, v in recorded.items())
     if renderer is not None:
         renderer.close()
@@ -130,6 +153,70 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
     return report
 
 
+class SimClock:
+    """Simulated time in the recorded stamps' time base: the controller's clocks and the driver's stamps in a replay."""
+
+    def __init__(self, t: float):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _twin_arm(robot: str, task: str, seed: int, clock: SimClock):
+    """The twin driver reset to the episode, and the arm node's controller with the arm node's configuration."""
+    from omegaconf import OmegaConf
+
+    from robot_stack.config import load_config
+    from robot_stack.drivers.mujoco import MujocoArmConfig, MujocoArmDriver
+
+    cfg = load_config("arm_node", [f"robot={robot}"])
+    limits = SafetyLimits(**OmegaConf.to_container(cfg.robot.safety))
+    driver = MujocoArmDriver(MujocoArmConfig(robot=robot, realtime=False, task=task, seed=seed,
+                                             max_gripper_force=limits.max_gripper_force), clock=clock)
+    driver.connect()
+    controller = Controller(driver.spec, limits, command_period=float(cfg.default_command_period),
+                            chunk_blend=float(cfg.chunk_blend), clock=clock, monotonic=clock)
+    return driver, controller
+
+
+def _play_commands(commands: list, driver, controller: Controller, clock: SimClock, measure,
+                   until: float | None = None) -> int:
+    """Run control periods from the clock's start until a second after the last command (and at least `until`),
+    handing each command to the controller at the first period at or after its time, as the arm node takes them;
+    returns how many the controller refused (the recorded arm refused them too)."""
+    rejected, k = 0, 0
+    end = max(commands[-1][0] + 1.0 if commands else clock.t, until if until is not None else -np.inf)
+    while clock.t < end:
+        while k < len(commands) and commands[k][0] <= clock.t:
+            stamp, kind, value = commands[k]
+            try:
+                if kind == "pose":
+                    controller.set_target(value[:3], value[3:], stamp)
+                else:
+                    controller.set_gripper(value)
+            except SafetyViolation:
+                rejected += 1
+            k += 1
+        controller.tick(driver.read_state()).send(driver)
+        clock.t += controller.dt
+        measure()
+    return rejected
+
+
+def _commands(ep: dict) -> list[tuple[float, str, object]]:
+    """(time, "pose" | "gripper", value) in recorded order: target poses at their stamps, gripper commands at their
+    arrival (the message has no stamp); a gripper command recorded at a pose's time comes after it."""
+    if "action_pose" not in ep:
+        raise ValueError("the episode has no recorded actions (action_pose)")
+    out = [(float(t), "pose", np.asarray(p, dtype=float))
+           for t, p in zip(ep["action_pose"]["capture_stamp"], ep["action_pose"]["data"])]
+    if "action_gripper" in ep:
+        g = ep["action_gripper"]
+        out += [(float(t), "gripper", float(v[0])) for t, v in zip(g["capture_stamp"], g["data"])]
+    return sorted(out, key=lambda c: (c[0], c[1] == "gripper"))
+
+
 def _objects_from_state(robot: str, state: list[float]) -> dict[str, list[float]]:
     """Object positions in a /sim/state vector (stamp, time, qpos, mocap) as recorded."""
     scene = Scene(robot)
@@ -138,18 +225,7 @@ def _objects_from_state(robot: str, state: list[float]) -> dict[str, list[float]
 
 
 def _schedule(ep: dict, mode: str) -> list:
-    """(time interval, command) pairs in recorded order."""
-    if mode == "actions":
-        if "action_pose" not in ep:
-            raise ValueError("the episode has no recorded actions (action_pose)")
-        tp, poses = ep["action_pose"]["capture_stamp"], ep["action_pose"]["data"]
-        g = ep.get("action_gripper")
-        # every pose or gripper command starts a step: a release sent after the last pose must still happen
-        t = np.union1d(tp, g["capture_stamp"][g["capture_stamp"] > tp[0]]) if g else tp
-        pose_at = [_latest(tp, poses, ti, poses[0]) for ti in t]
-        grips = [float(_latest(g["capture_stamp"], g["data"], ti, [0.0])[0]) if g else 0.0 for ti in t]
-        ends = np.append(t[1:], t[-1] + 1.0)          # hold the last target for a second
-        return [((t[i], ends[i]), (pose_at[i][:3], pose_at[i][3:], grips[i])) for i in range(len(t))]
+    """(time interval, joint command) pairs in recorded order."""
     t = ep["joint_pos"]["capture_stamp"]
     q = ep["joint_pos"]["data"]
     width = ep["gripper"]["data"][:, 0] if "gripper" in ep else np.zeros(len(t))

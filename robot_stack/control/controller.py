@@ -1,0 +1,350 @@
+"""The arm's control law with no ROS in it: what set point each control period sends, and why.
+
+`Controller` takes commands (a target pose, an action chunk, a gripper command, stop / recover /
+home / enable / reset) from any thread and, once per control period, turns the measured state
+into the set point for the driver (`tick`). Between the commands and the driver sit the
+interpolators, the chunk executor, the watchdog and the safety envelope (reach filter, workspace
+box, contact limit, speed limits, joint margins), in that order, so the envelope is the last
+thing before the driver whoever commanded the arm.
+
+The arm node, the controller process and `robot-stack replay` all drive an arm through this one
+class, so a recorded episode replays through the same set points the arm was sent. Time comes
+from two injected clocks: `clock` (stamps, chunk step times: ROS time in the node) and
+`monotonic` (the watchdog, command gaps); a replay gives both the simulated time.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import mujoco
+import numpy as np
+
+from robot_stack import transforms as tf
+from robot_stack.control.chunks import blend_chunks, check_chunk, chunk_target_at
+from robot_stack.control.interpolation import JointInterpolator, PoseInterpolator
+from robot_stack.control.loop_stats import LoopStats, RecentSamples
+from robot_stack.control.reach import ReachFilter
+from robot_stack.control.safety import SafetyEnvelope, SafetyLimits, SafetyViolation, Watchdog
+from robot_stack.robots.spec import RobotSpec
+from robot_stack.sim.scene import Scene
+from robot_stack.types import ActionChunk, RobotState
+
+REFERENCE_CLEARANCE = 0.03      # rad the reach filter's reference keeps beyond the joint margin
+
+
+@dataclass
+class Setpoint:
+    """What one control period sends: a TCP pose (`kind` "pose") or joint positions ("joints"), and the gripper."""
+
+    kind: str
+    pos: np.ndarray
+    quat: np.ndarray
+    q: np.ndarray | None
+    gripper: float
+
+    def send(self, driver) -> None:
+        """Command `driver` (an ArmDriver) with this set point."""
+        if self.kind == "joints":
+            driver.command_joints(self.q, self.gripper)
+        else:
+            driver.command_pose(self.pos, self.quat, self.gripper)
+
+
+class Controller:
+    """One arm's control law. Command methods are thread-safe; `tick` runs on one thread (the control loop)."""
+
+    def __init__(self, spec: RobotSpec, limits: SafetyLimits, *, command_period: float = 0.1,
+                 chunk_blend: float = 0.0, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 on_stall: Callable[[float], None] | None = None):
+        """`command_period`: interpolation time of a target until the command rate is measured; `on_stall(age)`:
+        called on the control thread when a stream of commands stops mid-episode (the watchdog holds)."""
+        self.spec, self.limits = spec, limits
+        self.dt = 1.0 / spec.control_hz
+        self.clock, self.monotonic, self.on_stall = clock, monotonic, on_stall
+        self.safety = SafetyEnvelope(limits, spec.q_min, spec.q_max)
+        self.watchdog = Watchdog(limits.watchdog_timeout)
+        self.stats = LoopStats(self.dt)
+        self.chunk_blend = chunk_blend
+        self.kinematics = Scene(spec)          # MuJoCo as the kinematics library, whatever the driver
+        self._limit_jac = np.zeros((6, self.kinematics.model.nv))      # the joint-margin check's buffers
+        self._limit_damping = 1e-6 * np.eye(6)
+        self._joint_mid = (self.safety.q_min + self.safety.q_max) / 2
+        # The reference configuration keeps a little more than the margin, so the measured joints, a tracking
+        # error behind it, stay out of the margin too.
+        keep = limits.joint_margin + REFERENCE_CLEARANCE
+        self.reach = ReachFilter(self.kinematics, self.safety.q_min + keep, self.safety.q_max - keep,
+                                 np.array(spec.dq_max), self.dt,
+                                 elbow=limits.elbow_joint if limits.elbow_joint >= 0 else None,
+                                 elbow_clearance=limits.elbow_clearance, clearance=REFERENCE_CLEARANCE)
+        self.pose_interp = PoseInterpolator(self.dt, limits.max_linear_speed, limits.max_angular_speed)
+        self.joint_interp = JointInterpolator(self.dt, np.array(spec.dq_max) * 0.5)
+
+        self._lock = threading.Lock()
+        self._target: tuple[np.ndarray, np.ndarray, float] | None = None   # newest pose target, not yet taken
+        self._chunk: ActionChunk | None = None
+        self._gripper = 0.0
+        self.estop = False
+        self.enabled = True
+        self._go_home = False
+        self._last_target_time: float | None = None
+        self._command_period = float(command_period)
+        # Commands in the current stream (accepted with no watchdog hold between them): a hold after two or more is
+        # a stream that stopped mid-episode, a fault until commands resume or the episode is ended on purpose.
+        self._stream = 0
+        self.stall_since: float | None = None       # monotonic time of the current stall, None when there is none
+        self._stalls_unreported = 0
+        self.setpoint: tuple[np.ndarray, np.ndarray] | None = None
+        self.mode = "hold"
+        self.command_age = float("inf")
+        self.command_latency = RecentSamples(2000)    # target stamp -> the tick that takes it
+        self.chunk_latency = RecentSamples(20000)     # observation capture -> chunk accepted
+
+    @property
+    def chunk_blend(self) -> float:
+        return self._chunk_blend
+
+    @chunk_blend.setter
+    def chunk_blend(self, value: float) -> None:
+        if not 0.0 <= float(value) < 1.0:
+            raise ValueError(f"chunk_blend must be in [0, 1), got {value}")
+        self._chunk_blend = float(value)
+
+    @property
+    def gripper(self) -> float:
+        return self._gripper
+
+    @property
+    def chunk(self) -> ActionChunk | None:
+        """The chunk being played, if any."""
+        return self._chunk
+
+    # --- commands (any thread) ---------------------------------------------------------------
+    def set_target(self, pos, quat, stamp: float) -> None:
+        """A TCP target stamped `stamp` (clock time): validated, clipped into the box, interpolated over the measured
+        command period. Raises SafetyViolation (non-finite, malformed, stale or future stamp)."""
+        age = self.clock() - stamp
+        if age > self.limits.max_command_age:
+            raise SafetyViolation(f"stale stamp ({age:.3f} s old, limit {self.limits.max_command_age} s)")
+        if -age > self.limits.max_command_age:
+            raise SafetyViolation(f"stamp {-age:.3f} s in the future (limit {self.limits.max_command_age} s): "
+                                  f"the sender's clock is wrong")
+        pos, quat, _ = self.safety.check_target(pos, quat, self._gripper)
+        now = self.monotonic()
+        with self._lock:
+            if self._last_target_time is not None:
+                gap = now - self._last_target_time
+                self._command_period = float(np.clip(0.7 * self._command_period + 0.3 * gap, 1 / 60, 0.25))
+            self._last_target_time = now
+            self._target = (pos, quat, stamp)
+            self._chunk = None
+            self._accepted(now)
+
+    def set_chunk(self, chunk: ActionChunk, stamp: float | None = None) -> None:
+        """An action chunk (its step times on `clock`), checked and blended here, off the control thread; `stamp`:
+        the capture time of the observation it answers, for the latency figure. Raises SafetyViolation."""
+        chunk = check_chunk(chunk, self.safety, self.clock(), self.limits.chunk_horizon)
+        if stamp is not None:
+            self.chunk_latency.append(self.clock() - stamp)
+        playing = self._chunk
+        if playing is not None and self._chunk_blend > 0:
+            chunk = blend_chunks(playing, chunk, self._chunk_blend)
+        with self._lock:
+            self._chunk = chunk
+            self._target = None
+            self._accepted(self.monotonic())
+
+    def set_gripper(self, g: float) -> None:
+        """The gripper command in [0, 1] (0 open); kept until another comes. Raises SafetyViolation."""
+        g = float(g)
+        if not np.isfinite(g) or not 0.0 <= g <= 1.0:
+            raise SafetyViolation(f"{g} is not in [0, 1]")
+        with self._lock:
+            self._gripper = g
+
+    def stop(self) -> None:
+        """Latch the e-stop: hold where the set point is until `recover()`."""
+        with self._lock:
+            self.estop = True
+            self._target, self._chunk = None, None
+            self._end_stream()
+        self.safety.events.add("estop")
+
+    def recover(self) -> None:
+        """Release the e-stop (the caller has recovered the driver) and hold the measured pose."""
+        with self._lock:
+            self.estop = False
+            self._target, self._chunk = None, None
+            self._end_stream()
+            self.setpoint = None                    # re-seed from the measured pose
+
+    def home(self) -> tuple[bool, str]:
+        """Move to the robot's home posture in joint space; refused while the e-stop is latched."""
+        with self._lock:
+            if self.estop:
+                return False, "e-stop latched"
+            self._go_home = True
+            self._end_stream()
+        return True, "moving to home"
+
+    def enable(self, enabled: bool) -> None:
+        """Disabled, the arm holds as on e-stop (without latching); commands are dropped either way."""
+        with self._lock:
+            self.enabled = bool(enabled)
+            self._target, self._chunk = None, None
+            self._end_stream()
+
+    def reset(self) -> None:
+        """A new episode (the driver was reset between ticks): drop every command, hold the measured pose, and
+        restart the loop statistics (a reset's pause is not an overrun)."""
+        with self._lock:
+            self.stats = LoopStats(self.dt)
+            self._target, self._chunk = None, None
+            # The new episode starts with the hand open: a grasp held at the end of the last one, kept as the
+            # command, closed the fingers on nothing and a policy reading the finger width took it for a held block.
+            self._gripper = 0.0
+            self._end_stream()
+            self.setpoint = None
+            self.mode = "hold"
+
+    def fault(self, detail: str) -> None:
+        """The driver failed: latch the e-stop and record why."""
+        self.safety.events.add("driver_error", detail)
+        with self._lock:
+            self.estop = True
+
+    def take_stalls(self) -> int:
+        """Stalls (command streams that stopped mid-episode) since the last call."""
+        with self._lock:
+            n, self._stalls_unreported = self._stalls_unreported, 0
+        return n
+
+    def _accepted(self, now: float) -> None:
+        """A command was accepted (lock held): the watchdog is fed and the stream goes on."""
+        self.watchdog.feed(now)
+        self._stream += 1
+        self.stall_since = None
+
+    def _end_stream(self) -> None:
+        """The episode was ended on purpose (reset, home, disable, e-stop): a hold now is no stall."""
+        self._stream = 0
+        self.stall_since = None
+
+    # --- the control period (control thread) -------------------------------------------------
+    def tick(self, state: RobotState) -> Setpoint:
+        """The set point for this control period, from the measured `state`."""
+        now = self.monotonic()
+        self.stats.tick(now)
+        with self._lock:
+            if self.setpoint is None:
+                self._seed_setpoint(state)
+            target, self._target = self._target, None
+            chunk, gripper = self._chunk, self._gripper
+            estop, enabled, go_home = self.estop, self.enabled, self._go_home
+            self.command_age = self.watchdog.age(now)
+            self._go_home = False
+        if estop or not enabled:
+            self._hold("estop" if estop else "disabled")
+            return Setpoint("pose", *self.setpoint, None, gripper)
+        if go_home or self.mode == "home":
+            return self._home_tick(state, go_home, gripper)
+        # Each new goal starts from the set point actually sent, which the reach filter or the box may have held
+        # short of where the interpolator had got to.
+        if target is not None:
+            self.command_latency.append(self.clock() - target[2])       # stamp to the tick that uses it
+            self.pose_interp.reset(*self.setpoint)
+            self.pose_interp.set_goal(target[0], target[1], self._command_period)
+            self.mode = "target"
+        elif chunk is not None:
+            t = self.clock()
+            pos, quat, gripper = chunk_target_at(chunk, t)
+            # The chunk's gripper command is the gripper command until another comes: a hold that follows (the
+            # watchdog, an e-stop) keeps the grasp instead of going back to an older gripper command.
+            self._gripper = gripper
+            self.pose_interp.reset(*self.setpoint)
+            self.pose_interp.set_goal(pos, quat, self.dt)
+            self.mode = "chunk"
+            if t <= chunk.times[-1]:
+                self.watchdog.feed(now)          # a chunk with steps ahead is a fresh command; past its end it is not
+        if self.mode in ("target", "chunk") and self.watchdog.expired(now):
+            self._watchdog_hold(now, chunk)
+        self.safety.observe_tcp(state.ee_pos, self.dt)
+        if self.mode == "hold":
+            self.pose_interp.reset(*self.setpoint)
+            pos, quat = self.setpoint
+        else:
+            pos, quat = self.pose_interp.step()
+            pos = self.safety.limit_contact(self.safety.clip_to_box(pos), state.ee_pos, state.wrench[:3])
+            pos, quat = self.reach.step(pos, quat, state.q)
+            pos, quat = self.safety.limit_step(self.setpoint[0], self.setpoint[1], pos, quat, self.dt)
+            # The measured arm can still be inside a margin (its configuration differs from the reference's for the
+            # same pose, or it was pushed): no set point step takes it deeper. The reference is not put back: it
+            # goes on drawing that joint out (its bound follows the measured joint), and the set point follows it
+            # once a step no longer pushes deeper; put back, it held the arm there for good.
+            if self._pushes_into_joint_limit(state, pos, quat):
+                self.safety.events.add("joint_margin_hold")
+                pos, quat = self.setpoint
+        self.setpoint = (pos, quat)
+        return Setpoint("pose", pos, quat, None, gripper)
+
+    def _seed_setpoint(self, state: RobotState) -> None:
+        """Set point, interpolator and reach reference at the measured pose: no motion."""
+        self.setpoint = self.reach.reset(state.q, state.ee_pos, state.ee_quat)
+        self.pose_interp.reset(*self.setpoint)
+
+    def _watchdog_hold(self, now: float, chunk: ActionChunk | None) -> None:
+        """Commands stopped: hold where the set point is. A chunk past its end is over, not paused."""
+        self.mode = "hold"
+        with self._lock:
+            if chunk is not None and self._chunk is chunk:
+                self._chunk = None
+            stalled = self._stream >= 2 and self.stall_since is None
+            self._stream = 0
+            if stalled:
+                self.stall_since = now
+                self._stalls_unreported += 1
+        self.safety.events.add("watchdog_hold", f"no command for {self.command_age:.3f} s")
+        if stalled:
+            self.safety.events.add("command_stall", f"commands stopped mid-episode; holding after "
+                                                    f"{self.command_age:.3f} s")
+            if self.on_stall is not None:
+                self.on_stall(self.command_age)
+
+    def _hold(self, reason: str) -> None:
+        if self.mode != reason:
+            self.mode = reason
+            self.pose_interp.reset(*self.setpoint)
+
+    def _home_tick(self, state: RobotState, start: bool, gripper: float) -> Setpoint:
+        if start or self.mode != "home":
+            self.joint_interp.reset(state.q)
+            self.joint_interp.set_goal(self.safety.clip_joints(self.spec.q_home), 0.0)
+            self.mode = "home"
+        q = self.joint_interp.step()
+        if not self.joint_interp.moving and np.abs(state.q - q).max() < 0.01:
+            self.mode = "hold"
+            self._seed_setpoint(state)
+        return Setpoint("joints", self.setpoint[0], self.setpoint[1], q, gripper)
+
+    def _pushes_into_joint_limit(self, state: RobotState, pos, quat) -> bool:
+        """Whether the step from the set point to (pos, quat) drives a joint inside its margin further in."""
+        near = self.safety.joints_near_limits(state.q)
+        if near.size == 0:
+            return False
+        kin, jac = self.kinematics, self._limit_jac
+        kin.data.qpos[kin.arm_qpos] = state.q
+        mujoco.mj_kinematics(kin.model, kin.data)
+        mujoco.mj_comPos(kin.model, kin.data)
+        mujoco.mj_jacSite(kin.model, kin.data, jac[:3], jac[3:], kin.tcp_site)
+        jac = jac[:, kin.arm_dof]
+        twist = np.empty(6)
+        twist[:3] = pos - self.setpoint[0]
+        twist[3:] = tf.rotation_error(quat, self.setpoint[1])
+        # The joint motion of the step: damped least squares, J^T (J J^T + l^2 I)^-1 twist, a 6x6 solve where
+        # pinv's SVD was a sixth of the loop's CPU near a limit; the damping keeps it bounded near singularities.
+        dq = jac.T @ np.linalg.solve(jac @ jac.T + self._limit_damping, twist)
+        mid = self._joint_mid[near]
+        return bool(np.any(dq[near] * np.sign(state.q[near] - mid) > 1e-9))
