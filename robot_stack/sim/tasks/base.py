@@ -98,6 +98,7 @@ class Expert:
         raise NotImplementedError
 
 
+
 def shaped(distance: float, scale: float = 10.0) -> float:
     return float(1.0 - np.tanh(scale * distance))
 

@@ -10,14 +10,16 @@ import numpy as np
 
 from robot_stack import transforms as tf
 from robot_stack.sim.scene import BLOCK_HALF, BLOCKS, Scene
-from robot_stack.sim.tasks.base import BOWL_CLEARANCE, Task, TaskParams, place_clutter, scatter
-from robot_stack.sim.tasks.place_at import SPOT_KEEP_OUT, carry_to_spot, on_spot, spot_reward
+from robot_stack.sim.tasks.base import BOWL_CLEARANCE, TaskParams, place_clutter, scatter
+from robot_stack.sim.tasks.place_at import SPOT_KEEP_OUT, PlaceAt
 
 BOWL_FLOOR = 0.004          # top of the bowl's base (scene.xml: a 2 mm half-height disc at 2 mm)
 IN_BOWL_OFFSET = 0.015      # the block's centre within this of the bowl's: its corners clear the wall (6.4 cm)
 
 
-class OutOfBowl(Task):
+class OutOfBowl(PlaceAt):
+    """place_at's goal (the block on the spot), its success, reward and carry; only the start differs."""
+
     name = "out_of_bowl"
     max_steps = 150
     instructions = (
@@ -42,15 +44,5 @@ class OutOfBowl(Task):
         self.params = TaskParams(object=f"{color} block", color=color, target="white spot")
         return self.params
 
-    def success(self, scene: Scene) -> bool:
-        return on_spot(scene, self.params.color)
-
-    def dense_reward(self, scene: Scene) -> float:
-        return spot_reward(scene, self.params.color)
-
     def state(self, scene: Scene) -> np.ndarray:
-        pos, quat = scene.body_pose(f"{self.params.color}_block")
-        return np.concatenate((pos, quat, scene.spot_pos(), scene.body_pose("bowl")[0]))
-
-    def expert(self, scene: Scene, rng: np.random.Generator, policy_dt: float):
-        return carry_to_spot(scene, self.params.color, policy_dt)
+        return np.concatenate((super().state(scene), scene.body_pose("bowl")[0]))

@@ -56,36 +56,28 @@ class Push(Task):
         return PushExpert(self.params.color, policy_dt, scene.ee_pose())
 
 
-class PushExpert(Expert):
-    """Closed-loop pushing: line up behind the block, push through its centre, re-approach when it drifts."""
+class LinePusher(Expert):
+    """A closed-loop pusher: line up behind the block, come down, push through its centre, retreat and re-approach
+    when it drifts off the line. The commanded TCP `cmd` moves in straight lines at set speeds."""
 
-    def __init__(self, color: str, policy_dt: float, start: tuple[np.ndarray, np.ndarray]):
-        self.color = color
+    def __init__(self, policy_dt: float, start: tuple[np.ndarray, np.ndarray]):
         self.dt = policy_dt
         self.cmd = np.array(start[0], dtype=float)
         self.quat = np.array(start[1], dtype=float)
         self.state = "approach"
 
     def _toward(self, target: np.ndarray, speed: float) -> bool:
+        """One policy step of `cmd` toward `target` at `speed` (m/s); whether it is there."""
         delta = target - self.cmd
         dist = np.linalg.norm(delta)
         step = speed * self.dt
         self.cmd = target.copy() if dist <= step else self.cmd + delta * (step / dist)
         return dist <= step
 
-    def act(self, scene: Scene) -> np.ndarray:
-        block = scene.block_pos(self.color)[:2]
-        goal = scene.target_zone_pos()[:2]
-        to_goal = goal - block
-        remaining = np.linalg.norm(to_goal)
-        direction = to_goal / max(remaining, 1e-6)
-        yaw = np.arctan2(direction[1], direction[0])
-        yaw = (yaw + np.pi / 2) % np.pi - np.pi / 2           # the closed fingers are symmetric
-        self.quat = top_down(yaw)
-        tcp = scene.ee_pose()[0]
+    def _push_step(self, tcp: np.ndarray, block: np.ndarray, direction: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """One step of the cycle against `block` along the unit `direction`, the pusher going no farther than `end`
+        (xy); the action."""
         pre = block - direction * STANDOFF
-        if remaining < 0.012:
-            self.state = "done"
         if self.state == "approach":
             if self._toward(np.array([*pre, HOVER_Z]), 0.3) and np.linalg.norm(tcp[:2] - pre) < 0.01:
                 self.state = "descend"
@@ -98,8 +90,6 @@ class PushExpert(Expert):
             if lateral > 0.015 or np.dot(rel, direction) > -BLOCK_HALF:
                 self.state = "retreat"
             else:
-                # Aim the pusher along the line through the block centre, toward where it ends.
-                end = goal - direction * STANDOFF
                 along = pre + direction * min(np.dot(end - pre, direction), 0.03)
                 self._toward(np.array([*along, PUSH_Z]), 0.1)
         elif self.state == "retreat":
@@ -108,3 +98,25 @@ class PushExpert(Expert):
         elif self.state == "done":
             self._toward(np.array([*self.cmd[:2], HOVER_Z]), 0.1)
         return np.concatenate((self.cmd, self.quat, [1.0]))
+
+
+class PushExpert(LinePusher):
+    """Closed-loop pushing: line up behind the block, push through its centre, re-approach when it drifts."""
+
+    def __init__(self, color: str, policy_dt: float, start: tuple[np.ndarray, np.ndarray]):
+        self.color = color
+        super().__init__(policy_dt, start)
+
+    def act(self, scene: Scene) -> np.ndarray:
+        block = scene.block_pos(self.color)[:2]
+        goal = scene.target_zone_pos()[:2]
+        to_goal = goal - block
+        remaining = np.linalg.norm(to_goal)
+        direction = to_goal / max(remaining, 1e-6)
+        yaw = np.arctan2(direction[1], direction[0])
+        yaw = (yaw + np.pi / 2) % np.pi - np.pi / 2           # the closed fingers are symmetric
+        self.quat = top_down(yaw)
+        tcp = scene.ee_pose()[0]
+        if remaining < 0.012:
+            self.state = "done"
+        return self._push_step(tcp, block, direction, end=goal - direction * STANDOFF)

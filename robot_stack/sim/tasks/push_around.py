@@ -12,9 +12,9 @@ import numpy as np
 
 from robot_stack import transforms as tf
 from robot_stack.sim.scene import BLOCK_HALF, BLOCKS, Scene
-from robot_stack.sim.tasks.base import (ZONE_RADIUS, CrowdedRegion, Expert, Task, TaskParams, place_clutter, shaped,
-                                        top_down)
-from robot_stack.sim.tasks.push import HOVER_Z, PUSH_Z, STANDOFF
+from robot_stack.sim.tasks.base import (ZONE_RADIUS, CrowdedRegion, Task, TaskParams,
+                                        place_clutter, shaped, top_down)
+from robot_stack.sim.tasks.push import LinePusher
 
 FIRST_LEG = (0.12, 0.16)        # block to corner (m)
 SECOND_LEG = (0.14, 0.18)       # corner to zone
@@ -114,7 +114,7 @@ class PushAround(Task):
         return LPushExpert(self.params.color, goals, policy_dt, scene.ee_pose())
 
 
-class LPushExpert(Expert):
+class LPushExpert(LinePusher):
     """push.py's closed-loop pusher (line up behind the block, push through its centre, re-approach when it
     drifts) over a list of goals, one straight leg each.
 
@@ -131,17 +131,7 @@ class LPushExpert(Expert):
         self.leg = 0
         self.axis: np.ndarray | None = None     # this leg's push direction, fixed when it begins
         self.extra_legs = 0
-        self.dt = policy_dt
-        self.cmd = np.array(start[0], dtype=float)
-        self.quat = np.array(start[1], dtype=float)
-        self.state = "approach"
-
-    def _toward(self, target: np.ndarray, speed: float) -> bool:
-        delta = target - self.cmd
-        dist = np.linalg.norm(delta)
-        step = speed * self.dt
-        self.cmd = target.copy() if dist <= step else self.cmd + delta * (step / dist)
-        return dist <= step
+        super().__init__(policy_dt, start)
 
     def _next_leg(self, block: np.ndarray) -> None:
         """The leg after this one (or a corrective one at the zone, or done); lift off and come at the block
@@ -171,29 +161,8 @@ class LPushExpert(Expert):
                 remaining = float(np.dot(goal - block, self.axis))
         direction = self.axis
         yaw = (np.arctan2(direction[1], direction[0]) + np.pi / 2) % np.pi - np.pi / 2   # symmetric fingers
-        tcp = scene.ee_pose()[0]
-        pre = block - direction * STANDOFF
         if self.state == "approach":
             self.quat = top_down(yaw)
-            if self._toward(np.array([*pre, HOVER_Z]), 0.3) and np.linalg.norm(tcp[:2] - pre) < 0.01:
-                self.state = "descend"
-        elif self.state == "descend":
-            if self._toward(np.array([*pre, PUSH_Z]), 0.2) and tcp[2] < PUSH_Z + 0.01:
-                self.state = "push"
-        elif self.state == "push":
-            rel = tcp[:2] - block
-            lateral = abs(rel[0] * direction[1] - rel[1] * direction[0])
-            if lateral > 0.015 or np.dot(rel, direction) > -BLOCK_HALF:
-                self.state = "retreat"
-            else:
-                # push.py stops the pusher a standoff short of the goal, which leaves the block 2-3 cm short:
-                # enough for its 5 cm zone, not for a corner that the next leg starts from
-                end = block + direction * (remaining - CONTACT)
-                along = pre + direction * min(np.dot(end - pre, direction), 0.03)
-                self._toward(np.array([*along, PUSH_Z]), 0.1)
-        elif self.state == "retreat":
-            if self._toward(np.array([*self.cmd[:2], HOVER_Z]), 0.2):
-                self.state = "approach"
-        elif self.state == "done":
-            self._toward(np.array([*self.cmd[:2], HOVER_Z]), 0.1)
-        return np.concatenate((self.cmd, self.quat, [1.0]))
+        # push.py stops the pusher a standoff short of the goal, which leaves the block 2-3 cm short: enough for
+        # its 5 cm zone, not for a corner that the next leg starts from
+        return self._push_step(scene.ee_pose()[0], block, direction, end=block + direction * (remaining - CONTACT))
