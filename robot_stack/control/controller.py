@@ -35,6 +35,29 @@ from robot_stack.types import ActionChunk, RobotState
 REFERENCE_CLEARANCE = 0.03      # rad the reach filter's reference keeps beyond the joint margin
 
 
+def check_target(envelope: SafetyEnvelope, pos, quat, stamp: float, now: float) -> tuple[np.ndarray, np.ndarray]:
+    """A target's admission: a fresh stamp (neither stale nor from a wrong clock), finite, a unit quaternion, in
+    the box (clipped). Raises SafetyViolation."""
+    limit = envelope.limits.max_command_age
+    age = now - stamp
+    if age > limit:
+        raise SafetyViolation(f"stale stamp ({age:.3f} s old, limit {limit} s)")
+    if -age > limit:
+        raise SafetyViolation(f"stamp {-age:.3f} s in the future (limit {limit} s): the sender's clock is wrong")
+    pos, quat, _ = envelope.check_target(pos, quat, 0.0)
+    return pos, quat
+
+
+def prepare_chunk(chunk: ActionChunk, envelope: SafetyEnvelope, now: float, horizon: float,
+                  playing: ActionChunk | None, blend: float) -> ActionChunk:
+    """A received chunk checked (`check_chunk`) and blended with the one playing (`chunk_blend` > 0): the work done
+    off the control loop, by whoever receives chunks. Raises SafetyViolation."""
+    chunk = check_chunk(chunk, envelope, now, horizon)
+    if playing is not None and blend > 0:
+        chunk = blend_chunks(playing, chunk, blend)
+    return chunk
+
+
 @dataclass
 class Setpoint:
     """What one control period sends: a TCP pose (`kind` "pose") or joint positions ("joints"), and the gripper."""
@@ -101,6 +124,7 @@ class Controller:
         self.mode = "hold"
         self.command_age = float("inf")
         self.command_latency = RecentSamples(2000)    # target stamp -> the tick that takes it
+        self.taken_latency: float | None = None       # this tick's sample of it, None when no target was taken
         self.chunk_latency = RecentSamples(20000)     # observation capture -> chunk accepted
 
     @property
@@ -126,13 +150,7 @@ class Controller:
     def set_target(self, pos, quat, stamp: float) -> None:
         """A TCP target stamped `stamp` (clock time): validated, clipped into the box, interpolated over the measured
         command period. Raises SafetyViolation (non-finite, malformed, stale or future stamp)."""
-        age = self.clock() - stamp
-        if age > self.limits.max_command_age:
-            raise SafetyViolation(f"stale stamp ({age:.3f} s old, limit {self.limits.max_command_age} s)")
-        if -age > self.limits.max_command_age:
-            raise SafetyViolation(f"stamp {-age:.3f} s in the future (limit {self.limits.max_command_age} s): "
-                                  f"the sender's clock is wrong")
-        pos, quat, _ = self.safety.check_target(pos, quat, self._gripper)
+        pos, quat = check_target(self.safety, pos, quat, stamp, self.clock())
         now = self.monotonic()
         with self._lock:
             if self._last_target_time is not None:
@@ -144,14 +162,18 @@ class Controller:
             self._accepted(now)
 
     def set_chunk(self, chunk: ActionChunk, stamp: float | None = None) -> None:
-        """An action chunk (its step times on `clock`), checked and blended here, off the control thread; `stamp`:
-        the capture time of the observation it answers, for the latency figure. Raises SafetyViolation."""
-        chunk = check_chunk(chunk, self.safety, self.clock(), self.limits.chunk_horizon)
+        """An action chunk (its step times on `clock`), checked and blended with the one playing; call it off the
+        control thread. `stamp`: the capture time of the observation it answers, for the latency figure. Raises
+        SafetyViolation."""
+        self.play_chunk(prepare_chunk(chunk, self.safety, self.clock(), self.limits.chunk_horizon, self._chunk,
+                                      self._chunk_blend))
         if stamp is not None:
             self.chunk_latency.append(self.clock() - stamp)
-        playing = self._chunk
-        if playing is not None and self._chunk_blend > 0:
-            chunk = blend_chunks(playing, chunk, self._chunk_blend)
+
+    def play_chunk(self, chunk: ActionChunk) -> None:
+        """Play a chunk already blended by the sender; checked again here (finite, horizon, box), as any command
+        is. Raises SafetyViolation."""
+        chunk = check_chunk(chunk, self.safety, self.clock(), self.limits.chunk_horizon)
         with self._lock:
             self._chunk = chunk
             self._target = None
@@ -238,6 +260,7 @@ class Controller:
         """The set point for this control period, from the measured `state`."""
         now = self.monotonic()
         self.stats.tick(now)
+        self.taken_latency = None
         with self._lock:
             if self.setpoint is None:
                 self._seed_setpoint(state)
@@ -254,7 +277,8 @@ class Controller:
         # Each new goal starts from the set point actually sent, which the reach filter or the box may have held
         # short of where the interpolator had got to.
         if target is not None:
-            self.command_latency.append(self.clock() - target[2])       # stamp to the tick that uses it
+            self.taken_latency = self.clock() - target[2]                # stamp to the tick that uses it
+            self.command_latency.append(self.taken_latency)
             self.pose_interp.reset(*self.setpoint)
             self.pose_interp.set_goal(target[0], target[1], self._command_period)
             self.mode = "target"

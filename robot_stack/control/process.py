@@ -1,0 +1,361 @@
+"""The controller in a process of its own, with nothing else in its interpreter.
+
+`ControllerProcess` (the owner's side: the arm node, an example, a test) creates the shared
+memory (`control/shm.py`), starts `python -m robot_stack.control.process CONFIG_JSON` and from
+then on only writes commands and reads state and status: no pickle crosses, and the owner's
+threads never take the controller's interpreter lock. The child builds the driver from the arm
+node's configuration, raises itself to SCHED_FIFO where permitted, and runs the loop: read the
+driver (which paces the period), take the queued commands, `Controller.tick`, send the set point,
+publish the state and status. The safety envelope is inside `Controller.tick`, so it is the last
+step before the driver whatever the owner sends.
+
+Faults, both ways:
+- the owner dies: commands stop, so the watchdog holds the pose; the child notices its owner is gone
+  (its pid no longer lives), records `node_lost`, keeps holding for `orphan_hold` seconds, then stops
+  the driver (a protective stop on a real arm) and exits;
+- the child dies or stops ticking: `ControllerProcess.fault()` says so (exit code, or heartbeat older
+  than `stall_timeout`), and the owner decides (the arm node reports it and exits non-zero).
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from robot_stack.control import shm
+from robot_stack.control.shm import Layout, SharedControl
+
+
+@dataclass
+class ProcessConfig:
+    """Everything the child needs, sent as JSON on its command line."""
+
+    node: dict                           # the arm node's configuration (driver, robot with safety, task, seed, ...)
+    shm_name: str = ""
+    layout: dict = field(default_factory=dict)
+    owner_pid: int = 0
+    priority: int = 80                   # SCHED_FIFO priority where permitted; 0: leave the scheduler alone
+    publish_every: int = 10              # control periods per state row (100 Hz at 1 kHz)
+    orphan_hold: float = 30.0            # s the pose is held after the owner died, before the driver is stopped
+
+
+# --- the child -----------------------------------------------------------------------------------
+def run(cfg: ProcessConfig) -> int:
+    from omegaconf import OmegaConf
+
+    from robot_stack.control.controller import Controller
+    from robot_stack.control.safety import SafetyLimits, SafetyViolation
+    from robot_stack.drivers import registry
+    from robot_stack.drivers.base import DriverError, SimulatedArm
+    from robot_stack.types import ActionChunk
+
+    shared = SharedControl(Layout(**cfg.layout), cfg.shm_name)
+    h = shared.header
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    node = OmegaConf.create(cfg.node)
+    driver = registry.make_arm_driver(node.driver, node, clock=time.time)
+    driver.connect()
+    sim = isinstance(driver, SimulatedArm)
+    limits = SafetyLimits(**OmegaConf.to_container(node.robot.safety))
+    controller = Controller(driver.spec, limits, command_period=float(node.default_command_period),
+                            chunk_blend=float(node.chunk_blend))
+    dof = driver.spec.dof
+    fifo = _realtime(cfg.priority)
+    event_index = {k: i for i, k in enumerate(shm.EVENT_KINDS)}
+    counts = np.zeros(len(shm.EVENT_KINDS))
+    fields = np.zeros(shm.STATUS_FIELDS)
+    fields[shm.S_FIFO] = float(fifo)
+    fields[shm.S_SEED] = getattr(getattr(driver, "config", None), "seed", -1) if sim else -1
+    row = np.zeros(shared.layout.state_width)
+    modes = {m: float(i) for i, m in enumerate(shm.MODES)}
+    resets = stale = taken = 0
+    owner_lost_at: float | None = None
+    last_tick: float | None = None
+    last_event = ""
+    h[shm.H_CONTROLLER_PID] = os.getpid()
+    h[shm.H_READY] = 1
+    gc.freeze()                                      # what exists now is never scanned again: shorter collections
+    ticks = 0
+    try:
+        while not stop.is_set():
+            state = driver.read_state()
+            cpu = time.thread_time()
+            reset = False
+            while (cmd := shared.take_command()) is not None:
+                kind, stamp, v = int(cmd[1]), float(cmd[2]), cmd[3:]
+                taken += 1
+                try:
+                    if kind == shm.TARGET:
+                        controller.set_target(v[:3].copy(), v[3:7].copy(), stamp)
+                    elif kind == shm.GRIPPER:
+                        controller.set_gripper(float(v[0]))
+                    elif kind == shm.CHUNK:
+                        got = shared.read_chunk(int(v[0]))
+                        if got is None:
+                            stale += 1                   # a newer chunk replaced it before this tick
+                            continue
+                        steps, _ = got
+                        controller.play_chunk(ActionChunk(steps[:, 0].copy(), steps[:, 1:4].copy(),
+                                                          steps[:, 4:8].copy(), steps[:, 8].copy()))
+                    elif kind == shm.STOP:
+                        controller.stop()
+                    elif kind == shm.RECOVER:
+                        driver.recover()
+                        controller.recover()
+                    elif kind == shm.HOME:
+                        controller.home()
+                    elif kind == shm.ENABLE:
+                        controller.enable(bool(v[0]))
+                    elif kind == shm.BLEND:
+                        controller.chunk_blend = float(v[0])
+                    elif kind == shm.RESET:
+                        reset = True
+                    elif kind == shm.SHUTDOWN:
+                        stop.set()
+                except SafetyViolation as exc:          # the owner validated it; a bad command is refused here too
+                    controller.safety.events.add("rejected", f"in the controller: {exc}")
+                except DriverError as exc:
+                    controller.fault(str(exc))
+            try:
+                if reset and sim:
+                    fields[shm.S_SEED] = driver.reset_next()
+                    controller.reset()
+                    resets += 1
+                    last_tick = None
+                else:
+                    controller.tick(state).send(driver)
+            except DriverError as exc:
+                controller.fault(str(exc))
+            now = time.monotonic()
+            ticks += 1
+            if last_tick is not None:
+                shared.add_sample(0, now - last_tick)
+            last_tick = now
+            if controller.taken_latency is not None:
+                shared.add_sample(2, controller.taken_latency)
+            if ticks % cfg.publish_every == 0:
+                _fill_state(row, state, controller, dof, modes, driver.sim_state() if sim else None)
+                shared.put_state(row)
+            if ticks % 100 == 0 and owner_lost_at is None and not shm.pid_alive(cfg.owner_pid):
+                owner_lost_at = now
+                controller.safety.events.add("node_lost", f"owner {cfg.owner_pid} is gone; holding pose")
+            if owner_lost_at is not None and now - owner_lost_at > cfg.orphan_hold:
+                break
+            events = controller.safety.events
+            text = None
+            if events.last != last_event:
+                last_event = events.last
+                text = last_event.encode("utf-8", "replace")
+            if text is not None or ticks % 10 == 0:
+                counts[:] = 0
+                for kind, n in list(events.counts.items()):
+                    counts[event_index.get(kind, len(counts) - 1)] += n
+            stats = controller.stats
+            fields[shm.S_MODE] = modes.get(controller.mode, 0.0)
+            fields[shm.S_ESTOP] = controller.estop
+            fields[shm.S_ENABLED] = controller.enabled
+            fields[shm.S_COMMAND_AGE] = controller.command_age
+            fields[shm.S_TICKS], fields[shm.S_MISSED] = stats.ticks, stats.missed
+            fields[shm.S_HEARTBEAT] = now
+            fields[shm.S_STALL_SINCE] = controller.stall_since if controller.stall_since is not None else -1.0
+            fields[shm.S_STALLS] += controller.take_stalls()
+            fields[shm.S_MAX_EXCURSION] = controller.safety.max_excursion
+            fields[shm.S_CHUNK_ACTIVE] = controller.chunk is not None
+            fields[shm.S_RESETS], fields[shm.S_COMMANDS_TAKEN], fields[shm.S_STALE_COMMANDS] = resets, taken, stale
+            fields[shm.S_BLEND] = controller.chunk_blend
+            shared.write_status(fields, counts, text)
+            shared.add_sample(1, time.thread_time() - cpu)
+    finally:
+        try:
+            driver.stop()
+            driver.disconnect()
+        finally:
+            h[shm.H_EXITED] = 1
+            shared.close()
+    return 0
+
+
+def _fill_state(row, state, controller, dof, modes, sim) -> None:
+    """One state row in place: seq (set by put_state), stamp, tick time, q, dq, tau, TCP, wrench, width, set point."""
+    row[1], row[2] = state.stamp, time.monotonic()
+    i = 3
+    for values in (state.q, state.dq, state.tau):
+        row[i:i + dof] = values
+        i += dof
+    row[i:i + 3], row[i + 3:i + 7], row[i + 7:i + 13] = state.ee_pos, state.ee_quat, state.wrench
+    row[i + 13] = state.gripper_width
+    if controller.setpoint is not None:
+        row[i + 14:i + 17], row[i + 17:i + 21] = controller.setpoint
+    row[i + 21] = modes.get(controller.mode, 0.0)
+    if sim is not None:
+        row[i + 22:] = sim
+
+
+def _realtime(priority: int) -> bool:
+    """SCHED_FIFO for the whole process where permitted, and a short GIL switch interval."""
+    if priority <= 0:
+        return False
+    sys.setswitchinterval(2e-4)
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (PermissionError, AttributeError, OSError) as exc:
+        print(f"controller: no real-time priority ({exc}); expect more jitter", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
+# --- the owner's side ------------------------------------------------------------------------------
+class ControllerError(RuntimeError):
+    """The controller process did not start, died or stopped ticking."""
+
+
+class ControllerProcess:
+    """Start the controller process for an arm node configuration and talk to it through shared memory.
+
+    Command methods may be called from several threads (they are serialised here: the command ring has one
+    writer); state and status reads are lock-free copies."""
+
+    def __init__(self, node_cfg: dict, *, priority: int = 80, publish_every: int = 10, orphan_hold: float = 30.0,
+                 stall_timeout: float = 0.5, start_timeout: float = 60.0, stderr=None):
+        from robot_stack.drivers import registry
+        from robot_stack.drivers.base import SimulatedArm
+        from robot_stack.robots.spec import get_robot
+
+        self.spec = get_robot(node_cfg["robot"]["name"])
+        self.simulated = issubclass(registry.arm_driver(node_cfg["driver"]).driver_cls, SimulatedArm)
+        sim = 0
+        if self.simulated:
+            from robot_stack.sim.scene import Scene
+            sim = len(Scene(self.spec).sim_state())
+        self.layout = Layout(dof=self.spec.dof, sim=sim, chunk_capacity=int(node_cfg["robot"]["safety"].get(
+            "max_chunk_steps", 500)))
+        self.shared = SharedControl(self.layout, create=True)
+        self.stall_timeout = stall_timeout
+        self._lock = threading.Lock()
+        cfg = ProcessConfig(node=node_cfg, shm_name=self.shared.name, layout=asdict(self.layout),
+                            owner_pid=os.getpid(), priority=priority, publish_every=publish_every,
+                            orphan_hold=orphan_hold)
+        self.proc = subprocess.Popen([sys.executable, "-m", "robot_stack.control.process", json.dumps(asdict(cfg))],
+                                     stderr=stderr)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + start_timeout
+        while not self.shared.header[shm.H_READY]:
+            if self.proc.poll() is not None:
+                self.shared.close()
+                raise ControllerError(f"the controller process exited with code {self.proc.returncode} at start-up")
+            if time.monotonic() > deadline:
+                self.close()
+                raise ControllerError(f"the controller process was not ready within {start_timeout} s")
+            time.sleep(0.005)
+        self._reset_seen = 0
+
+    # commands
+    def _put(self, kind: int, stamp: float = 0.0, values=()) -> int:
+        with self._lock:
+            return self.shared.put_command(kind, stamp, values)
+
+    def set_target(self, pos, quat, stamp: float) -> None:
+        self._put(shm.TARGET, stamp, (*pos, *quat))
+
+    def set_gripper(self, g: float) -> None:
+        self._put(shm.GRIPPER, 0.0, (g,))
+
+    def play_chunk(self, chunk, stamp: float = 0.0) -> None:
+        """A checked (and blended) chunk: into the slot, then its CHUNK command."""
+        with self._lock:
+            seq = self.shared.put_chunk(chunk.times, chunk.positions, chunk.quats, chunk.gripper, stamp)
+            self.shared.put_command(shm.CHUNK, stamp, (seq,))
+
+    def stop(self) -> None:
+        self._put(shm.STOP)
+
+    def recover(self) -> None:
+        self._put(shm.RECOVER)
+
+    def home(self) -> None:
+        self._put(shm.HOME)
+
+    def enable(self, enabled: bool) -> None:
+        self._put(shm.ENABLE, 0.0, (float(enabled),))
+
+    def set_chunk_blend(self, blend: float) -> None:
+        self._put(shm.BLEND, 0.0, (blend,))
+
+    def reset(self, timeout: float = 5.0) -> int:
+        """Start the twin's next episode between two ticks; returns its seed."""
+        before = self.status()[0][shm.S_RESETS]
+        self._put(shm.RESET)
+        deadline = time.monotonic() + timeout
+        while True:
+            fields = self.status()[0]
+            if fields[shm.S_RESETS] > before:
+                return int(fields[shm.S_SEED])
+            if time.monotonic() > deadline:
+                raise ControllerError(f"the controller did not reset within {timeout} s")
+            time.sleep(0.002)
+
+    # state and status
+    def status(self) -> tuple[np.ndarray, np.ndarray, str]:
+        return self.shared.read_status()
+
+    def states_since(self, last: int, out: np.ndarray) -> tuple[int, int, int]:
+        return self.shared.states_since(last, out)
+
+    def new_state_buffer(self, rows: int | None = None) -> np.ndarray:
+        return np.zeros((rows or self.layout.state_capacity, self.layout.state_width))
+
+    def fault(self) -> str | None:
+        """Why the controller is not running (exited, or no tick for `stall_timeout`), or None while it is."""
+        code = self.proc.poll()
+        if code is not None:
+            return f"the controller process exited (code {code})"
+        beat = self.status()[0][shm.S_HEARTBEAT]
+        age = time.monotonic() - beat
+        if beat > 0 and age > self.stall_timeout:
+            return f"the controller process has not ticked for {age:.3f} s"
+        return None
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Ask the controller to stop (it stops the driver), wait, kill it if it does not, free the memory."""
+        if self.proc.poll() is None:
+            try:
+                self._put(shm.SHUTDOWN)
+            except shm.CommandQueueFull:
+                self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+        self.shared.close()
+
+
+def state_fields(layout: Layout, row: np.ndarray) -> dict:
+    """A state row's named parts (views into `row`)."""
+    d, i = layout.dof, 3
+    out = {"seq": row[0], "stamp": row[1], "tick_time": row[2], "q": row[i:i + d], "dq": row[i + d:i + 2 * d],
+           "tau": row[i + 2 * d:i + 3 * d]}
+    i += 3 * d
+    out.update(ee_pos=row[i:i + 3], ee_quat=row[i + 3:i + 7], wrench=row[i + 7:i + 13], gripper_width=row[i + 13],
+               setpoint_pos=row[i + 14:i + 17], setpoint_quat=row[i + 17:i + 21], mode=shm.MODES[int(row[i + 21])],
+               sim=row[i + 22:])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    return run(ProcessConfig(**json.loads(argv[0])))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
