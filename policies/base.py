@@ -204,6 +204,10 @@ class Policy(torch.nn.Module):
         history and reads the change instead."""
         self.reset(task)
 
+    def status(self) -> dict[str, str]:
+        """What the policy reports about its own state on /diagnostics (SwitchVLA: the active mode); text values."""
+        return {}
+
     @torch.no_grad()
     def act(self, obs: Observation) -> ActionChunk:
         """An action chunk for the newest observation; step k holds from obs.stamp + k * policy_dt."""

@@ -75,7 +75,7 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], co
             gripper, manipulated = monitor.scene.gripper_geoms, monitor.task.manipulated_geoms(monitor.scene)
             start = next_tick = time.monotonic()
             kind, phase = (get_kind(conditioning) if conditioning != NONE else None), "pre_contact"
-            for steps in range(1, monitor.task.max_steps + 1):
+            for steps in range(1, monitor.task.max_steps + (kind.extra_steps(ctx) if kind else 0) + 1):
                 next_tick += monitor.dt
                 time.sleep(max(0.0, next_tick - time.monotonic()))
                 if video and viewer.frame() is not None:
@@ -84,10 +84,12 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], co
                 touching = monitor.scene.touching(gripper, manipulated)
                 touched |= touching
                 phase = "in_contact" if touching else ("post_contact" if phase == "in_contact" else phase)
-                if monitor.task.success(monitor.scene):
+                task_done = monitor.task.success(monitor.scene)
+                judged = kind.success(ctx, monitor.scene, monitor.task) if kind else None
+                if task_done if judged is None else judged:
                     success = True
                     break
-                change = kind.during_episode(ctx, steps, {"contact_phase": phase, "success": False}) if kind else None
+                change = kind.during_episode(ctx, steps, {"contact_phase": phase, "success": task_done}) if kind else None
                 if change:                               # the task changes while the arm moves (a switch)
                     episode = episode.replace(**change)
                     publish_task(episode, monitor.now())
@@ -95,7 +97,7 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], co
             if video and frames:
                 write_mp4(Path(video) / f"{policy.name}_{task}_seed{seed}_ros.mp4", frames, fps=10)
             records.append({"seed": seed, "success": success, "touched": touched, "steps": steps, "instruction": text,
-                            "params": params, "seconds": time.monotonic() - start})
+                            "params": params, "seconds": time.monotonic() - start, **(kind.record(ctx) if kind else {})})
         time.sleep(1.2)                         # one more 1 Hz diagnostics message, covering the last episode
         diagnostics = dict(viewer.diagnostics)
     finally:

@@ -107,7 +107,7 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
             actor = chunk_actor(policy, env, cams, execute_steps, chunk_blend)
         frames, success, touched, t0 = [], False, False, time.perf_counter()
         kind = get_kind(conditioning) if policy is not None and conditioning != NONE else None
-        for step in range(env.task.max_steps):
+        for step in range(env.task.max_steps + (kind.extra_steps(ctx) if kind is not None else 0)):
             if video:
                 frames.append(np.concatenate([obs[c] for c in cams], axis=1))
             obs, _, terminated, truncated, info = env.step(actor(obs))
@@ -116,7 +116,8 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
             if change:                                   # the task changes while the arm moves (a switch)
                 episode = episode.replace(**change)
                 policy.update_task(episode)
-            if info["success"]:
+            judged = kind.success(ctx, env.scene, env.task) if kind is not None else None
+            if info["success"] if judged is None else judged:
                 success = True
                 break
         if video:
@@ -124,7 +125,8 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
             Path(video).mkdir(parents=True, exist_ok=True)
             write_mp4(Path(video) / f"{policy_name}_{task}_seed{seed}.mp4", frames + [frames[-1]] * 5, fps=10)
         records.append({"seed": seed, "success": success, "touched": touched, "steps": int(info["steps"]),
-                        "instruction": text, "params": info["task_params"], "seconds": time.perf_counter() - t0})
+                        "instruction": text, "params": info["task_params"], "seconds": time.perf_counter() - t0,
+                        **(kind.record(ctx) if kind is not None else {})})
         if records_path:
             with open(records_path, "a") as f:
                 f.write(json.dumps(records[-1]) + "\n")

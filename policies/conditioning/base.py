@@ -117,6 +117,19 @@ class ConditioningKind:
         `info` has the step's `contact_phase` and `success`."""
         return None
 
+    def extra_steps(self, ctx: "EpisodeContext") -> int:
+        """`robot-stack eval`: steps an episode may run past the task's limit (a switched episode does two tasks)."""
+        return 0
+
+    def success(self, ctx: "EpisodeContext", scene, task) -> bool | None:
+        """`robot-stack eval`: whether the episode has succeeded where the kind changes what success means (after a
+        switch, the new instruction's predicate on the twin's `scene`); None: the `task`'s own predicate."""
+        return None
+
+    def record(self, ctx: "EpisodeContext") -> dict:
+        """`robot-stack eval`: what this kind adds to an episode's record (e.g. when a switch happened)."""
+        return {}
+
     # --- robot-stack eval -----------------------------------------------------------------------
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Options of `robot-stack eval` this kind reads (their dests go into EpisodeContext.options)."""

@@ -353,6 +353,10 @@ class PolicyServer(Node):
         status.message = self.last_error or ("serving" if self.enabled else "paused")
         values = {"policy": self.active, "loaded": ",".join(sorted(self.policies)), "enabled": str(self.enabled),
                   "chunks_published": str(self.published), "errors": str(self.errors)}
+        try:
+            values.update({str(k): str(v) for k, v in self.policy.status().items()})   # e.g. SwitchVLA's mode
+        except Exception as exc:        # noqa: BLE001  (a policy's report must not take the diagnostics down)
+            values["status_error"] = f"{type(exc).__name__}: {exc}"
         if self.act_ms:
             values["act_p50_ms"] = f"{np.percentile(self.act_ms, 50):.2f}"
             values["act_p99_ms"] = f"{np.percentile(self.act_ms, 99):.2f}"
