@@ -63,6 +63,13 @@ class SwitchVLAPolicy(Policy):
         self.state = SwitchState()
         self._noise = torch.Generator().manual_seed(0)
 
+    def serve(self) -> "SwitchVLAPolicy":
+        """Load the sentence encoder and the flow scheduler now: done lazily, they made the first decision on the
+        graph 4.5 s late, and the arm node dropped its chunk as stale."""
+        language.embed(["warm-up"])
+        flow.sample(lambda x, s: torch.zeros_like(x), torch.zeros(1, 1, 1), 1)
+        return super().serve()
+
     def data_spec(self) -> DataSpec:
         c = self.config
         return DataSpec(cameras=c.cameras, image_size=c.image_size, obs_horizon=1, action_horizon=c.action_horizon,
