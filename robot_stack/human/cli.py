@@ -32,11 +32,43 @@ def add_parser(sub) -> None:
     per.add_argument("--seed", type=int, default=0)
     per.add_argument("--no-progress", action="store_true")
     per.set_defaults(func=_perceive)
+    tr = human.add_parser("train", help="ZeroMimic's skill policy on human clips only (one policy per skill)")
+    tr.add_argument("--skill", required=True)
+    tr.add_argument("--clips", required=True, metavar="STORE", help="the clip store")
+    tr.add_argument("--wrist", metavar="STORE", help="its wrist store (default: STORE_wrist)")
+    tr.add_argument("--out", required=True, help="run folder (resumed); the checkpoint is OUT/checkpoint")
+    tr.add_argument("--steps", type=int, default=20000)
+    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument("--max-minutes", type=float)
+    tr.add_argument("--threads", type=int, default=1)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="ZeroMimicConfig fields, e.g. hidden=128")
+    tr.add_argument("--no-progress", action="store_true")
+    tr.set_defaults(func=_train)
 
 
 def _collect(args) -> int:
     from robot_stack.human.clips import collect
     print(json.dumps(collect(args.skill, args.clips, args.seed, args.out, progress=not args.no_progress)))
+    return 0
+
+
+def _train(args) -> int:
+    import sys
+
+    import yaml
+
+    from robot_stack.policies.zeromimic.train import train
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    wrist = args.wrist or args.clips.removesuffix(".zarr") + "_wrist.zarr"
+    print(json.dumps(train(args.skill, args.clips, wrist, args.out, args.steps, args.batch_size, overrides,
+                           args.max_minutes, args.seed, args.threads, not args.no_progress,
+                           "robot-stack " + " ".join(sys.argv[1:]))))
     return 0
 
 
