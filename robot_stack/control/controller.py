@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import mujoco
 import numpy as np
 
 from robot_stack import transforms as tf
@@ -28,8 +27,8 @@ from robot_stack.control.interpolation import JointInterpolator, PoseInterpolato
 from robot_stack.control.loop_stats import LoopStats, RecentSamples
 from robot_stack.control.reach import ReachFilter
 from robot_stack.control.safety import SafetyEnvelope, SafetyLimits, SafetyViolation, Watchdog
+from robot_stack.robots.kinematics import Kinematics
 from robot_stack.robots.spec import RobotSpec
-from robot_stack.sim.scene import Scene
 from robot_stack.types import ActionChunk, RobotState
 
 REFERENCE_CLEARANCE = 0.03      # rad the reach filter's reference keeps beyond the joint margin
@@ -92,8 +91,7 @@ class Controller:
         self.watchdog = Watchdog(limits.watchdog_timeout)
         self.stats = LoopStats(self.dt)
         self.chunk_blend = chunk_blend
-        self.kinematics = Scene(spec)          # MuJoCo as the kinematics library, whatever the driver
-        self._limit_jac = np.zeros((6, self.kinematics.model.nv))      # the joint-margin check's buffers
+        self.kinematics = Kinematics(spec)      # the arm's own model: no simulator in a real arm's controller
         self._limit_damping = 1e-6 * np.eye(6)
         self._joint_mid = (self.safety.q_min + self.safety.q_max) / 2
         # The reference configuration keeps a little more than the margin, so the measured joints, a tracking
@@ -358,12 +356,7 @@ class Controller:
         near = self.safety.joints_near_limits(state.q)
         if near.size == 0:
             return False
-        kin, jac = self.kinematics, self._limit_jac
-        kin.data.qpos[kin.arm_qpos] = state.q
-        mujoco.mj_kinematics(kin.model, kin.data)
-        mujoco.mj_comPos(kin.model, kin.data)
-        mujoco.mj_jacSite(kin.model, kin.data, jac[:3], jac[3:], kin.tcp_site)
-        jac = jac[:, kin.arm_dof]
+        jac = self.kinematics.jacobian(state.q)
         twist = np.empty(6)
         twist[:3] = pos - self.setpoint[0]
         twist[3:] = tf.rotation_error(quat, self.setpoint[1])

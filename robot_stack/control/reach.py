@@ -26,17 +26,16 @@ Panda's hyperextended elbow), else the side the arm is on.
 """
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 
 from robot_stack import transforms as tf
+from robot_stack.robots.kinematics import Kinematics
 
 
 class ReachFilter:
     """`step(pos, quat, q_measured)` -> the reachable set point nearest (pos, quat), one period on.
 
-    `scene`: a MuJoCo scene of the arm used for kinematics only (its model and data, `arm_qpos`,
-    `arm_dof`, `tcp_site`); `q_lo`/`q_hi`: the joint range the reference may use (limits minus
+    `kinematics`: the arm's model (robots.Kinematics; no simulator, so a real arm's node has none); `q_lo`/`q_hi`: the joint range the reference may use (limits minus
     margins); `dq_max`: joint speeds (rad/s) the reference may move at.
     """
 
@@ -49,11 +48,11 @@ class ReachFilter:
     MAX_INSET = 0.2          # rad
     BOUND_RATE = 10.0        # 1/s: a joint closes at most this fraction of its distance to a bound per second
 
-    def __init__(self, scene, q_lo, q_hi, dq_max, dt: float, elbow: int | None = None, elbow_clearance: float = 0.15,
+    def __init__(self, kinematics: Kinematics, q_lo, q_hi, dq_max, dt: float, elbow: int | None = None, elbow_clearance: float = 0.15,
                  clearance: float = 0.0):
         """`clearance`: how far inside the margins `q_lo`/`q_hi` are; a measured joint further out than that (inside
         its margin: the arm took another configuration for the same pose) draws the reference's bound in."""
-        self.scene = scene
+        self.kin = kinematics
         self.clearance = clearance
         self._inset_lo = np.zeros(len(q_lo))
         self._inset_hi = np.zeros(len(q_hi))
@@ -62,7 +61,6 @@ class ReachFilter:
             raise ValueError(f"joint margins leave no range: low {self._range[0].tolist()} high {self._range[1].tolist()}")
         self.dt = dt
         self.max_step = np.asarray(dq_max, dtype=float) * dt
-        self._joints = scene.model.dof_jntid[scene.arm_dof]
         self.elbow = elbow
         self.elbow_clearance = elbow_clearance
         self.stretched = None if elbow is None else self.stretched_elbow_angle(elbow)
@@ -77,16 +75,14 @@ class ReachFilter:
     def stretched_elbow_angle(self, elbow: int) -> float:
         """The elbow angle of greatest reach: the distance from the shoulder (the second joint) to the joint after
         the elbow depends on the elbow angle alone; it is scanned over the elbow's range."""
-        s = self.scene
-        q = np.array(s.spec.q_home, dtype=float)
-        angles = np.linspace(s.spec.q_min[elbow], s.spec.q_max[elbow], 4001)
+        spec = self.kin.spec
+        q = np.array(spec.q_home, dtype=float)
+        angles = np.linspace(spec.q_min[elbow], spec.q_max[elbow], 4001)
         dist = np.empty_like(angles)
-        shoulder, after = self._joints[1], self._joints[elbow + 1]
         for k, a in enumerate(angles):
             q[elbow] = a
-            s.data.qpos[s.arm_qpos] = q
-            mujoco.mj_kinematics(s.model, s.data)
-            dist[k] = np.linalg.norm(s.data.xanchor[after] - s.data.xanchor[shoulder])
+            anchors = self.kin.joint_anchors(q)
+            dist[k] = np.linalg.norm(anchors[elbow + 1] - anchors[1])
         return float(angles[int(np.argmax(dist))])
 
     def _set_range(self, lo: np.ndarray, hi: np.ndarray, elbow_q: float | None = None) -> None:
@@ -106,25 +102,9 @@ class ReachFilter:
         self._post_lo, self._post_hi = lo + inset, hi - inset
 
     def _kinematics(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The reference's TCP pose at `q`, and its Jacobian in `_jac`.
-
-        The Jacobian comes from the joint axes and anchors that mj_kinematics leaves (axis x (tcp - anchor)):
-        mj_comPos + mj_jacSite cost as much again, in a function the loop calls every period."""
-        s = self.scene
-        d = s.data
-        d.qpos[s.arm_qpos] = q
-        mujoco.mj_kinematics(s.model, d)
-        tcp = d.site_xpos[s.tcp_site]
-        z = d.xaxis[self._joints].T                   # (3, n)
-        r = (tcp - d.xanchor[self._joints]).T         # (3, n)
-        jac = self._jac
-        jac[0] = z[1] * r[2] - z[2] * r[1]
-        jac[1] = z[2] * r[0] - z[0] * r[2]
-        jac[2] = z[0] * r[1] - z[1] * r[0]
-        jac[3:] = z
-        pos = tcp + self._offset_pos
-        quat = tf.quat_mul(self._offset_quat, tf.mat_to_quat(d.site_xmat[s.tcp_site].reshape(3, 3)))
-        return pos, quat
+        """The reference's TCP pose at `q` (with the measured offset), and its Jacobian in `_jac`."""
+        pos, quat, self._jac = self.kin.pose_and_jacobian(q)
+        return pos + self._offset_pos, tf.quat_mul(self._offset_quat, quat)
 
     def reset(self, q, pos=None, quat=None) -> tuple[np.ndarray, np.ndarray]:
         """Put the reference at the measured configuration; returns its pose.

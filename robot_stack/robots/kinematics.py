@@ -106,6 +106,12 @@ class Kinematics:
         t = frames[-1]
         return t[:3, 3].copy(), tf.mat_to_quat(t[:3, :3]), self._jacobian(frames)
 
+    def joint_anchors(self, q) -> np.ndarray:
+        """(dof, 3): a point on each joint's axis where the joint physically sits (its link's origin in the
+        robot's model): the DH frame's origin slid d along the axis, in either convention."""
+        frames = self._chain(q)[:-1]
+        return frames[:, :3, 3] + np.asarray(self.spec.d, dtype=float)[:, None] * frames[:, :3, 2]
+
     def _jacobian(self, frames: np.ndarray) -> np.ndarray:
         z = frames[:-1, :3, 2].T                          # (3, n): joint axes
         r = frames[-1, :3, 3, None] - frames[:-1, :3, 3].T   # (3, n): from each axis to the TCP

@@ -153,8 +153,7 @@ def test_a_step_into_a_joint_margin_is_refused_and_one_out_of_it_is_taken():
         def pose(qj):
             moved = q.copy()
             moved[j] = qj
-            kin.set_q(moved)
-            return kin.ee_pose()
+            return kin.fk(moved)
         c.setpoint = pose(q[j])
         assert c._pushes_into_joint_limit(state, *pose(q[j] + 0.002))       # further toward q_max
         assert not c._pushes_into_joint_limit(state, *pose(q[j] - 0.002))   # back out of the margin

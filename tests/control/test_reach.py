@@ -5,6 +5,7 @@ import pytest
 
 from robot_stack import transforms as tf
 from robot_stack.control.reach import ReachFilter
+from robot_stack.robots.kinematics import Kinematics
 from robot_stack.sim.scene import Scene
 
 MARGIN = 0.08
@@ -13,7 +14,7 @@ MARGIN = 0.08
 def make(robot: str, elbow: int | None):
     scene = Scene(robot)
     spec = scene.spec
-    return scene, ReachFilter(scene, np.array(spec.q_min) + MARGIN, np.array(spec.q_max) - MARGIN,
+    return scene, ReachFilter(Kinematics(spec), np.array(spec.q_min) + MARGIN, np.array(spec.q_max) - MARGIN,
                               np.array(spec.dq_max) * 0.5, 1.0 / spec.control_hz, elbow=elbow)
 
 
@@ -29,14 +30,18 @@ def follow(f, start_pos, goal, quat, periods, speed=0.5):
 
 
 @pytest.mark.parametrize("robot", ["panda", "ur5e"])
-def test_jacobian_from_joint_axes_matches_mujoco(robot):
+def test_the_reference_model_matches_the_twin_without_the_simulator(robot):
     scene, f = make(robot, None)
     q = np.array(scene.spec.q_home) + 0.3
-    f.reset(q)
-    jac = np.zeros((6, scene.model.nv))
+    pos, quat = f.reset(q)                    # no measured pose: the model's own
+    scene.set_q(q)
     mujoco.mj_comPos(scene.model, scene.data)
+    jac = np.zeros((6, scene.model.nv))
     mujoco.mj_jacSite(scene.model, scene.data, jac[:3], jac[3:], scene.tcp_site)
-    np.testing.assert_allclose(f._jac, jac[:, scene.arm_dof], atol=1e-12)
+    np.testing.assert_allclose(f._jac, jac[:, scene.arm_dof], atol=1e-6)
+    twin_pos, twin_quat = scene.ee_pose()
+    np.testing.assert_allclose(pos, twin_pos, atol=1e-6)
+    assert abs(abs(np.dot(quat, twin_quat)) - 1.0) < 1e-9
 
 
 def test_stretched_elbow_angle_is_where_the_reach_is_greatest():
@@ -98,9 +103,8 @@ def test_seeding_keeps_the_measured_pose_when_the_model_differs():
 
 
 def test_a_measured_joint_inside_its_margin_draws_the_reference_out():
-    scene = Scene("panda")
-    spec = scene.spec
-    f = ReachFilter(scene, np.array(spec.q_min) + MARGIN, np.array(spec.q_max) - MARGIN, np.array(spec.dq_max) * 0.5,
+    spec = Scene("panda").spec
+    f = ReachFilter(Kinematics(spec), np.array(spec.q_min) + MARGIN, np.array(spec.q_max) - MARGIN, np.array(spec.dq_max) * 0.5,
                     1.0 / spec.control_hz, elbow=3, clearance=0.03)
     q = np.array(spec.q_home)
     q[0] = f.hi[0]                                       # the reference at its bound
