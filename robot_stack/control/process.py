@@ -156,6 +156,7 @@ def run(cfg: ProcessConfig) -> int:
             if events.last != last_event:
                 last_event = events.last
                 text = last_event.encode("utf-8", "replace")
+                fields[shm.S_LAST_EVENT_AT] = now
             if text is not None or ticks % 10 == 0:
                 counts[:] = 0
                 for kind, n in list(events.counts.items()):
@@ -359,3 +360,218 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+class _RemoteEvents:
+    """The safety events as `SafetyEvents` shows them: the controller's counts plus the owner's own (rejections)."""
+
+    def __init__(self, remote: "RemoteController"):
+        self._remote = remote
+        self.local: dict[str, int] = {}
+        self._local_last = ""
+        self._local_at = -np.inf
+
+    def add(self, kind: str, detail: str = "") -> None:
+        self.local[kind] = self.local.get(kind, 0) + 1
+        self._local_last = f"{kind}: {detail}" if detail else kind
+        self._local_at = time.monotonic()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        _, counts, _ = self._remote.process.status()
+        out = {k: int(n) for k, n in zip(shm.EVENT_KINDS, counts) if n}
+        for k, n in list(self.local.items()):
+            out[k] = out.get(k, 0) + n
+        return out
+
+    @property
+    def last(self) -> str:
+        """The newer of the owner's last event and the controller's (both on the machine's monotonic clock)."""
+        fields, _, text = self._remote.process.status()
+        return text if fields[shm.S_LAST_EVENT_AT] > self._local_at else self._local_last
+
+
+class _RemoteSafety:
+    def __init__(self, remote: "RemoteController", envelope):
+        self.events = _RemoteEvents(remote)
+        self._remote = remote
+        self.envelope = envelope          # the owner's copy, for admission checks (same limits as the controller's)
+        envelope.events = self.events     # what it counts (clips on admission) shows beside the controller's counts
+        self.limits = envelope.limits
+
+    @property
+    def max_excursion(self) -> float:
+        return float(self._remote.status()[0][shm.S_MAX_EXCURSION])
+
+
+class _RemoteStats:
+    def __init__(self, remote: "RemoteController", nominal: float):
+        self._remote, self.nominal = remote, nominal
+
+    @property
+    def ticks(self) -> int:
+        return int(self._remote.status()[0][shm.S_TICKS])
+
+    def summary(self) -> dict[str, float]:
+        fields = self._remote.status()[0]
+        p = self._remote.process.shared.sample_values(0)
+        if not len(p):
+            return {"rate_hz": 0.0, "period_error_pct": 0.0, "jitter_p99_ms": 0.0}
+        return {"rate_hz": 1.0 / p.mean(), "period_error_pct": 100 * abs(p.mean() - self.nominal) / self.nominal,
+                "jitter_p99_ms": 1000 * float(np.percentile(np.abs(p - self.nominal), 99)),
+                "ticks": int(fields[shm.S_TICKS]), "missed_ticks": int(fields[shm.S_MISSED])}
+
+
+class _SharedSamples:
+    """One of the controller's sample rings, read as `RecentSamples` is."""
+
+    def __init__(self, remote: "RemoteController", ring: int):
+        self._remote, self._ring = remote, ring
+
+    def __len__(self) -> int:
+        return min(int(self._remote.process.shared.sample_counts[self._ring]), self._remote.process.layout.samples)
+
+    def values(self) -> np.ndarray:
+        return self._remote.process.shared.sample_values(self._ring)
+
+    def percentiles(self, qs, scale: float = 1.0) -> list[float]:
+        v = self.values()
+        return [scale * float(x) for x in np.percentile(v, qs)] if len(v) else []
+
+
+class RemoteController:
+    """The controller process behind the interface the arm node uses of an in-process `Controller`: commands are
+    admitted here (so a refusal is answered at once, with its reason) and sent; state comes from shared memory.
+    The controller checks every command again: the envelope does not depend on this side."""
+
+    def __init__(self, node_cfg: dict, *, priority: int = 80, publish_every: int = 10, clock=time.time,
+                 stall_timeout: float = 0.5):
+        from robot_stack.control.loop_stats import RecentSamples
+        from robot_stack.control.safety import SafetyEnvelope, SafetyLimits
+
+        self.process = ControllerProcess(node_cfg, priority=priority, publish_every=publish_every,
+                                         stall_timeout=stall_timeout)
+        self.spec = self.process.spec
+        self.limits = SafetyLimits(**node_cfg["robot"]["safety"])
+        self.dt = 1.0 / self.spec.control_hz
+        self.clock = clock
+        self.safety = _RemoteSafety(self, SafetyEnvelope(self.limits, self.spec.q_min, self.spec.q_max))
+        self.stats = _RemoteStats(self, self.dt)
+        self.command_latency = _SharedSamples(self, 2)
+        self.tick_cpu = _SharedSamples(self, 1)
+        self.chunk_latency = RecentSamples(20000)     # measured here, where chunks arrive
+        self._chunk = None
+        self._chunk_blend = float(node_cfg.get("chunk_blend", 0.0))
+        self._stalls_reported = 0
+        self._status_cache: tuple[float, tuple] | None = None
+
+    def status(self):
+        """The controller's status, read at most every millisecond (diagnostics read many fields at once)."""
+        now = time.monotonic()
+        if self._status_cache is None or now - self._status_cache[0] > 1e-3:
+            self._status_cache = (now, self.process.status())
+        return self._status_cache[1]
+
+    # the state the arm node reports
+    @property
+    def mode(self) -> str:
+        return shm.MODES[int(self.status()[0][shm.S_MODE])]
+
+    @property
+    def estop(self) -> bool:
+        return bool(self.status()[0][shm.S_ESTOP])
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.status()[0][shm.S_ENABLED])
+
+    @property
+    def command_age(self) -> float:
+        return float(self.status()[0][shm.S_COMMAND_AGE])
+
+    @property
+    def stall_since(self) -> float | None:
+        since = float(self.status()[0][shm.S_STALL_SINCE])
+        return None if since < 0 else since
+
+    def take_stalls(self) -> int:
+        total = int(self.status()[0][shm.S_STALLS])
+        n, self._stalls_reported = total - self._stalls_reported, total
+        return n
+
+    @property
+    def chunk(self):
+        """The chunk last sent, while the controller still plays it."""
+        return self._chunk if self.status()[0][shm.S_CHUNK_ACTIVE] else None
+
+    @property
+    def chunk_blend(self) -> float:
+        return self._chunk_blend
+
+    @chunk_blend.setter
+    def chunk_blend(self, value: float) -> None:
+        if not 0.0 <= float(value) < 1.0:
+            raise ValueError(f"chunk_blend must be in [0, 1), got {value}")
+        self._chunk_blend = float(value)
+        self.process.set_chunk_blend(self._chunk_blend)
+
+    # commands
+    def set_target(self, pos, quat, stamp: float) -> None:
+        from robot_stack.control.controller import check_target
+
+        pos, quat = check_target(self.safety.envelope, pos, quat, stamp, self.clock())
+        self.process.set_target(pos, quat, stamp)
+
+    def set_chunk(self, chunk, stamp: float | None = None) -> None:
+        from robot_stack.control.controller import prepare_chunk
+
+        chunk = prepare_chunk(chunk, self.safety.envelope, self.clock(), self.limits.chunk_horizon, self.chunk,
+                              self._chunk_blend)
+        if stamp is not None:
+            self.chunk_latency.append(self.clock() - stamp)
+        self._chunk = chunk
+        self.process.play_chunk(chunk, stamp or 0.0)
+
+    def set_gripper(self, g: float) -> None:
+        from robot_stack.control.safety import SafetyViolation
+
+        g = float(g)
+        if not np.isfinite(g) or not 0.0 <= g <= 1.0:
+            raise SafetyViolation(f"{g} is not in [0, 1]")
+        self.process.set_gripper(g)
+
+    def stop(self) -> None:
+        self.process.stop()
+        self._wait_for(lambda f: f[shm.S_ESTOP] == 1.0)
+
+    def recover(self) -> None:
+        """Recovers the driver too (it lives in the controller process)."""
+        self.process.recover()
+        self._wait_for(lambda f: f[shm.S_ESTOP] == 0.0)
+
+    def home(self) -> tuple[bool, str]:
+        if self.estop:
+            return False, "e-stop latched"
+        self.process.home()
+        return True, "moving to home"
+
+    def enable(self, enabled: bool) -> None:
+        self.process.enable(enabled)
+        self._wait_for(lambda f: f[shm.S_ENABLED] == float(enabled))
+
+    def reset(self) -> int:
+        self._chunk = None
+        return self.process.reset()
+
+    def _wait_for(self, done, timeout: float = 1.0) -> None:
+        """Until the controller shows the command taken (a service reply then describes the arm's state)."""
+        deadline = time.monotonic() + timeout
+        while not done(self.process.status()[0]) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        self._status_cache = None
+
+    def fault(self) -> str | None:
+        return self.process.fault()
+
+    def close(self) -> None:
+        self.process.close()

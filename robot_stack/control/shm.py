@@ -49,7 +49,7 @@ HEADER = 16
 # status slots (float64), after the sequence number
 S_MODE, S_ESTOP, S_ENABLED, S_COMMAND_AGE, S_TICKS, S_MISSED, S_HEARTBEAT, S_STALL_SINCE, S_STALLS, \
     S_MAX_EXCURSION, S_CHUNK_ACTIVE, S_RESETS, S_SEED, S_COMMANDS_TAKEN, S_STALE_COMMANDS, S_FIFO, \
-    S_NODE_HEARTBEAT, S_BLEND = range(18)
+    S_LAST_EVENT_AT, S_BLEND = range(18)
 STATUS_FIELDS = 18
 SAMPLE_RINGS = ("period", "tick_cpu", "command_latency")
 
@@ -121,6 +121,21 @@ class SharedControl:
         self._status_copy = np.zeros_like(self.status)
         self._state_row = np.zeros(layout.state_width)
         self._chunk_copy = np.zeros_like(self.chunk)
+
+    @classmethod
+    def attach(cls, name: str) -> "SharedControl":
+        """Attach to an existing segment, its layout read from its header (an observer, a test)."""
+        seg = shared_memory.SharedMemory(name=name)
+        _untrack(seg)
+        try:
+            h = np.ndarray((HEADER,), dtype=np.int64, buffer=seg.buf)
+            layout = Layout(dof=int(h[H_DOF]), sim=int(h[H_SIM]), cmd_capacity=int(h[H_CMD_CAP]),
+                            state_capacity=int(h[H_STATE_CAP]), chunk_capacity=int(h[H_CHUNK_CAP]),
+                            samples=int(h[H_SAMPLES]))
+            del h
+        finally:
+            seg.close()
+        return cls(layout, name)
 
     @property
     def name(self) -> str:

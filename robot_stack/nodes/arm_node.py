@@ -5,6 +5,11 @@ period it reads the state, hands it to the ROS-free `Controller` (control/contro
 interpolation, chunk playing, watchdog, safety envelope) and sends the set point it returns.
 ROS callbacks only parse and hand commands to the controller; they never touch the driver.
 
+With `controller_process: true` the controller and the driver run in a process of their own
+(control/process.py) and the node talks to it through shared memory: the same topics, services
+and diagnostics; if that process dies or stops ticking the node reports it on /diagnostics and
+exits non-zero, and if the node dies the controller holds the pose.
+
 Action chunks are taken, size-checked, parsed and validated on a thread of their own
 (`arm_chunks`): a chunk is as large as its sender makes it, and the control thread only
 ever picks up a checked ActionChunk.
@@ -39,7 +44,7 @@ from robot_stack.ros import convert, qos
 from robot_stack.robots.spec import get_robot
 from robot_stack.types import RobotState
 
-ARM_PARAMS = ("robot", "driver", "robot_ip", "task", "seed", "realtime", "chunk_blend")
+ARM_PARAMS = ("robot", "driver", "robot_ip", "task", "seed", "realtime", "chunk_blend", "controller_process")
 BURST_WINDOW = 1.0              # s: `reject_burst` rejected commands within this is a burst (WARN on /diagnostics)
 
 
@@ -58,16 +63,34 @@ class ArmNode(Node):
         chunk_blend = float(self.cfg.chunk_blend)
         if not 0.0 <= chunk_blend < 1.0:
             raise ValueError(f"chunk_blend must be in [0, 1), got {chunk_blend}")
-        self.controller = Controller(self.spec, self.limits, command_period=float(self.cfg.default_command_period),
-                                     chunk_blend=chunk_blend, clock=self.now, on_stall=self._log_stall)
-        self.dt = self.controller.dt
         self.joint_names = [f"{self.spec.name}_joint{i + 1}" for i in range(self.spec.dof)]
-
-        self.driver = driver or make_arm_driver(self.cfg, clock=self.now)
-        try:
-            self.driver.connect()
-        except DriverError as exc:
-            raise RuntimeError(f"arm driver {self.cfg.driver} could not connect: {exc}") from exc
+        self._publish_every = max(1, round(self.spec.control_hz / self.cfg.publish_rate))
+        self.remote = bool(self.cfg.controller_process)
+        self.controller_fault: str | None = None
+        if self.remote:
+            if driver is not None:
+                raise ValueError("controller_process: the driver is built in the controller process, not passed in")
+            from robot_stack.control.process import RemoteController
+            self.driver = None
+            self.controller = RemoteController(OmegaConf.to_container(self.cfg, resolve=True),
+                                               priority=int(self.cfg.realtime_priority),
+                                               publish_every=self._publish_every, clock=self.now)
+            self.simulated = self.controller.process.simulated
+            self.tick_cpu = self.controller.tick_cpu
+            self.get_logger().info(f"controller process pid {self.controller.process.pid}, "
+                                   f"shared memory {self.controller.process.shared.name}")
+        else:
+            self.controller = Controller(self.spec, self.limits,
+                                         command_period=float(self.cfg.default_command_period),
+                                         chunk_blend=chunk_blend, clock=self.now, on_stall=self._log_stall)
+            self.driver = driver or make_arm_driver(self.cfg, clock=self.now)
+            try:
+                self.driver.connect()
+            except DriverError as exc:
+                raise RuntimeError(f"arm driver {self.cfg.driver} could not connect: {exc}") from exc
+            self.simulated = isinstance(self.driver, SimulatedArm)
+            self.tick_cpu = RecentSamples(5000)       # CPU seconds of one control step: how much of the period it uses
+        self.dt = self.controller.dt
 
         self._reset_lock = threading.Lock()
         self._reset_request: threading.Event | None = None
@@ -76,6 +99,7 @@ class ArmNode(Node):
         self._last_rejection = ""
         self._reject_logged: dict[str, tuple[float, int]] = {}    # per kind: when last logged, how many since
         self.state: RobotState | None = None
+        self.remote_setpoint: tuple[np.ndarray, np.ndarray] | None = None
 
         self.pub_joints = self.create_publisher(JointState, "joint_states", qos.SENSOR)
         self.pub_pose = self.create_publisher(PoseStamped, "arm/ee_pose", qos.SENSOR)
@@ -83,7 +107,7 @@ class ArmNode(Node):
         self.pub_gripper = self.create_publisher(JointState, "arm/gripper", qos.SENSOR)
         self.pub_diag = self.create_publisher(DiagnosticArray, "diagnostics", 10)
         self.pub_sim = self.create_publisher(Float64MultiArray, "sim/state", qos.SENSOR) \
-            if isinstance(self.driver, SimulatedArm) else None
+            if self.simulated else None
         # Commands are taken by the control thread itself, every tick, from subscriptions on a
         # companion node that no executor spins: a command waits for the next tick, not for
         # the executor's turn under the GIL (p99 command path 6-7 ms through the executor).
@@ -93,7 +117,9 @@ class ArmNode(Node):
         self._command_node = rclpy.create_node(f"{self.get_name()}_commands", namespace=self.get_namespace(),
                                                context=self.context,
                                                cli_args=["--ros-args", "-r", f"__node:={self.get_name()}_commands"])
-        self._command_subs = [
+        # With the controller in its own process no loop of this node ticks: targets are handed over as they
+        # arrive, by the chunk thread's executor.
+        self._command_subs = [] if self.remote else [
             (self._command_node.create_subscription(PoseStamped, "arm/target_pose", lambda m: None, qos.COMMAND),
              self._on_target),
         ]
@@ -106,6 +132,8 @@ class ArmNode(Node):
                                              cli_args=["--ros-args", "-r", f"__node:={self.get_name()}_chunks"])
         self._chunk_node.create_subscription(MultiDOFJointTrajectory, "arm/action_chunk", self._on_chunk_bytes,
                                              qos.COMMAND, raw=True)
+        if self.remote:
+            self._chunk_node.create_subscription(PoseStamped, "arm/target_pose", self._on_target, qos.COMMAND)
         self._chunk_executor = SingleThreadedExecutor(context=self.context)
         self._chunk_executor.add_node(self._chunk_node)
         self.create_subscription(Float64, "arm/gripper_cmd", self._on_gripper, qos.RELIABLE)
@@ -119,13 +147,12 @@ class ArmNode(Node):
         self.create_service(SetBool, "arm/enable", self._srv_enable)
         # chunk_blend changes at run time: the policy server sets it to the active checkpoint's deployment setting
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        if isinstance(self.driver, SimulatedArm):
+        self._seed = int(self.cfg.seed)
+        if self.simulated:
             self.create_service(Trigger, "sim/reset", self._srv_sim_reset)
             # The twin announces each episode (task, seed), so recordings can be replayed exactly.
             self.pub_episode = self.create_publisher(String, "sim/episode", qos.LATCHED)
             self._announce_episode()
-        self.tick_cpu = RecentSamples(5000)           # CPU seconds of one control step: how much of the period it uses
-        self._publish_every = max(1, round(self.spec.control_hz / self.cfg.publish_rate))
         # Diagnostics from a timer on the executor's thread, not the control thread: their percentiles took
         # 1.5 ms, a late tick every second when computed inside the loop.
         self.create_timer(1.0 / self.cfg.diagnostics_rate, self._publish_diagnostics)
@@ -145,8 +172,10 @@ class ArmNode(Node):
         self._chunk_thread = threading.Thread(target=self._chunk_loop, name="arm_chunks", daemon=True)
         self._chunk_thread.start()
         self._thread = threading.Thread(target=self._control_loop, name="arm_control", daemon=True)
-        if start_loop:
+        if start_loop and not self.remote:
             self._thread.start()
+        if self.remote:
+            self.create_timer(0.05, self._watch_controller)
         self.get_logger().info(f"arm_node up: {self.spec.name} via {self.cfg.driver} at {self.spec.control_hz} Hz")
 
     def now(self) -> float:
@@ -167,7 +196,8 @@ class ArmNode(Node):
 
     @property
     def setpoint(self):
-        return self.controller.setpoint
+        """The set point last sent (with the controller in its own process: the one in its newest state row)."""
+        return self.remote_setpoint if self.remote else self.controller.setpoint
 
     @property
     def chunk_blend(self) -> float:
@@ -263,11 +293,12 @@ class ArmNode(Node):
     def _srv_recover(self, request, response):
         if not self._service_lock.allow("arm/recover", response):
             return response
-        try:
-            self.driver.recover()
-        except DriverError as exc:
-            response.success, response.message = False, str(exc)
-            return response
+        if not self.remote:                         # the controller process recovers its own driver
+            try:
+                self.driver.recover()
+            except DriverError as exc:
+                response.success, response.message = False, str(exc)
+                return response
         self.controller.recover()
         response.success, response.message = True, "recovered; holding pose"
         return response
@@ -287,6 +318,15 @@ class ArmNode(Node):
         return response
 
     def _srv_sim_reset(self, request, response):
+        if self.remote:
+            try:
+                self._seed = self.controller.reset()
+            except RuntimeError as exc:
+                response.success, response.message = False, str(exc)
+                return response
+            self._announce_episode()
+            response.success, response.message = True, f"seed={self._seed}"
+            return response
         done = threading.Event()
         with self._reset_lock:
             self._reset_request = done
@@ -297,8 +337,12 @@ class ArmNode(Node):
         return response
 
     def _announce_episode(self) -> None:
-        c = self.driver.config
-        self.pub_episode.publish(String(data=json.dumps({"robot": c.robot, "task": c.task, "seed": int(c.seed)})))
+        if self.remote:
+            robot, task, seed = self.spec.name, str(self.cfg.task), self._seed
+        else:
+            c = self.driver.config
+            robot, task, seed = c.robot, c.task, int(c.seed)
+        self.pub_episode.publish(String(data=json.dumps({"robot": robot, "task": task, "seed": seed})))
 
     def _log_stall(self, age: float) -> None:
         if STOPPING.is_set():       # the graph is stopping and the commander went first: no fault
@@ -369,6 +413,8 @@ class ArmNode(Node):
         # Above the cameras and the policy server, below the control loop: the twin cameras wait for this
         # state, so its delay is capture latency.
         raise_thread_priority(self.get_logger(), max(0, int(self.cfg.realtime_priority) - 10), "state publishing")
+        if self.remote:
+            return self._publish_remote_states()
         while self._running and self.context.ok():
             with self._outbox_ready:
                 self._outbox_ready.wait_for(lambda: self._outbox or not self._running, timeout=0.1)
@@ -381,6 +427,46 @@ class ArmNode(Node):
                 if self.context.ok():
                     raise
                 break
+
+    def _publish_remote_states(self) -> None:
+        """The controller process's state rows, oldest first, as they appear in shared memory."""
+        from robot_stack.control.process import state_fields
+
+        process = self.controller.process
+        rows = process.new_state_buffer()
+        last = 0
+        while self._running and self.context.ok():
+            n, last, _ = process.states_since(last, rows)
+            if n == 0:
+                time.sleep(0.002)
+                continue
+            try:
+                for row in rows[:n]:
+                    f = state_fields(process.layout, row)
+                    self.remote_setpoint = (f["setpoint_pos"].copy(), f["setpoint_quat"].copy())
+                    state = RobotState(stamp=float(f["stamp"]), q=f["q"], dq=f["dq"], ee_pos=f["ee_pos"],
+                                       ee_quat=f["ee_quat"], gripper_width=float(f["gripper_width"]),
+                                       wrench=f["wrench"], tau=f["tau"], mode="ok")
+                    self.state = state
+                    self._publish_state(state, f["sim"] if self.simulated else None)
+            except Exception:                       # publishing after the context went down: a shutdown
+                if self.context.ok():
+                    raise
+                break
+
+    def _watch_controller(self) -> None:
+        """The controller process died or stopped ticking: say so on /diagnostics and in the log, then raise, which
+        ends the node's spin with an error (exit code 1), so the launcher brings the graph down."""
+        if self.controller_fault is not None or not self._running:
+            return
+        fault = self.controller.fault()
+        if fault is None:
+            return
+        self.controller_fault = fault
+        self.get_logger().error(f"{fault}; the arm is not controlled by this node any more: exiting")
+        self._publish_diagnostics()
+        from robot_stack.control.process import ControllerError
+        raise ControllerError(fault)
 
     def _publish_state(self, s: RobotState, sim: np.ndarray | None) -> None:
         if sim is not None:                         # first: the twin cameras wait for it
@@ -423,6 +509,8 @@ class ArmNode(Node):
         stalls = c.take_stalls()
         bursts, self._bursts_unreported = self._bursts_unreported, 0
         stall_since = c.stall_since
+        if self.controller_fault is not None:
+            return DiagnosticStatus.ERROR, f"controller process lost: {self.controller_fault}"
         if c.estop:
             return DiagnosticStatus.ERROR, f"{self.mode}: e-stop latched"
         if stall_since is not None or stalls:
@@ -445,6 +533,9 @@ class ArmNode(Node):
             self._outbox_ready.notify()
         self._publisher.join(timeout=2.0)
         self._command_node.destroy_node()
+        if self.remote:
+            self.controller.close()                 # the controller process stops its driver
+            return
         try:
             self.driver.stop()
             self.driver.disconnect()

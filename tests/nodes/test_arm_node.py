@@ -24,9 +24,10 @@ class Client:
 
     def __init__(self, ros):
         self.node = ros.node("client")
-        self.poses, self.joints, self.diags = [], [], []
+        self.poses, self.joints, self.diags, self.widths = [], [], [], []
         n = self.node
         n.create_subscription(PoseStamped, "arm/ee_pose", self.poses.append, qos.SENSOR)
+        n.create_subscription(JointState, "arm/gripper", lambda m: self.widths.append(m.position[0]), qos.SENSOR)
         n.create_subscription(JointState, "joint_states", self.joints.append, qos.SENSOR)
         n.create_subscription(DiagnosticArray, "diagnostics", self.diags.append, 10)
         self.target = n.create_publisher(PoseStamped, "arm/target_pose", qos.COMMAND)
@@ -210,7 +211,10 @@ def test_the_arm_holds_once_a_chunks_last_step_is_a_watchdog_period_past(ros):
     assert np.array_equal(node.setpoint[0], held)                       # the set point did not move again
     assert np.abs(client.joints[-1].velocity).max() < 0.01
     assert np.linalg.norm(client.pose()[0] - held) < 3e-3
-    assert node.driver.arm.gripper_cmd == 1.0                           # the hold keeps the chunk's grasp
+    wait_for(lambda: client.widths[-1] < 0.005, what="the gripper closed")
+    n = len(client.widths)
+    wait_for(lambda: len(client.widths) > n + 30, what="more gripper states")
+    assert max(client.widths[n:]) < 0.005                              # the hold keeps the chunk's grasp
 
 
 def test_chunks_are_parsed_off_the_control_thread(ros, monkeypatch):
