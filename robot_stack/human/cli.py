@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     per.add_argument("--drop", type=float, default=0.05, help="wrist error model: fraction of frames dropped")
     per.add_argument("--flip", type=float, default=0.02, help="wrist error model: left/right confusions per frame")
     per.add_argument("--seed", type=int, default=0)
+    per.add_argument("--limit", type=int, help="only the first N clips")
     per.add_argument("--no-progress", action="store_true")
     per.set_defaults(func=_perceive)
     tr = human.add_parser("train", help="ZeroMimic's skill policy on human clips only (one policy per skill)")
@@ -76,5 +77,6 @@ def _perceive(args) -> int:
     from robot_stack.human.perception import WristErrorModel, perceive_store
     errors = WristErrorModel(args.position_noise, args.orientation_noise, args.drop, args.flip)
     print(json.dumps(perceive_store(args.store, args.out, errors=errors, scale=args.scale, sfm=not args.no_sfm,
-                                    seed=args.seed, progress=not args.no_progress)))
+                                    seed=args.seed, progress=not args.no_progress,
+                                    limit=args.limit)))
     return 0
