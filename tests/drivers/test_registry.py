@@ -55,7 +55,7 @@ def test_real_arms_are_not_simulated_arms(name, robot, cls):
 @pytest.mark.parametrize("name", ["kuka", "realsense", "teleop", "base", "not a name"])
 def test_an_unknown_name_lists_the_registered_drivers(name):
     # realsense and teleop are driver packages that register no arm; base is a module, not a package.
-    with pytest.raises(ValueError, match=r"unknown arm driver .*; valid drivers: franka, mujoco, ur$"):
+    with pytest.raises(ValueError, match=r"unknown arm driver .*; valid drivers: franka, mujoco, ros2_control, ur$"):
         make_arm_driver(name, node_config(name, "panda"))
 
 
