@@ -261,3 +261,24 @@ def test_the_controller_process_drives_the_bridge_from_its_own_interpreter(ros):
         assert arm.fault() is None
     finally:
         arm.close()
+
+
+def test_the_gripper_goes_to_a_joint_group_position_controller_when_configured(ros):
+    from std_msgs.msg import Float64MultiArray
+
+    config = Ros2ControlConfig(robot="panda", gripper_command_topic="/gripper_controller/commands")
+    StandInController(ros, config, get_robot("panda").q_home)
+    commands = []
+    ros.node("gripper_controller").create_subscription(Float64MultiArray, "~/commands",
+                                                       lambda m: commands.append(list(m.data)), QoSProfile(depth=10))
+    driver = connected(config)
+    try:
+        state = driver.read_state()
+        wait_for(lambda: driver.bridge.gripper_pub.get_subscription_count() > 0, what="the gripper controller")
+        for g in (1.0, 1.0, 0.0):                           # an unchanged command is not sent again
+            driver.read_state()
+            driver.command_pose(state.ee_pos, state.ee_quat, g)
+        wait_for(lambda: len(commands) == 2, what="two gripper commands")
+        assert commands == [[0.0, 0.0], [0.04, 0.04]]       # per finger: closed, then the spec's full opening
+    finally:
+        driver.disconnect()
