@@ -12,7 +12,7 @@ class ZeroMimicConfig(PolicyConfig):
 
     skill: str = "drawer_open"           # one policy per skill
     # data
-    image_size: int = 128                # square: clips are centre-cropped, the robot camera renders square
+    image_hw: tuple = (96, 128)          # (height, width): 3:4 like the clips (240x320) and the robot's camera
     camera: str = "front"                # the robot camera the policy sees through at deployment
     chunk_size: int = 10                 # future wrist poses predicted per decision
     action_mode: str = "relative"        # "relative" (reltraj_relori: to the current pose) | "absolute" (ablation)
@@ -40,6 +40,9 @@ class ZeroMimicConfig(PolicyConfig):
     def __post_init__(self):
         super().__post_init__()
         self.hand_to_tcp = tuple(float(v) for v in self.hand_to_tcp)
+        self.image_hw = tuple(int(v) for v in self.image_hw)
+        if len(self.image_hw) != 2 or min(self.image_hw) < 32:
+            raise ValueError(f"image_hw is (height, width), each at least 32; got {self.image_hw}")
         if self.action_mode not in ("relative", "absolute"):
             raise ValueError(f"action_mode must be 'relative' or 'absolute', got {self.action_mode!r}")
         if len(self.hand_to_tcp) != 7:

@@ -65,15 +65,15 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 class ZeroMimicNet(nn.Module):
-    def __init__(self, pose_dim: int, action_dim: int, chunk: int, image_size: int, resnet_width: int = 64,
+    def __init__(self, pose_dim: int, action_dim: int, chunk: int, image_hw: tuple, resnet_width: int = 64,
                  hidden: int = 512, ffn: int = 3200, heads: int = 8, enc_layers: int = 4, dec_layers: int = 7,
                  latent: int = 32, dropout: float = 0.1):
         super().__init__()
         self.chunk, self.latent, self.action_dim = chunk, latent, action_dim
         self.backbone = ResNet18(resnet_width)
         self.project = nn.Conv2d(self.backbone.out_channels, hidden, 1)
-        cells = math.ceil(image_size / 32)
-        self.register_buffer("image_pos", sine_2d(cells, cells, hidden), persistent=False)
+        cells = [math.ceil(v / 32) for v in image_hw]
+        self.register_buffer("image_pos", sine_2d(cells[0], cells[1], hidden), persistent=False)
         self.image_which = nn.Parameter(torch.zeros(2, 1, hidden))     # current vs goal image
         self.pose_in = nn.Linear(pose_dim, hidden)
         self.latent_in = nn.Linear(latent, hidden)

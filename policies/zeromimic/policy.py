@@ -42,17 +42,36 @@ class ZeroMimicPolicy(Policy):
     def __init__(self, config: ZeroMimicConfig | None = None, stats: dict | None = None):
         super().__init__(config or ZeroMimicConfig(), stats)
         c = self.config
-        self.net = ZeroMimicNet(poses.POSE_DIM, poses.ACTION_DIM, c.chunk_size, c.image_size, c.resnet_width,
+        self.net = ZeroMimicNet(poses.POSE_DIM, poses.ACTION_DIM, c.chunk_size, c.image_hw, c.resnet_width,
                                 c.hidden, c.ffn, c.heads, c.enc_layers, c.dec_layers, c.latent, c.dropout)
 
     def data_spec(self) -> DataSpec:
         c = self.config
-        return DataSpec(cameras=(c.camera,), image_size=c.image_size, obs_horizon=1, action_horizon=c.chunk_size,
+        return DataSpec(cameras=(c.camera,), image_size=c.image_hw[1], obs_horizon=1, action_horizon=c.chunk_size,
                         goal_camera=c.camera, policy_dt=0.1)
 
     # --- inputs ---------------------------------------------------------------------------------
+    def _check_image(self, label: str, image) -> None:
+        """Camera and goal images are 3:4 like the clips (any size up to 1024 wide; resized here)."""
+        image = np.asarray(image)
+        h, w = self.config.image_hw
+        ok = image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and h <= image.shape[0] \
+            and image.shape[1] <= 1024 and abs(image.shape[0] * w - image.shape[1] * h) <= w
+        if not ok:
+            from robot_stack.policies.errors import BadObservation
+            raise BadObservation(f"{label}: expected an HxWx3 uint8 image with H:W = {h}:{w}, at least {h} high; "
+                                 f"got {image.shape} {image.dtype}")
+
+    def _resized(self, images) -> np.ndarray:
+        import cv2
+        h, w = self.config.image_hw
+        images = np.asarray(images)
+        if images.shape[1:3] == (h, w):
+            return images
+        return np.stack([cv2.resize(np.ascontiguousarray(i), (w, h), interpolation=cv2.INTER_AREA) for i in images])
+
     def _images(self, images, augment: bool) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
+        x = torch.as_tensor(self._resized(images) if not torch.is_tensor(images) else images)
         if augment and self.config.shift_pad:
             x = random_shift(x, self.config.shift_pad)
         device = next(self.parameters()).device

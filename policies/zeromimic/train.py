@@ -4,7 +4,7 @@ The data are a clip store (frames, intrinsics) and its wrist store (`robot-stack
 poses in the first frame's camera, grasp and release frames). A sample is a frame of the post-grasp
 segment [grasp, release): the frame, the clip's last frame as the goal, the wrist pose, and the next 10
 wrist poses (steps past the release are padding, repeating the last pose, masked out of the loss). Frames
-are centre-cropped square and resized to the policy's image size.
+are resized to the policy's image size (3:4, as the clips and the robot's camera).
 
 It uses the project's one training loop and checkpoint format (robot_stack.training.fit, EMA, resume).
 Robot stores are refused: the training stores must be human clips (kind `human_clip`, no robot streams),
@@ -30,14 +30,11 @@ from robot_stack.training import EMA, fit, git_commit, load_state, minibatches
 ROBOT_STREAMS = ("joint_pos", "ee_pose", "action_pose", "action_gripper", "gripper", "tick")
 
 
-def square(frames: np.ndarray, size: int) -> np.ndarray:
-    """Centre crop to a square and resize (area) to size x size."""
+def resize(frames: np.ndarray, hw: tuple) -> np.ndarray:
+    """Frames resized (area) to (height, width)."""
     import cv2
-    h, w = frames.shape[1:3]
-    s = min(h, w)
-    y0, x0 = (h - s) // 2, (w - s) // 2
-    return np.stack([cv2.resize(np.ascontiguousarray(f[y0:y0 + s, x0:x0 + s]), (size, size),
-                                interpolation=cv2.INTER_AREA) for f in frames])
+    return np.stack([cv2.resize(np.ascontiguousarray(f), (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+                     for f in frames])
 
 
 def check_human_only(store) -> None:
@@ -54,7 +51,7 @@ def check_human_only(store) -> None:
 class HumanClipData:
     """Every post-grasp frame of the usable clips of one skill, in memory."""
 
-    def __init__(self, clips_path: str | Path, wrist_path: str | Path, skill: str, image_size: int, chunk: int,
+    def __init__(self, clips_path: str | Path, wrist_path: str | Path, skill: str, image_hw: tuple, chunk: int,
                  mode: str, episodes: list[int] | None = None):
         from robot_stack.data.store import EpisodeStore
         clips, wrist = EpisodeStore.open(clips_path), EpisodeStore.open(wrist_path)
@@ -72,7 +69,7 @@ class HumanClipData:
             vec = wrist.read_stream(e, "wrist_pose")["data"]
             mats = np.array([poses_from_vec(v) for v in vec])
             g, r = int(meta["grasp_frame"]), int(meta["release_frame"])
-            small = square(frames[list(range(g, r)) + [len(frames) - 1]], image_size)
+            small = resize(frames[list(range(g, r)) + [len(frames) - 1]], image_hw)
             for j, t in enumerate(range(g, r)):
                 future = [min(t + 1 + k, r - 1) for k in range(chunk)]
                 pads.append([t + 1 + k > r - 1 for k in range(chunk)])
@@ -115,7 +112,7 @@ def train(skill: str, clips: str | Path, wrist: str | Path, out: str | Path, ste
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     config = config_from_dict(ZeroMimicConfig, {"skill": skill, **(overrides or {})}, "zeromimic")
-    data = HumanClipData(clips, wrist, skill, config.image_size, config.chunk_size, config.action_mode)
+    data = HumanClipData(clips, wrist, skill, config.image_hw, config.chunk_size, config.action_mode)
     policy = ZeroMimicPolicy(config, data.stats())
     opt = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ema = EMA(policy, config.ema_decay)

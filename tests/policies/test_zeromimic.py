@@ -14,7 +14,7 @@ from robot_stack.policies.zeromimic.model import kl_divergence
 from robot_stack.policies.zeromimic.policy import ZeroMimicPolicy
 from robot_stack.types import Observation, Task
 
-TINY = dict(image_size=64, resnet_width=8, hidden=32, ffn=64, heads=2, enc_layers=1, dec_layers=1, latent=4,
+TINY = dict(image_hw=(48, 64), resnet_width=8, hidden=32, ffn=64, heads=2, enc_layers=1, dec_layers=1, latent=4,
             dropout=0.0, shift_pad=0)
 
 
@@ -78,17 +78,17 @@ def _policy(**over):
 
 def _task(policy, **over):
     rng = np.random.default_rng(0)
-    size = policy.config.image_size
+    h, w = policy.config.image_hw
     from robot_stack.sim.camera import extrinsics
     from robot_stack.sim.scene import Scene
-    fields = {"goal_image": rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
+    fields = {"goal_image": rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
               "camera_pose": camera_pose_vector(extrinsics(Scene("panda"), "front")), "skill": "drawer_open"}
     return Task(**{**fields, **over})
 
 
 def _obs(policy, stamp=0.0):
-    size = policy.config.image_size
-    image = np.random.default_rng(1).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    h, w = policy.config.image_hw
+    image = np.random.default_rng(1).integers(0, 255, (2 * h, 2 * w, 3), dtype=np.uint8)   # resized by the policy
     return Observation(stamp=stamp, images={"front": image}, ee_pose=np.array([0.45, 0.37, 0.085, 1, 0, 0, 0.0]),
                        gripper=0.02)
 
@@ -96,8 +96,8 @@ def _obs(policy, stamp=0.0):
 def test_z_zero_at_inference_gives_deterministic_actions_and_z_matters():
     policy = _policy()
     rng = np.random.default_rng(2)
-    image = rng.integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
-    goal = rng.integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
+    image = rng.integers(0, 255, (1, 48, 64, 3), dtype=np.uint8)
+    goal = rng.integers(0, 255, (1, 48, 64, 3), dtype=np.uint8)
     pose = torch.zeros(1, 9)
     x, g = policy._images(image, False), policy._images(goal, False)
     with torch.no_grad():
@@ -121,7 +121,7 @@ def test_act_runs_on_both_arms_frames_and_holds_the_gripper_closed():
 def test_bad_input_is_refused_with_a_reason():
     policy = _policy()
     with pytest.raises(BadObservation):
-        policy.reset(_task(policy, goal_image=np.zeros((32, 32, 3), np.uint8)))      # goal of the wrong size
+        policy.reset(_task(policy, goal_image=np.zeros((64, 64, 3), np.uint8)))      # goal of the wrong shape
     with pytest.raises(ConditioningError, match="drawer_open"):
         policy.reset(_task(policy, skill="pick_place"))                             # another skill
     with pytest.raises(MissingConditioning):

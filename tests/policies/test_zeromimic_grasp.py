@@ -71,3 +71,26 @@ def test_the_affordance_heatmap_learns_where_the_hand_touched():
     net.eval()
     err = [np.linalg.norm(predict_pixel(net, images[i]) - pixels[i]) for i in range(16)]
     assert np.median(err) < 4.0, err
+
+
+@pytest.mark.parametrize("robot", ["panda", "ur5e"])
+def test_a_zeromimic_episode_grasps_the_handle_then_runs_the_skill_policy(robot):
+    from robot_stack.policies.zeromimic.deploy import DeployConfig, run_episode
+    from robot_stack.sim.env import make_env
+    from tests.policies.test_zeromimic import _policy
+
+    policy = _policy()
+    env = make_env("drawer_open", robot=robot, cameras=("front",), image_size=(48, 64))
+    env.reset(seed=0)
+    h, w = DeployConfig().depth_hw
+    uv, _ = project(env.scene.handle_pos(), intrinsics(env.scene, "front", h, w), extrinsics(env.scene, "front"))
+    assert 0 <= uv[0, 0] < w and 0 <= uv[0, 1] < h             # the handle is in the wide front view
+    record = run_episode(env, policy, 0, np.zeros((48, 64, 3), np.uint8), pixel=uv[0],
+                         cfg=DeployConfig(skill_steps=6))
+    assert "reason" not in record, record
+    assert np.linalg.norm(np.array(record["grasp"]) - env.scene.handle_pos()) < 0.05 or record["skill_steps"] > 0
+    assert record["skill_steps"] >= 1 or record["released"]
+    # a depth hole where the affordance points: the episode stops with the reason, the arm never moved
+    bad = run_episode(env, policy, 0, np.zeros((48, 64, 3), np.uint8), pixel=np.array([-50.0, -50.0]))
+    assert not bad["success"] and "no grasp found" in bad["reason"]
+    env.close()

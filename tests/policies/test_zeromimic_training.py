@@ -43,8 +43,7 @@ def test_training_reads_human_clips_only_and_the_checkpoint_acts(human_store, tm
     store = EpisodeStore.open(human_store)
     assert set(store.streams) == {"head_rgb"}        # nothing a robot recorded: no joints, poses or actions
     policy = load_policy(tmp_path / "run" / "checkpoint")
-    size = policy.config.image_size
-    image = np.zeros((size, size, 3), np.uint8)
+    image = np.zeros((*policy.config.image_hw, 3), np.uint8)
     policy.reset(Task(goal_image=image, camera_pose=np.array([1.0, -0.06, 0.62, 0, 0, 0, 1.0]), skill="drawer_open"))
     chunk = policy.act(Observation(0.0, {"front": image}, np.array([0.45, 0.37, 0.085, 1, 0, 0, 0.0]), 0.02))
     assert chunk.positions.shape == (10, 3) and np.isfinite(chunk.positions).all()
