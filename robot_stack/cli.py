@@ -19,6 +19,8 @@ def _sim_demo(args: argparse.Namespace) -> int:
 BENCHES = {
     "sim": ("physics+control real-time factor and rendering rates", "episodes", 5),
     "control": ("arm_node loop rate, jitter and command latency with cameras running", "seconds", 30.0),
+    "controller": ("control loop as arm_node's thread vs its own process: late ticks vs a bare loop, command path",
+                   "seconds", 20.0),
     "transport": ("image latency and drops between two processes (seconds of the 640x480 stream)", "seconds", 60.0),
     "recording": ("the recorder node on the live graph: drops, CPU, store size", "seconds", 600.0),
     "data": ("codecs, writer throughput, store size, training read throughput", "seconds", 60.0),

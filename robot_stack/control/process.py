@@ -88,8 +88,8 @@ def run(cfg: ProcessConfig) -> int:
     ticks = 0
     try:
         while not stop.is_set():
+            cpu = time.thread_time()                 # from the read, as the arm node's thread counts it
             state = driver.read_state()
-            cpu = time.thread_time()
             reset = False
             while (cmd := shared.take_command()) is not None:
                 kind, stamp, v = int(cmd[1]), float(cmd[2]), cmd[3:]

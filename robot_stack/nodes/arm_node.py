@@ -117,9 +117,9 @@ class ArmNode(Node):
         self._command_node = rclpy.create_node(f"{self.get_name()}_commands", namespace=self.get_namespace(),
                                                context=self.context,
                                                cli_args=["--ros-args", "-r", f"__node:={self.get_name()}_commands"])
-        # With the controller in its own process no loop of this node ticks: targets are handed over as they
-        # arrive, by the chunk thread's executor.
-        self._command_subs = [] if self.remote else [
+        # With the controller in its own process a thread of this node at the control priority waits on the
+        # subscription and hands each target over as it arrives (`_command_loop`).
+        self._command_subs = [
             (self._command_node.create_subscription(PoseStamped, "arm/target_pose", lambda m: None, qos.COMMAND),
              self._on_target),
         ]
@@ -132,8 +132,6 @@ class ArmNode(Node):
                                              cli_args=["--ros-args", "-r", f"__node:={self.get_name()}_chunks"])
         self._chunk_node.create_subscription(MultiDOFJointTrajectory, "arm/action_chunk", self._on_chunk_bytes,
                                              qos.COMMAND, raw=True)
-        if self.remote:
-            self._chunk_node.create_subscription(PoseStamped, "arm/target_pose", self._on_target, qos.COMMAND)
         self._chunk_executor = SingleThreadedExecutor(context=self.context)
         self._chunk_executor.add_node(self._chunk_node)
         self.create_subscription(Float64, "arm/gripper_cmd", self._on_gripper, qos.RELIABLE)
@@ -171,8 +169,9 @@ class ArmNode(Node):
         self._publisher.start()
         self._chunk_thread = threading.Thread(target=self._chunk_loop, name="arm_chunks", daemon=True)
         self._chunk_thread.start()
-        self._thread = threading.Thread(target=self._control_loop, name="arm_control", daemon=True)
-        if start_loop and not self.remote:
+        self._thread = threading.Thread(target=self._command_loop if self.remote else self._control_loop,
+                                        name="arm_commands" if self.remote else "arm_control", daemon=True)
+        if start_loop or self.remote:
             self._thread.start()
         if self.remote:
             self.create_timer(0.05, self._watch_controller)
@@ -359,6 +358,25 @@ class ArmNode(Node):
                 self.control_step()
             except Exception:                       # publishing after the context went down: a shutdown
                 if self.context.ok():
+                    raise
+                break
+
+    def _command_loop(self) -> None:
+        """Targets to the controller process as they arrive: blocked on the subscription (a wait set, the interpreter
+        lock released), at the control priority, with no executor in the path (through one, p99 5-7 ms)."""
+        from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+
+        raise_thread_priority(self.get_logger(), self.cfg.realtime_priority, "command")
+        sub = self._command_subs[0][0]
+        wait_set = _rclpy.WaitSet(1, 0, 0, 0, 0, 0, self.context.handle)
+        while self._running and self.context.ok():
+            wait_set.clear_entities()
+            wait_set.add_subscription(sub.handle)
+            wait_set.wait(100_000_000)              # 0.1 s at most: close() is noticed
+            try:
+                self.take_commands()
+            except Exception:                       # the context went down under the wait: a shutdown
+                if self.context.ok() and self._running:
                     raise
                 break
 

@@ -1,0 +1,102 @@
+"""`robot-stack bench controller`: the control loop as a thread of arm_node against its own process, A/B.
+
+Each round brings up launch/sim.launch.yaml (Panda at 1 kHz, front + wrist twin cameras at 30 Hz)
+once with the loop in the node (`controller_process=false`) and once in its own process
+(`controller_process=true`), alternating, streams targets at 100 Hz for SECONDS, and runs the bare
+SCHED_FIFO loop (`bench/tick_floor.py`) beside the graph over the same window. It prints, per
+design: late control ticks in the window against the bare loop's (the machine's floor), tick CPU
+p50/p99, and the command path (target header stamp to the control tick that takes it) p50/p99,
+all from /diagnostics differenced over the window.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from robot_stack.child_graph import isolated_domain, spin_for, start, stop
+
+DESIGNS = {"thread": "controller_process=false", "process": "controller_process=true"}
+
+
+def measure(design: str, seconds: float, robot: str = "panda") -> dict:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from geometry_msgs.msg import PoseStamped
+
+    from robot_stack.ros import convert, qos
+
+    graph = start(["-m", "robot_stack.cli", "launch", "sim.launch.yaml", f"robot:={robot}", "task:=reach",
+                   f"overrides:={DESIGNS[design]} diagnostics_rate=2.0"])
+    rclpy.init()
+    node = rclpy.create_node("bench_controller")
+    diag: dict[str, str] = {}
+    poses: list[PoseStamped] = []
+    node.create_subscription(DiagnosticArray, "diagnostics",
+                             lambda m: diag.update({kv.key: kv.value for s in m.status for kv in s.values}), 10)
+    node.create_subscription(PoseStamped, "arm/ee_pose", poses.append, qos.SENSOR)
+    target = node.create_publisher(PoseStamped, "arm/target_pose", qos.COMMAND)
+    floor: dict = {}
+    try:
+        spin_for(node, 90.0, lambda: len(poses) > 10 and "missed_ticks" in diag)
+        if "missed_ticks" not in diag:
+            raise RuntimeError(f"the {design} graph did not come up")
+        spin_for(node, 3.0)                                     # let the cameras start
+        centre, quat, _ = convert.parse_pose(poses[-1])
+        before = dict(diag)
+        probe = threading.Thread(target=lambda: floor.update(_floor(seconds)), daemon=True)
+        probe.start()
+        t0 = next_cmd = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            if time.monotonic() >= next_cmd:
+                phase = 2 * np.pi * 0.2 * (time.monotonic() - t0)
+                pos = centre + 0.05 * np.array([np.sin(phase), np.cos(phase) - 1, 0.0])
+                target.publish(convert.pose_msg(pos, quat, node.get_clock().now().nanoseconds * 1e-9))
+                next_cmd += 0.01
+            rclpy.spin_once(node, timeout_sec=0.002)
+        probe.join(timeout=seconds + 30)
+        spin_for(node, 1.2)                                     # one more diagnostics message
+        after = dict(diag)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        stop(graph)
+    ticks = float(after["ticks"]) - float(before["ticks"])
+    late = float(after["missed_ticks"]) - float(before["missed_ticks"])
+    return {"design": design, "robot": robot, "seconds": seconds, "ticks": int(ticks), "late_ticks": int(late),
+            "floor_ticks": int(floor.get("ticks", 0)), "floor_late_ticks": int(floor.get("missed_ticks", -1)),
+            "floor_fifo": floor.get("fifo"), "steal_pct": floor.get("steal_pct"),
+            **{k: float(after[k]) for k in ("rate_hz", "jitter_p99_ms", "tick_cpu_p50_us", "tick_cpu_p99_us",
+                                            "command_latency_p50_ms", "command_latency_p99_ms") if k in after}}
+
+
+def _floor(seconds: float) -> dict:
+    out = subprocess.run([sys.executable, "-m", "robot_stack.bench.tick_floor", str(seconds), "1000", "80"],
+                         capture_output=True, text=True, timeout=seconds + 60)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(seconds: float = 20.0, json_path: str | None = None, rounds: int = 2) -> list[dict]:
+    isolated_domain()
+    rows = [measure(design, seconds) for _ in range(rounds) for design in DESIGNS]
+    print(f"arm_node on the twin (panda, 1 kHz), front + wrist cameras 128x128 at 30 Hz, targets at 100 Hz, "
+          f"{seconds:.0f} s per run, designs interleaved; bare SCHED_FIFO loop beside each run:")
+    for r in rows:
+        ratio = r["late_ticks"] / max(r["floor_late_ticks"], 1)
+        print(f"  {r['design']:<8} late ticks {r['late_ticks']:5d} of {r['ticks']:6d}  (bare loop {r['floor_late_ticks']:4d}"
+              f" of {r['floor_ticks']}; {ratio:6.1f}x)  tick CPU p50 {r.get('tick_cpu_p50_us', float('nan')):5.0f} us "
+              f"p99 {r.get('tick_cpu_p99_us', float('nan')):5.0f} us  command path p50 "
+              f"{r.get('command_latency_p50_ms', float('nan')):.2f} ms p99 {r.get('command_latency_p99_ms', float('nan')):.2f} ms"
+              f"  steal {r['steal_pct']:.1f}%")
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main(float(sys.argv[1]) if len(sys.argv) > 1 else 20.0)
