@@ -110,3 +110,53 @@ def run_episode(env, policy, seed: int, goal_image: np.ndarray, affordance=None,
         return {"seed": seed, "success": False, "reason": grasp["reason"]}
     result = run_skill(env, policy, goal_image, grasp["obs"], cfg)
     return {"seed": seed, **result, "grasp": grasp["grasp"], "pixel": grasp["pixel"]}
+
+
+def expert_goal(task: str, robot: str, seed: int, hw: tuple) -> np.ndarray:
+    """The goal image as a user would give it: the task's final frame from the robot's front camera, here the
+    scripted expert's on `seed`."""
+    from robot_stack.sim.env import make_env
+    from robot_stack.sim.rollout import run_expert
+    env = make_env(task, robot=robot, cameras=("front",), image_size=tuple(hw))
+    try:
+        return run_expert(env, seed, goal_size=tuple(hw)).goal_image
+    finally:
+        env.close()
+
+
+def evaluate(checkpoint: str, task: str, robot: str, episodes: int, seed: int, affordance: str | None = None,
+             goal_seed: int | None = None, oracle_pixel: bool = False, cfg: DeployConfig | None = None,
+             progress: bool = True) -> dict:
+    """`episodes` seeded ZeroMimic episodes in the twin; success with its 95% Wilson interval."""
+    from tqdm import tqdm
+
+    from robot_stack.evaluate import wilson_interval
+    from robot_stack.policies.base import load_policy
+    from robot_stack.policies.zeromimic.affordance import load_affordance
+    from robot_stack.sim.camera import project
+    from robot_stack.sim.env import make_env
+    cfg = cfg or DeployConfig()
+    policy = load_policy(checkpoint)
+    if task != policy.config.skill:
+        raise ValueError(f"{checkpoint} is the {policy.config.skill!r} skill, not {task!r}")
+    net = load_affordance(affordance) if affordance else None
+    if net is None and not oracle_pixel:
+        raise ValueError("the grasp stage needs --affordance CKPT (or --oracle-affordance for the ablation)")
+    hw = policy.config.image_hw
+    env = make_env(task, robot=robot, cameras=(policy.config.camera,), image_size=tuple(hw))
+    records = []
+    for s in tqdm(range(seed, seed + episodes), desc=f"zeromimic {task} {robot}", disable=not progress):
+        goal = expert_goal(task, robot, s if goal_seed is None else goal_seed, hw)
+        pixel = None
+        if oracle_pixel:
+            env.reset(seed=s)
+            h, w = cfg.depth_hw
+            point = env.scene.handle_pos() if task.startswith("drawer") else env.scene.block_pos(env.task.params.color)
+            pixel = project(point, intrinsics(env.scene, "front", h, w), extrinsics(env.scene, "front"))[0][0]
+        records.append(run_episode(env, policy, s, goal, affordance=net, pixel=pixel, cfg=cfg))
+    env.close()
+    n_ok = sum(r["success"] for r in records)
+    low, high = wilson_interval(n_ok, len(records))
+    return {"checkpoint": checkpoint, "task": task, "robot": robot, "episodes": len(records), "successes": n_ok,
+            "success_rate": n_ok / max(len(records), 1), "ci95": [low, high],
+            "grasp_failures": sum("reason" in r for r in records), "records": records}

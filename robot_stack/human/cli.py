@@ -46,6 +46,25 @@ def add_parser(sub) -> None:
     tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="ZeroMimicConfig fields, e.g. hidden=128")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_train)
+    af = human.add_parser("train-affordance", help="the grasp stage's affordance heatmap on human clips' contact points")
+    af.add_argument("--clips", required=True, metavar="STORE")
+    af.add_argument("--wrist", metavar="STORE")
+    af.add_argument("--out", required=True)
+    af.add_argument("--steps", type=int, default=400)
+    af.set_defaults(func=_train_affordance)
+    ev = human.add_parser("eval", help="ZeroMimic episodes on the robot twin: grasp stage, then the skill policy")
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--affordance", help="affordance checkpoint (train-affordance)")
+    ev.add_argument("--oracle-affordance", action="store_true", help="ablation: the true object point as the "
+                                                                       "affordance")
+    ev.add_argument("--task", required=True)
+    ev.add_argument("--robot", default="panda", choices=["panda", "ur5e"])
+    ev.add_argument("--episodes", type=int, default=100)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--goal-seed", type=int)
+    ev.add_argument("--json", metavar="FILE", help="write the result with per-episode records")
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=_eval)
 
 
 def _collect(args) -> int:
@@ -70,6 +89,26 @@ def _train(args) -> int:
     print(json.dumps(train(args.skill, args.clips, wrist, args.out, args.steps, args.batch_size, overrides,
                            args.max_minutes, args.seed, args.threads, not args.no_progress,
                            "robot-stack " + " ".join(sys.argv[1:]))))
+    return 0
+
+
+def _train_affordance(args) -> int:
+    from robot_stack.policies.zeromimic.affordance import train_affordance
+    wrist = args.wrist or args.clips.removesuffix(".zarr") + "_wrist.zarr"
+    print(json.dumps(train_affordance(args.clips, wrist, args.out, steps=args.steps)))
+    return 0
+
+
+def _eval(args) -> int:
+    from pathlib import Path
+
+    from robot_stack.policies.zeromimic.deploy import evaluate
+    result = evaluate(args.checkpoint, args.task, args.robot, args.episodes, args.seed, args.affordance,
+                      args.goal_seed, args.oracle_affordance, progress=not args.no_progress)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "records"}))
     return 0
 
 

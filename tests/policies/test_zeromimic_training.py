@@ -49,6 +49,27 @@ def test_training_reads_human_clips_only_and_the_checkpoint_acts(human_store, tm
     assert chunk.positions.shape == (10, 3) and np.isfinite(chunk.positions).all()
 
 
+def test_the_affordance_net_trains_on_human_clips_and_an_episode_runs_on_the_ur5e(human_store, tmp_path):
+    from robot_stack.policies.zeromimic.affordance import load_affordance, train_affordance
+    from robot_stack.policies.zeromimic.deploy import DeployConfig, evaluate
+    wrist = human_store.with_name("clips_wrist.zarr")
+    result = train_affordance(human_store, wrist, tmp_path / "aff", image_hw=(48, 64), width=8, steps=5)
+    assert result["examples"] == 2
+    net = load_affordance(tmp_path / "aff")
+    assert net.image_hw == (48, 64)
+    doc = json.loads((tmp_path / "aff" / "config.json").read_text())
+    assert doc["manifest"]["robot_episodes_read"] == 0
+    train("drawer_open", human_store, wrist, tmp_path / "run", steps=1, batch_size=4, overrides=TINY, progress=False)
+    ckpt = str(tmp_path / "run" / "checkpoint")
+    out = evaluate(ckpt, "drawer_open", "ur5e", 1, 0, affordance=str(tmp_path / "aff"),
+                   cfg=DeployConfig(skill_steps=2, grasp_steps=20), progress=False)
+    assert out["episodes"] == 1 and 0.0 <= out["ci95"][0] <= out["ci95"][1] <= 1.0
+    record = out["records"][0]
+    assert "pixel" in record or "no grasp found" in record.get("reason", "") or "approach" in record.get("reason", "")
+    with pytest.raises(ValueError, match="drawer_open"):
+        evaluate(ckpt, "pick_place", "panda", 1, 0, oracle_pixel=True, progress=False)
+
+
 def test_a_robot_store_is_refused(tmp_path):
     robot = EpisodeStore.create(tmp_path / "robot.zarr")
     writer = robot.begin_episode({"task": "drawer_open"})
