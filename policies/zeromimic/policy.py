@@ -52,15 +52,16 @@ class ZeroMimicPolicy(Policy):
 
     # --- inputs ---------------------------------------------------------------------------------
     def _check_image(self, label: str, image) -> None:
-        """Camera and goal images are 3:4 like the clips (any size up to 1024 wide; resized here)."""
+        """Camera and goal images: HxWx3 uint8, at least half the policy's size a side and at most 1024; they
+        are centre-cropped to the policy's 3:4 and resized here."""
         image = np.asarray(image)
         h, w = self.config.image_hw
-        ok = image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and h <= image.shape[0] \
-            and image.shape[1] <= 1024 and abs(image.shape[0] * w - image.shape[1] * h) <= w
+        ok = image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and image.shape[0] >= h // 2 \
+            and image.shape[1] >= w // 2 and max(image.shape[:2]) <= 1024
         if not ok:
             from robot_stack.policies.errors import BadObservation
-            raise BadObservation(f"{label}: expected an HxWx3 uint8 image with H:W = {h}:{w}, at least {h} high; "
-                                 f"got {image.shape} {image.dtype}")
+            raise BadObservation(f"{label}: expected an HxWx3 uint8 image of at least {h // 2}x{w // 2} pixels "
+                                 f"(the policy sees {h}x{w}), got {image.shape} {image.dtype}")
 
     def _resized(self, images) -> np.ndarray:
         import cv2
@@ -68,7 +69,18 @@ class ZeroMimicPolicy(Policy):
         images = np.asarray(images)
         if images.shape[1:3] == (h, w):
             return images
-        return np.stack([cv2.resize(np.ascontiguousarray(i), (w, h), interpolation=cv2.INTER_AREA) for i in images])
+        ih, iw = images.shape[1:3]
+        ch, cw = (ih, round(ih * w / h)) if ih * w <= iw * h else (round(iw * h / w), iw)
+        y0, x0 = (ih - ch) // 2, (iw - cw) // 2
+        return np.stack([cv2.resize(np.ascontiguousarray(i[y0:y0 + ch, x0:x0 + cw]), (w, h),
+                                    interpolation=cv2.INTER_AREA) for i in images])
+
+    def _stat(self, key: str, dim: int) -> dict:
+        """Normalisation statistics; identity where a checkpoint-less policy (bench) has none."""
+        stats = self.stats.get(key)
+        if not stats or len(stats.get("mean", ())) != dim:
+            return {"mean": [0.0] * dim, "std": [1.0] * dim}
+        return stats
 
     def _images(self, images, augment: bool) -> torch.Tensor:
         x = torch.as_tensor(self._resized(images) if not torch.is_tensor(images) else images)
@@ -84,8 +96,8 @@ class ZeroMimicPolicy(Policy):
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         """batch: image, goal_image (B, H, W, 3) uint8; pose (B, 9); action (B, K, 6); action_is_pad (B, K)."""
         c = self.config
-        pose = self._tensor(_norm(np.asarray(batch["pose"]), self.stats["pose"]))
-        target = self._tensor(_norm(np.asarray(batch["action"]), self.stats["action"]))
+        pose = self._tensor(_norm(np.asarray(batch["pose"]), self._stat("pose", poses.POSE_DIM)))
+        target = self._tensor(_norm(np.asarray(batch["action"]), self._stat("action", poses.ACTION_DIM)))
         pad = torch.as_tensor(np.asarray(batch["action_is_pad"]), device=pose.device)
         mu, logvar = self.net.posterior(pose, target, pad)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
@@ -108,10 +120,10 @@ class ZeroMimicPolicy(Policy):
     def predict_wrist(self, image: np.ndarray, goal: np.ndarray, camera_T_wrist: np.ndarray) -> np.ndarray:
         """Future wrist poses (K, 4, 4) in the camera frame for one image, goal and current wrist pose."""
         c = self.config
-        pose = self._tensor(_norm(poses.pose_features(camera_T_wrist)[None], self.stats["pose"]))
+        pose = self._tensor(_norm(poses.pose_features(camera_T_wrist)[None], self._stat("pose", poses.POSE_DIM)))
         out = self.net(self._images(np.asarray(image)[None], False), self._images(np.asarray(goal)[None], False),
                        pose)[0].cpu().numpy().astype(np.float64)
-        stats = self.stats["action"]
+        stats = self._stat("action", poses.ACTION_DIM)
         actions = out * np.asarray(stats["std"]) + np.asarray(stats["mean"])
         return poses.decode_chunk(camera_T_wrist, actions, c.action_mode)
 

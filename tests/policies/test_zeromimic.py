@@ -121,7 +121,9 @@ def test_act_runs_on_both_arms_frames_and_holds_the_gripper_closed():
 def test_bad_input_is_refused_with_a_reason():
     policy = _policy()
     with pytest.raises(BadObservation):
-        policy.reset(_task(policy, goal_image=np.zeros((64, 64, 3), np.uint8)))      # goal of the wrong shape
+        policy.reset(_task(policy, goal_image=np.zeros((16, 16, 3), np.uint8)))      # a goal far too small
+    with pytest.raises(BadObservation):
+        policy.reset(_task(policy, goal_image=np.zeros((48, 64, 4), np.uint8)))      # not RGB
     with pytest.raises(ConditioningError, match="drawer_open"):
         policy.reset(_task(policy, skill="pick_place"))                             # another skill
     with pytest.raises(MissingConditioning):
@@ -129,6 +131,18 @@ def test_bad_input_is_refused_with_a_reason():
     with pytest.raises(ConditioningError):
         camera_pose_vector([0, 0, 0, 0, 0, 0, 0])
     assert np.allclose(camera_matrix(camera_pose_vector(np.eye(4))), np.eye(4))
+
+
+def test_bench_policy_can_time_zeromimic_act():
+    """`bench policy` builds every registered policy with its generic stats, square frames and the kinds'
+    example task (a square goal): ZeroMimic must take them as they are."""
+    from robot_stack.bench.policy import _obs, _stats, _time, example_task
+    from robot_stack.policies.base import policy_class
+    policy = policy_class("zeromimic").from_config(TINY, _stats()).eval()
+    size = policy.data_spec().image_size
+    policy.reset(example_task(size))
+    obs = _obs(size, 0.0)
+    assert _time(lambda: policy.act(obs), 2)["p50_ms"] > 0
 
 
 def test_the_wrist_pose_kind_round_trips_its_topics_and_builds_eval_fields():
