@@ -6,7 +6,9 @@ once with the loop in the node (`controller_process=false`) and once in its own 
 SCHED_FIFO loop (`bench/tick_floor.py`) beside the graph over the same window. It prints, per
 design: late control ticks in the window against the bare loop's (the machine's floor), tick CPU
 p50/p99, and the command path (target header stamp to the control tick that takes it) p50/p99,
-all from /diagnostics differenced over the window.
+all from /diagnostics differenced over the window. Then the same A/B with BESO serving through
+launch/policy.launch.yaml (`bench policy`'s end-to-end run): late ticks against the bare loop, and
+capture-to-arm (the oldest observation's capture stamp to the chunk's arrival at the arm node).
 """
 from __future__ import annotations
 
@@ -81,9 +83,18 @@ def _floor(seconds: float) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def with_policy(design: str, seconds: float, checkpoint: str = "beso_pick_place") -> dict:
+    from robot_stack.bench.policy import end_to_end
+
+    path = Path(__file__).resolve().parents[2] / "checkpoints" / checkpoint
+    row = end_to_end(str(path), seconds, (f"overrides:={DESIGNS[design]}",))
+    return {"design": design, "checkpoint": checkpoint, **row}
+
+
 def main(seconds: float = 20.0, json_path: str | None = None, rounds: int = 2) -> list[dict]:
     isolated_domain()
     rows = [measure(design, seconds) for _ in range(rounds) for design in DESIGNS]
+    served = [with_policy(design, seconds) for _ in range(rounds) for design in DESIGNS]
     print(f"arm_node on the twin (panda, 1 kHz), front + wrist cameras 128x128 at 30 Hz, targets at 100 Hz, "
           f"{seconds:.0f} s per run, designs interleaved; bare SCHED_FIFO loop beside each run:")
     for r in rows:
@@ -93,9 +104,16 @@ def main(seconds: float = 20.0, json_path: str | None = None, rounds: int = 2) -
               f"p99 {r.get('tick_cpu_p99_us', float('nan')):5.0f} us  command path p50 "
               f"{r.get('command_latency_p50_ms', float('nan')):.2f} ms p99 {r.get('command_latency_p99_ms', float('nan')):.2f} ms"
               f"  steal {r['steal_pct']:.1f}%")
+    print(f"with BESO serving through policy.launch.yaml (cameras at 10 Hz), {seconds:.0f} s per run, interleaved:")
+    for r in served:
+        ratio = r["missed_ticks"] / max(r["floor_missed_ticks"], 1)
+        print(f"  {r['design']:<8} late ticks {r['missed_ticks']:5d} of {r['control_ticks']:6d}  (bare loop "
+              f"{r['floor_missed_ticks']:4d} of {r['floor_ticks']}; {ratio:6.1f}x)  capture-to-arm p50 "
+              f"{r['chunk_latency_p50_ms']:.1f} ms p99 {r['chunk_latency_p99_ms']:.1f} ms over {r['chunks_received']} "
+              f"chunks  steal {r['cpu_steal_pct']:.1f}%")
     if json_path:
-        Path(json_path).write_text(json.dumps(rows, indent=2))
-    return rows
+        Path(json_path).write_text(json.dumps({"cameras_and_targets": rows, "policy": served}, indent=2))
+    return rows + served
 
 
 if __name__ == "__main__":
