@@ -47,9 +47,10 @@ def grasp_stage(env, pixel: np.ndarray | None, affordance=None, cfg: DeployConfi
         renderer.close()
     if pixel is None:
         import cv2
-        ah, aw = affordance.image_hw
+        ah = affordance.image_hw[0]                    # fully convolutional: the wide view at the trained scale
+        aw = round(ah * w / h)
         small = cv2.resize(rgb, (aw, ah), interpolation=cv2.INTER_AREA)
-        pixel = predict_pixel(affordance, small) * (w / aw)
+        pixel = predict_pixel(affordance, small) * (h / ah)
     try:
         pos, quat, width = antipodal_grasp(depth, intrinsics(scene, "front", h, w), extrinsics(scene, "front"),
                                            np.asarray(pixel, dtype=float), grasp_cfg)

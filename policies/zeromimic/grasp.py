@@ -8,8 +8,8 @@ spatial softmax with cross-entropy against a Gaussian around it. Grasp: back-pro
 score top-down grasp candidates around the affordance point (`antipodal_grasp`): the fingers must close on
 opposite sides of what lies between them and touch nothing else. From one view the far faces are hidden,
 so pairs of opposing surface normals (a classic antipodal test) are rarely both seen; GPD's
-candidate-and-volume test works on what one camera sees. The narrowest hold wins (across a block's faces, not
-its diagonal), then the one with the most points between the fingers.
+candidate-and-volume test works on what one camera sees. The feasible grasp nearest the affordance wins (as
+AnyGrasp's grasps are filtered by VRB's point), then the narrowest (across a block's faces, not its diagonal).
 """
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ def predict_pixel(net: AffordanceNet, image: np.ndarray) -> np.ndarray:
 # --- grasp from depth ------------------------------------------------------------------------
 @dataclass
 class GraspConfig:
-    radius: float = 0.05          # m around the affordance point
+    radius: float = 0.08          # m around the affordance point where grasp centres are sampled
+    centres: int = 48             # sampled candidate centres
     max_width: float = 0.075      # the gripper's opening (Panda 0.08)
     finger_depth: float = 0.02    # how far below the object's top the fingertips reach
     finger_size: tuple = (0.02, 0.02)   # finger extent along the TCP x and along the closing axis (m)
@@ -87,55 +88,63 @@ def back_project(depth: np.ndarray, k: np.ndarray, base_T_camera: np.ndarray) ->
 
 
 def antipodal_grasp(depth: np.ndarray, k: np.ndarray, base_T_camera: np.ndarray, pixel: np.ndarray,
-                    cfg: GraspConfig | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+                    cfg: GraspConfig | None = None, rng: np.random.Generator | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
     """A grasp near the affordance `pixel` (u, v): TCP position, TCP quaternion (z = approach from above,
     y = closing axis) and opening, in base; NoGraspFound where the depth has nothing graspable there.
 
-    Candidates (GPD-style, from a single view): top-down grasps centred on the affordance point at `yaws`
-    closing directions. A candidate needs object points between the fingers whose extent along the closing
-    axis fits the opening (the fingers close on opposite sides: antipodal for the faces they meet) and no
-    point inside either finger's volume; the narrowest wins, then the one with the most points between the fingers."""
+    Candidates (GPD-style, from a single view): top-down grasps centred on object points within `radius`
+    of the affordance point, at `yaws` closing directions. A candidate needs object points between the
+    fingers whose extent along the closing axis fits the opening (the fingers close on opposite sides:
+    antipodal for the faces they meet) and no point inside either finger's volume. As AnyGrasp's output is
+    filtered by VRB's contact point, the feasible candidate nearest the affordance wins (ties: the
+    narrower hold)."""
     cfg = cfg or GraspConfig()
+    rng = rng or np.random.default_rng(0)
     points, vu = back_project(depth, k, base_T_camera)
     if len(points) == 0:
         raise NoGraspFound("the depth image has no valid points")
     nearest = np.argmin(((vu[:, ::-1] - pixel) ** 2).sum(1))
     if np.hypot(*(vu[nearest, ::-1] - pixel)) > 4:
         raise NoGraspFound(f"no valid depth within 4 px of the predicted affordance {np.round(pixel, 1).tolist()}")
-    centre = points[nearest]
-    local = points[np.linalg.norm(points[:, :2] - centre[:2], axis=1) < cfg.radius]
-    obj = local[local[:, 2] > cfg.table_z + 0.005]
-    if len(obj) < cfg.min_points:
-        raise NoGraspFound(f"{len(obj)} depth points above the table within {cfg.radius} m of the affordance; "
+    anchor = points[nearest]
+    region = points[np.linalg.norm(points[:, :2] - anchor[:2], axis=1) < cfg.radius + cfg.max_width]
+    obj = region[region[:, 2] > cfg.table_z + 0.005]
+    seeds = obj[np.linalg.norm(obj[:, :2] - anchor[:2], axis=1) < cfg.radius]
+    if len(seeds) < cfg.min_points:
+        raise NoGraspFound(f"{len(seeds)} depth points above the table within {cfg.radius} m of the affordance; "
                            f"at least {cfg.min_points} needed")
-    top = obj[np.linalg.norm(obj[:, :2] - centre[:2], axis=1) < 0.02][:, 2].max(initial=centre[2])
-    depth_in = min(cfg.finger_depth, 0.5 * (top - cfg.table_z))
+    seeds = seeds[rng.choice(len(seeds), min(cfg.centres, len(seeds)), replace=False)]
     half_x, finger = cfg.finger_size[0] / 2, cfg.finger_size[1]
+    z = np.array([0.0, 0.0, -1.0])
     best = None
-    for yaw in np.linspace(0.0, np.pi, cfg.yaws, endpoint=False):
-        y = np.array([np.cos(yaw), np.sin(yaw), 0.0])
-        z = np.array([0.0, 0.0, -1.0])
-        x = np.cross(y, z)
-        rel = obj - np.array([centre[0], centre[1], top])
-        lx, ly, lz = rel @ x, rel @ y, rel @ z                   # lz: depth below the object's top
-        band = (np.abs(lx) < half_x) & (lz > -0.005) & (lz < depth_in + 0.005)
-        between = band & (np.abs(ly) < cfg.max_width / 2)
-        if between.sum() < 5:
-            continue
-        lo, hi = ly[between].min(), ly[between].max()
-        width = hi - lo + 0.01
-        if width > cfg.max_width:
-            continue
-        mid = 0.5 * (lo + hi)
-        reach = (np.abs(lx) < half_x) & (lz > -0.01) & (lz < depth_in)
-        d = np.abs(ly - mid)
-        collisions = int((reach & (d > width / 2 + 0.004) & (d < width / 2 + finger)).sum())
-        if collisions:
-            continue
-        score = (-round(width, 3), int(between.sum()))      # the narrowest hold, then the fullest
-        if best is None or score > best[0]:
+    for centre in seeds:
+        close = obj[np.linalg.norm(obj[:, :2] - centre[:2], axis=1) < cfg.max_width]
+        top = close[np.linalg.norm(close[:, :2] - centre[:2], axis=1) < 0.01][:, 2].max(initial=centre[2])
+        depth_in = min(cfg.finger_depth, 0.5 * (top - cfg.table_z))
+        rel = close - np.array([centre[0], centre[1], top])
+        lz = rel @ z                                          # depth below the object's top
+        for yaw in np.linspace(0.0, np.pi, cfg.yaws, endpoint=False):
+            y = np.array([np.cos(yaw), np.sin(yaw), 0.0])
+            x = np.cross(y, z)
+            lx, ly = rel @ x, rel @ y
+            between = (np.abs(lx) < half_x) & (lz > -0.005) & (lz < depth_in + 0.005) & \
+                (np.abs(ly) < cfg.max_width / 2)
+            if between.sum() < 5:
+                continue
+            lo, hi = ly[between].min(), ly[between].max()
+            width = hi - lo + 0.01
+            if width > cfg.max_width:
+                continue
+            mid = 0.5 * (lo + hi)
+            reach = (np.abs(lx) < half_x) & (lz > -0.01) & (lz < depth_in)
+            d = np.abs(ly - mid)
+            if (reach & (d > width / 2 + 0.004) & (d < width / 2 + finger)).any():
+                continue                                      # a finger would land on something
             pos = np.array([centre[0], centre[1], top - depth_in]) + mid * y
-            best = (score, pos, tf.mat_to_quat(np.stack((x, y, z), axis=1)), width)
+            score = (-round(float(np.linalg.norm(pos[:2] - anchor[:2])), 2), -round(width, 3))
+            if best is None or score > best[0]:
+                best = (score, pos, tf.mat_to_quat(np.stack((x, y, z), axis=1)), width)
     if best is None:
         raise NoGraspFound("no grasp near the affordance fits the gripper without touching something else")
     return best[1], best[2], float(best[3])
