@@ -120,8 +120,10 @@ def antipodal_grasp(depth: np.ndarray, k: np.ndarray, base_T_camera: np.ndarray,
     best = None
     for centre in seeds:
         close = obj[np.linalg.norm(obj[:, :2] - centre[:2], axis=1) < cfg.max_width]
-        top = close[np.linalg.norm(close[:, :2] - centre[:2], axis=1) < 0.01][:, 2].max(initial=centre[2])
-        depth_in = min(cfg.finger_depth, 0.5 * (top - cfg.table_z))
+        column = close[np.linalg.norm(close[:, :2] - centre[:2], axis=1) < 0.025][:, 2]
+        top, bottom = column.max(initial=centre[2]), column.min(initial=centre[2])
+        # fingertips as deep as the object is seen to go, at most finger_depth: a block's middle, a bar's axis
+        depth_in = float(np.clip(top - bottom, 0.004, cfg.finger_depth))
         rel = close - np.array([centre[0], centre[1], top])
         lz = rel @ z                                          # depth below the object's top
         for yaw in np.linspace(0.0, np.pi, cfg.yaws, endpoint=False):
@@ -136,7 +138,9 @@ def antipodal_grasp(depth: np.ndarray, k: np.ndarray, base_T_camera: np.ndarray,
             width = hi - lo + 0.01
             if width > cfg.max_width:
                 continue
-            mid = 0.5 * (lo + hi)
+            # centred on the top band: from one side view the lower sides of a bar are seen on one side only
+            top_band = between & (lz < 0.006)
+            mid = 0.5 * (ly[top_band].min() + ly[top_band].max()) if top_band.sum() >= 3 else 0.5 * (lo + hi)
             reach = (np.abs(lx) < half_x) & (lz > -0.01) & (lz < depth_in)
             d = np.abs(ly - mid)
             if (reach & (d > width / 2 + 0.004) & (d < width / 2 + finger)).any():
