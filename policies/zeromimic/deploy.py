@@ -52,8 +52,10 @@ def grasp_stage(env, pixel: np.ndarray | None, affordance=None, cfg: DeployConfi
         small = cv2.resize(rgb, (aw, ah), interpolation=cv2.INTER_AREA)
         pixel = predict_pixel(affordance, small) * (h / ah)
     try:
-        pos, quat, width = antipodal_grasp(depth, intrinsics(scene, "front", h, w), extrinsics(scene, "front"),
-                                           np.asarray(pixel, dtype=float), grasp_cfg)
+        camera = extrinsics(scene, "front")
+        away = camera[:3, 2] * [1.0, 1.0, 0.0]           # fingers pointing away from the camera, as the hands did
+        pos, quat, width = antipodal_grasp(depth, intrinsics(scene, "front", h, w), camera,
+                                           np.asarray(pixel, dtype=float), grasp_cfg, heading=away)
     except NoGraspFound as exc:
         return {"grasped": False, "reason": f"no grasp found: {exc}", "pixel": np.asarray(pixel).tolist()}
     fixed = lambda p: (lambda _s: (p, quat))       # noqa: E731

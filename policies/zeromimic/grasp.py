@@ -88,8 +88,8 @@ def back_project(depth: np.ndarray, k: np.ndarray, base_T_camera: np.ndarray) ->
 
 
 def antipodal_grasp(depth: np.ndarray, k: np.ndarray, base_T_camera: np.ndarray, pixel: np.ndarray,
-                    cfg: GraspConfig | None = None, rng: np.random.Generator | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, float]:
+                    cfg: GraspConfig | None = None, rng: np.random.Generator | None = None,
+                    heading: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """A grasp near the affordance `pixel` (u, v): TCP position, TCP quaternion (z = approach from above,
     y = closing axis) and opening, in base; NoGraspFound where the depth has nothing graspable there.
 
@@ -98,7 +98,8 @@ def antipodal_grasp(depth: np.ndarray, k: np.ndarray, base_T_camera: np.ndarray,
     fingers whose extent along the closing axis fits the opening (the fingers close on opposite sides:
     antipodal for the faces they meet) and no point inside either finger's volume. As AnyGrasp's output is
     filtered by VRB's contact point, the feasible candidate nearest the affordance wins (ties: the
-    narrower hold)."""
+    narrower hold). A parallel gripper's grasp and its 180-degree turn about the approach are the same grasp;
+    `heading` (base) picks the one whose closing axis points along it (the human hand's finger direction)."""
     cfg = cfg or GraspConfig()
     rng = rng or np.random.default_rng(0)
     points, vu = back_project(depth, k, base_T_camera)
@@ -151,7 +152,10 @@ def antipodal_grasp(depth: np.ndarray, k: np.ndarray, base_T_camera: np.ndarray,
                 best = (score, pos, tf.mat_to_quat(np.stack((x, y, z), axis=1)), width)
     if best is None:
         raise NoGraspFound("no grasp near the affordance fits the gripper without touching something else")
-    return best[1], best[2], float(best[3])
+    quat = best[2]
+    if heading is not None and tf.quat_to_mat(quat)[:, 1] @ np.asarray(heading) < 0:
+        quat = tf.quat_mul(quat, tf.axis_angle_to_quat([0.0, 0.0, np.pi]))   # turned about the approach axis
+    return best[1], quat, float(best[3])
 
 
 def approach_waypoints(pos: np.ndarray, quat: np.ndarray, back: float = 0.08, steps: int = 8) -> np.ndarray:
