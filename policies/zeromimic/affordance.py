@@ -33,8 +33,27 @@ def affordance_examples(clips_path, wrist_path, image_hw: tuple) -> tuple[np.nda
     return np.stack(images), np.stack(pixels), read
 
 
+def zoom_and_shift(images: np.ndarray, pixels: np.ndarray, image_hw: tuple, rng: np.random.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image cut to a random window of 60-100% of its side at a random place and resized back, the label
+    moved with it: the robot's camera sees the scene larger and elsewhere in the frame than a head does."""
+    import cv2
+    h, w = image_hw
+    out_x, out_t = [], []
+    for img, uv in zip(images, pixels):
+        s = rng.uniform(0.6, 1.0)
+        ch, cw = int(h * s), int(w * s)
+        y0, x0 = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        if not (x0 + 4 <= uv[0] < x0 + cw - 4 and y0 + 4 <= uv[1] < y0 + ch - 4):   # the contact must stay in view
+            s, ch, cw, y0, x0 = 1.0, h, w, 0, 0
+        out_x.append(cv2.resize(np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw]), (w, h), interpolation=cv2.INTER_AREA))
+        out_t.append(_target((np.asarray(uv) - [x0, y0]) / s, (h // 4, w // 4)))
+    x = (torch.as_tensor(np.stack(out_x)).permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.25
+    return x, torch.as_tensor(np.stack(out_t))
+
+
 def train_affordance(clips_path, wrist_path, out, image_hw=(96, 128), width: int = 16, steps: int = 400,
-                     lr: float = 3e-3, seed: int = 0) -> dict:
+                     lr: float = 3e-3, seed: int = 0, augment: bool = True) -> dict:
     torch.manual_seed(seed)
     images, pixels, read = affordance_examples(clips_path, wrist_path, tuple(image_hw))
     hm = (image_hw[0] // 4, image_hw[1] // 4)
@@ -46,7 +65,8 @@ def train_affordance(clips_path, wrist_path, out, image_hw=(96, 128), width: int
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         idx = rng.choice(len(x), min(16, len(x)), replace=False)
-        loss = affordance_loss(net(x[idx]), t[idx])
+        xb, tb = zoom_and_shift(images[idx], pixels[idx], image_hw, rng) if augment else (x[idx], t[idx])
+        loss = affordance_loss(net(xb), tb)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -55,7 +75,8 @@ def train_affordance(clips_path, wrist_path, out, image_hw=(96, 128), width: int
         final = float(affordance_loss(net(x), t))
     doc = {"format": 1, "policy": "zeromimic_affordance", "config": {"image_hw": list(image_hw), "width": width},
            "stats": {}, "manifest": {"clips": str(clips_path), "wrist": str(wrist_path), "human_clips_read": read,
-                                     "robot_episodes_read": 0, "steps": steps, "final_loss": final}}
+                                     "robot_episodes_read": 0, "steps": steps, "augment": augment,
+                                     "final_loss": final}}
     write_checkpoint(out, net, doc)
     return {"checkpoint": str(out), "examples": len(x), "final_loss": final}
 
