@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from robot_stack.contact_phases import ContactRule, agreement, contact_steps, episode_phases, phases_from_contacts, rule_phases
+from robot_stack.contact_phases import (ContactRule, agreement, contact_steps, episode_phases, phases_from_contacts,
+                                        rule_phases)
 
 
 def test_phases_follow_contacts():

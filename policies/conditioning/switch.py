@@ -3,12 +3,13 @@
 A switch task is an instruction plus, once the instruction changed while the arm moved, the previous one.
 Previous == current is no switch. On the graph nothing new is published: a new text on /task/instruction (the
 instruction kind's topic) while an episode runs makes the replaced text `previous_instruction` (`on_update`),
-and a new episode starts with previous == current (`on_episode_start`). Training batches come from ordinary demonstrations through the sample builder
-(policies/switchvla/samples.py): forward, rollback and advance samples, their action targets replacing the
-window's own. `robot-stack eval --instruction A --switch-to B --switch-at pre_contact|in_contact|post_contact|STEP`
-switches each episode once; `{other_object}` / `{other_color}` name another block of the same scene, and
-success is then the new instruction's predicate (after an in-contact switch, with the first object released
-and outside the target).
+and a new episode starts with previous == current (`on_episode_start`). Training batches come from ordinary
+demonstrations through the sample builder (policies/switchvla/samples.py): forward, rollback and advance samples,
+their action targets replacing the window's own. `robot-stack eval --instruction A --switch-to B --switch-at
+pre_contact|in_contact|post_contact|STEP` switches each episode once; `{other_object}` / `{other_color}` name
+another block of the same scene, and success is then the new instruction's predicate (after an in-contact switch,
+with the first object released and outside the target; after a post-contact switch, the new block may rest on
+the first one in the bowl).
 """
 from __future__ import annotations
 
@@ -103,7 +104,8 @@ class Switch(ConditioningKind):
         poses = np.stack([builder.targets(d)[0] for d in drawn])
         grip = np.stack([d.gripper for d in drawn])[..., None]
         acts = act_space.encode(ee, poses, grip)
-        return {"action": torch.from_numpy(act_space.normalise(acts, batches.stats["action"], batches.spec.action_norm)),
+        acts = act_space.normalise(acts, batches.stats["action"], batches.spec.action_norm)
+        return {"action": torch.from_numpy(acts),
                 "action_is_pad": torch.from_numpy(np.stack([d.is_pad for d in drawn])),
                 "instruction": [d.current for d in drawn], "previous_instruction": [d.previous for d in drawn],
                 "mode": torch.tensor([d.mode for d in drawn]),
@@ -184,7 +186,8 @@ class Switch(ConditioningKind):
         if not state.get("done"):
             return False
         params = switched_params(ctx.params, ctx.options["switch_to"], ctx.seed)
-        ok = _predicate(task, params, scene)
+        ok = _predicate(task, params, scene) or (state.get("phase") == "post_contact" and _on_first(task, ctx.params,
+                                                                                                    params, scene))
         if ok and state.get("phase") == "in_contact" and params.get("color") != ctx.params.get("color"):
             first = _released_outside(task, ctx.params, scene)        # the rolled-back object let go, not delivered
             ok = first
@@ -195,7 +198,8 @@ class Switch(ConditioningKind):
         return {"switched_at": state.get("switched_at"), "switch_phase": state.get("phase")}
 
     def example(self, image_size):
-        return {"instruction": "put the green block in the bowl", "previous_instruction": "put the red block in the bowl"}
+        return {"instruction": "put the green block in the bowl",
+                "previous_instruction": "put the red block in the bowl"}
 
 
 def _with_params(task, params: dict):
@@ -212,6 +216,19 @@ def _with_params(task, params: dict):
 
 def _predicate(task, params: dict, scene) -> bool:
     return bool(_with_params(task, params).success(scene))
+
+
+def _on_first(task, first: dict, second: dict, scene) -> bool:
+    """The new block in the bowl on top of the first one, delivered before a post-contact switch: pick_place's
+    predicate wants a block near the bowl's floor, which the first block now covers."""
+    from robot_stack.sim.scene import BLOCK_HALF
+    if first.get("color") == second.get("color") or not _predicate(task, first, scene):
+        return False
+    new = _with_params(task, second)
+    off = new._offset(scene)
+    from robot_stack.sim.tasks.base import BOWL_RADIUS
+    released = not scene.touching(scene.gripper_geoms, new.manipulated_geoms(scene))
+    return bool(released and np.linalg.norm(off[:2]) < BOWL_RADIUS - 0.01 and off[2] < 0.05 + 2 * BLOCK_HALF)
 
 
 def _released_outside(task, params: dict, scene) -> bool:

@@ -51,8 +51,8 @@ def collect(out: str, episodes: int, seed: int, robot: str = "panda", task: str 
     if task not in SWITCH_TASKS:
         raise ValueError(f"sibling demos exist for {SWITCH_TASKS}, not {task!r}")
     env = RetargetedEnv(task, robot=robot, image_size=image_size)
-    store = EpisodeStore.create(out, overwrite=overwrite, attrs={"source": "scripted expert, every block per scene",
-                                                                 "task": task, "robot": robot, "image_size": image_size})
+    attrs = {"source": "scripted expert, every block per scene", "task": task, "robot": robot, "image_size": image_size}
+    store = EpisodeStore.create(out, overwrite=overwrite, attrs=attrs)
     kept, failed = 0, []
     try:
         for s in range(seed, seed + episodes):

@@ -24,7 +24,8 @@ class ConvTokens(nn.Module):
 
     def __init__(self, channels: tuple, width: int, grid: int):
         super().__init__()
-        layers, c_in = [nn.Conv2d(3, channels[0], 5, stride=2, padding=2), nn.GroupNorm(8, channels[0]), nn.GELU()], channels[0]
+        c_in = channels[0]
+        layers = [nn.Conv2d(3, c_in, 5, stride=2, padding=2), nn.GroupNorm(8, c_in), nn.GELU()]
         for c in channels:
             layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.GELU(),
                        nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(8, c), nn.GELU()]

@@ -126,7 +126,8 @@ class SwitchVLAPolicy(Policy):
     # --- deciding -------------------------------------------------------------------------------
     def _sample(self, memory: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         noise = torch.randn((len(memory), self.config.action_horizon, act_space.ACTION_DIM), generator=generator)
-        return flow.sample(lambda x, s: self.net.velocity(memory, x, s), noise.to(memory.device), self.config.flow_steps)
+        return flow.sample(lambda x, s: self.net.velocity(memory, x, s), noise.to(memory.device),
+                           self.config.flow_steps)
 
     @torch.no_grad()
     def predict_batch(self, batch: dict) -> torch.Tensor:

@@ -5,13 +5,16 @@ with the instruction of another episode of the same scene (metadata `layout`: th
 different block to move) and takes its targets from the two demonstrations along their contact phases:
 
 - forward  (previous == current): the episode's own next actions.
-- rollback (the instruction changed while in contact): the episode's own actions since the hand started to
-  close, reversed (the object is carried back the way it came), then the pose where the hand closed with the
-  gripper open (released). Rollback ends where a pre-contact state of the same episode begins, so the next
-  samples there are advance samples.
+- rollback (the instruction changed while in contact): the episode's own motion since the hand started to
+  close, reversed: the TCP poses it passed through, newest first (the commanded targets lead the arm, so
+  reversed they would point forward), the expert's waits dropped, until within RELEASE_TOL of the pose where
+  the hand closed; then that pose with the gripper open (released). Rollback ends where a pre-contact state
+  of the same episode begins, so the next samples there are advance samples.
 - advance  (the instruction changed while not in contact): the other episode's actions from its pre-contact
-  tick whose TCP is nearest the current TCP (the new task's approach, joined where it passes closest); or an
-  observation of the new task's own approach paired with the old instruction as previous (its own actions).
+  tick at or above Z_CLEAR whose TCP is nearest the current TCP (the new task's approach, joined where it
+  passes closest); below Z_CLEAR on the way down to the old object (or at it, just put back), first this
+  episode's own approach reversed, hand open, up to Z_CLEAR; or an observation of the new task's own approach
+  paired with the old instruction as previous (its own actions).
 
 The mode is never drawn: a sample is a switch sample with probability `switch_prob`, and the rule
 (`mode_of`) then names it from the contact state at the observation. The paper's own recipe is not public;
@@ -24,6 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 
 FORWARD, ROLLBACK, ADVANCE = 0, 1, 2
+RELEASE_TOL = 0.005        # m: rollback targets this close to where the hand closed release the object there
+Z_CLEAR = 0.09             # m: an advance joins the new approach at or above this TCP height (blocks are 4 cm tall;
+                           # the expert hovers at 0.10 before it descends), never sweeping across the table to it
+MIN_STEP = 0.002           # m: reversed targets closer than this to the last one are dropped (the expert's waits:
+                           # replayed backwards, a policy that replans at a wait would be sent to where it is)
 MODES = ("forward", "rollback", "advance")
 
 
@@ -76,6 +84,8 @@ class SwitchSample:
     ticks: np.ndarray                # (Ta,) rows of `source` whose action poses are the targets
     gripper: np.ndarray              # (Ta,) gripper targets
     is_pad: np.ndarray               # (Ta,) steps past the source's end
+    poses: np.ndarray | None = None  # (Ta, 7) the TCP targets: `source`'s action poses at `ticks` unless set (rollback:
+                                     # the poses the TCP passed through; the commanded targets led the arm forward)
 
 
 class SwitchSampleBuilder:
@@ -120,21 +130,47 @@ class SwitchSampleBuilder:
         """Back along the episode's own actions since the hand closed, then open the hand where it closed."""
         demo = self.demos[episode]
         g0 = demo.grasp_start
-        back = np.arange(t - 1, g0 - 1, -1)[: self.horizon]                 # t-1, t-2, ..., g0
+        back, here, grasp = [], demo.ee_pose[t, :3], demo.ee_pose[g0, :3]
+        for k in range(t - 1, g0 - 1, -1):                                  # t-1, t-2, ..., g0
+            pose = demo.ee_pose[k, :3]
+            if np.linalg.norm(pose - grasp) <= RELEASE_TOL:
+                break               # the hand closed in place here: this is where it opens, not more path back
+            if np.linalg.norm(pose - here) > MIN_STEP:                      # where the expert held still, no wait
+                back.append(k)
+                here = pose
+            if len(back) == self.horizon:
+                break
+        back = np.array(back, dtype=np.int64)
         ticks = np.concatenate((back, np.full(self.horizon - len(back), g0)))
         gripper = np.where(np.arange(self.horizon) < len(back), 1.0, 0.0)   # held while carried back, then open
         return SwitchSample(ROLLBACK, demo.instruction, self.demos[other].instruction, contact_prev, True, episode,
-                            ticks.astype(np.int64), gripper, np.zeros(self.horizon, bool))
+                            ticks.astype(np.int64), gripper, np.zeros(self.horizon, bool), demo.ee_pose[ticks].copy())
 
     def advance(self, episode: int, t: int, other: int, contact_prev: bool) -> SwitchSample:
-        """The other task's approach from its pre-contact tick nearest this TCP."""
+        """The other task's approach from its tick nearest this TCP, above Z_CLEAR; below it (at the object just
+        put back, or on the way down to it), first back up along this episode's own approach, hand open."""
         demo, new = self.demos[episode], self.demos[other]
-        approach = max(1, new.grasp_start)                                   # ticks before its hand closes
-        dist = np.linalg.norm(new.ee_pose[:approach, :3] - demo.ee_pose[t, :3], axis=1)
-        s = int(np.argmin(dist))
+        poses, grip, here = [], [], demo.ee_pose[t].copy()
+        if here[2] < Z_CLEAR and t <= demo.grasp_start:
+            for k in range(t - 1, -1, -1):                                  # the way down, reversed
+                if np.linalg.norm(demo.ee_pose[k, :3] - here[:3]) > MIN_STEP:
+                    here = demo.ee_pose[k].copy()
+                    poses.append(here)
+                    grip.append(0.0)
+                if here[2] >= Z_CLEAR or len(poses) == self.horizon:
+                    break
+        approach = np.arange(max(1, new.grasp_start))                        # ticks before its hand closes
+        high = approach[new.ee_pose[approach, 2] >= Z_CLEAR]
+        joinable = high if len(high) else approach
+        s = int(joinable[np.argmin(np.linalg.norm(new.ee_pose[joinable, :3] - here[:3], axis=1))])
         ticks, pad = self._chunk(len(new.ee_pose), s)
-        return SwitchSample(ADVANCE, demo.instruction, new.instruction, contact_prev, False, other, ticks,
-                            new.action_gripper[ticks].copy(), pad)
+        rest = self.horizon - len(poses)
+        poses = np.array(poses + list(new.action_pose[ticks[:rest]])).reshape(self.horizon, 7)
+        grip = np.concatenate((grip, new.action_gripper[ticks[:rest]]))
+        pad = np.concatenate((np.zeros(self.horizon - rest, bool), pad[:rest]))
+        ticks = np.concatenate((np.full(self.horizon - rest, t), ticks[:rest]))
+        return SwitchSample(ADVANCE, demo.instruction, new.instruction, contact_prev, False, other, ticks, grip, pad,
+                            poses)
 
     def _chunk(self, n: int, t: int) -> tuple[np.ndarray, np.ndarray]:
         raw = np.arange(t, t + self.horizon)
@@ -143,4 +179,6 @@ class SwitchSampleBuilder:
     # --- many ---------------------------------------------------------------------------------
     def targets(self, sample: SwitchSample) -> tuple[np.ndarray, np.ndarray]:
         """The canonical targets (Ta, 7) poses and (Ta,) gripper of a sample."""
+        if sample.poses is not None:
+            return sample.poses, sample.gripper
         return self.demos[sample.source].action_pose[sample.ticks], sample.gripper

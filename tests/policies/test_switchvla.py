@@ -127,7 +127,8 @@ def _obs(stamp, gripper=0.08, contact="post_contact"):
     """An observation; its `contact` (a simulator's label where one is known) must never reach the policy's state."""
     from robot_stack.types import Observation
     rng = np.random.default_rng(int(stamp * 10))
-    return Observation(stamp=stamp, images={c: rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for c in ("front", "wrist")},
+    images = {c: rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for c in ("front", "wrist")}
+    return Observation(stamp=stamp, images=images,
                        ee_pose=np.array([0.4, 0.0, 0.3, 1.0, 0.0, 0.0, 0.0]), gripper=gripper, contact=contact)
 
 

@@ -39,13 +39,17 @@ def test_rollback_targets_are_the_reversed_contact_actions_ending_with_the_gripp
     s = builder.rollback(0, 8, 1, contact_prev=True)
     assert s.mode == ROLLBACK and (s.previous, s.current) == (A, B) and s.source == 0
     assert s.ticks.tolist() == [7, 6, 5, 4, 4, 4]                      # back to where the hand closed (tick 4)
-    assert s.gripper.tolist() == [1, 1, 1, 1, 0, 0]                    # carried back closed, then released
+    assert s.gripper.tolist() == [1, 1, 1, 0, 0, 0]                    # carried back closed, released there
     poses, _ = builder.targets(s)
-    assert np.allclose(poses, demos[0].action_pose[[7, 6, 5, 4, 4, 4]])
+    assert np.allclose(poses, demos[0].ee_pose[[7, 6, 5, 4, 4, 4]])       # where the TCP was, newest first
     assert np.all(np.diff(poses[:4, 0]) < 0)                          # moving back along the path it came
     long = builder.rollback(0, 9, 1, contact_prev=True)
     assert SwitchSampleBuilder(demos, horizon=3).rollback(0, 9, 1, True).gripper.tolist() == [1, 1, 1]
     assert long.gripper[-1] == 0.0
+    # the hand closing in place (ticks 4-6 at one pose): from there the rollback is to open at once
+    demos[0].ee_pose[4:7] = demos[0].ee_pose[4]
+    at_grasp = builder.rollback(0, 7, 1, contact_prev=True)
+    assert at_grasp.gripper.tolist() == [0] * 6 and at_grasp.ticks.tolist() == [4] * 6
 
 
 def test_advance_targets_come_from_the_new_tasks_pre_contact_segment_nearest_the_tcp():
@@ -89,3 +93,13 @@ def test_switch_prob_bounds():
     only_forward = SwitchSampleBuilder([_demo(A, [1, 0, 0]), _demo(B, [0, 1, 0])], horizon=4, switch_prob=0.0)
     rng = np.random.default_rng(0)
     assert {only_forward.draw(0, t, rng).mode for t in range(14)} == {FORWARD}
+
+
+@pytest.mark.parametrize("when", ["in_contact", "pre_contact"])
+def test_the_builders_targets_carry_out_a_switch_in_the_twin(when):
+    """Executed in the twin, the rollback and advance targets complete a switch (put the held block back and
+    let go, then the other block into the bowl): what a policy trained on them is asked to imitate is doable."""
+    from robot_stack.policies.switchvla.oracle import run
+    result = run(2000, when)
+    assert result["success"], result
+    assert (result["rollback_steps"] > 0) == (when == "in_contact") and result["advance_steps"] > 0
