@@ -74,7 +74,8 @@ def measure(design: str, seconds: float, robot: str = "panda") -> dict:
             "floor_ticks": int(floor.get("ticks", 0)), "floor_late_ticks": int(floor.get("missed_ticks", -1)),
             "floor_fifo": floor.get("fifo"), "steal_pct": floor.get("steal_pct"),
             **{k: float(after[k]) for k in ("rate_hz", "jitter_p99_ms", "tick_cpu_p50_us", "tick_cpu_p99_us",
-                                            "command_latency_p50_ms", "command_latency_p99_ms") if k in after}}
+                                            "command_latency_p50_ms", "command_latency_p99_ms", "command_receive_p50_ms",
+                                            "command_receive_p99_ms") if k in after}}
 
 
 def _floor(seconds: float) -> dict:
@@ -103,6 +104,8 @@ def main(seconds: float = 20.0, json_path: str | None = None, rounds: int = 2) -
               f" of {r['floor_ticks']}; {ratio:6.1f}x)  tick CPU p50 {r.get('tick_cpu_p50_us', float('nan')):5.0f} us "
               f"p99 {r.get('tick_cpu_p99_us', float('nan')):5.0f} us  command path p50 "
               f"{r.get('command_latency_p50_ms', float('nan')):.2f} ms p99 {r.get('command_latency_p99_ms', float('nan')):.2f} ms"
+              f" (taken from the middleware p50 {r.get('command_receive_p50_ms', float('nan')):.2f} ms "
+              f"p99 {r.get('command_receive_p99_ms', float('nan')):.2f} ms)"
               f"  steal {r['steal_pct']:.1f}%")
     print(f"with BESO serving through policy.launch.yaml (cameras at 10 Hz), {seconds:.0f} s per run, interleaved:")
     for r in served:

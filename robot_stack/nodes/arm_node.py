@@ -99,6 +99,7 @@ class ArmNode(Node):
         self._last_rejection = ""
         self._reject_logged: dict[str, tuple[float, int]] = {}    # per kind: when last logged, how many since
         self.state: RobotState | None = None
+        self.command_receive = RecentSamples(2000)    # target stamp -> taken from the subscription: the middleware's part
         self.remote_setpoint: tuple[np.ndarray, np.ndarray] | None = None
 
         self.pub_joints = self.create_publisher(JointState, "joint_states", qos.SENSOR)
@@ -235,6 +236,7 @@ class ArmNode(Node):
     def _on_target(self, msg: PoseStamped) -> None:
         try:
             pos, quat, stamp = convert.parse_pose(msg)
+            self.command_receive.append(self.now() - stamp)
             self.controller.set_target(pos, quat, stamp)
         except (convert.MessageError, SafetyViolation) as exc:
             self._reject("target pose", exc)
@@ -502,6 +504,7 @@ class ArmNode(Node):
         stats = c.stats.summary()
         for name, samples, scale, unit in (("chunk_latency", c.chunk_latency, 1e3, "ms"),
                                            ("command_latency", c.command_latency, 1e3, "ms"),
+                                           ("command_receive", self.command_receive, 1e3, "ms"),
                                            ("tick_cpu", self.tick_cpu, 1e6, "us")):
             if len(samples):
                 p50, p99 = samples.percentiles([50, 99], scale)
