@@ -64,6 +64,12 @@ class Demo:
         closing = np.flatnonzero(self.action_gripper[: self.first_contact] <= 0.5)
         self.grasp_start = int(closing[-1]) + 1 if len(closing) else 0   # the tick the hand was commanded closed
 
+    def passed(self, ticks) -> np.ndarray:
+        """Targets through where the TCP was at `ticks`: its measured positions, the commanded orientations (the
+        measured ones lag by what the controller leaves: up to 30 standard deviations of the targets' rotations)."""
+        ticks = np.asarray(ticks, dtype=np.int64)
+        return np.concatenate((self.ee_pose[ticks, :3], self.action_pose[ticks, 3:]), axis=1)
+
 
 def contact_at_ticks(phases: list[str], n_ticks: int) -> np.ndarray:
     """Per tick, whether the state is in contact: phases[k] is the state after row k's action, i.e. at tick k+1."""
@@ -144,7 +150,7 @@ class SwitchSampleBuilder:
         ticks = np.concatenate((back, np.full(self.horizon - len(back), g0)))
         gripper = np.where(np.arange(self.horizon) < len(back), 1.0, 0.0)   # held while carried back, then open
         return SwitchSample(ROLLBACK, demo.instruction, self.demos[other].instruction, contact_prev, True, episode,
-                            ticks.astype(np.int64), gripper, np.zeros(self.horizon, bool), demo.ee_pose[ticks].copy())
+                            ticks.astype(np.int64), gripper, np.zeros(self.horizon, bool), demo.passed(ticks))
 
     def advance(self, episode: int, t: int, other: int, contact_prev: bool) -> SwitchSample:
         """The other task's approach from its tick nearest this TCP, above Z_CLEAR; below it (at the object just
@@ -154,7 +160,7 @@ class SwitchSampleBuilder:
         if here[2] < Z_CLEAR and t <= demo.grasp_start:
             for k in range(t - 1, -1, -1):                                  # the way down, reversed
                 if np.linalg.norm(demo.ee_pose[k, :3] - here[:3]) > MIN_STEP:
-                    here = demo.ee_pose[k].copy()
+                    here = demo.passed([k])[0]
                     poses.append(here)
                     grip.append(0.0)
                 if here[2] >= Z_CLEAR or len(poses) == self.horizon:
