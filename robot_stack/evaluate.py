@@ -178,7 +178,8 @@ def choose_conditioning(policy, options: dict, conditioning: str | None) -> str:
         conditioning = (given or ready or [NONE])[0]
     if conditioning != NONE:
         get_kind(conditioning).check_options(options)     # an unknown name is refused with the registered ones
-    if conditioning not in policy.conditioning:
+    baseline = conditioning != NONE and bool(set(get_kind(conditioning).baseline_for) & policy.conditioning)
+    if conditioning not in policy.conditioning and not baseline:
         raise ValueError(f"policy {policy.name!r} accepts {sorted(policy.conditioning)}, not {conditioning!r}")
     return conditioning
 

@@ -83,6 +83,9 @@ class ConditioningKind:
     required: ClassVar[tuple[str, ...] | None] = None
     # training-batch keys this kind adds (the probe swaps them between episodes to see whether a policy reads them)
     batch_keys: ClassVar[tuple[str, ...]] = ()
+    # kinds whose policies `robot-stack eval` may also run on this kind's episodes, as baselines (a switch is an
+    # instruction that changes: an instruction-following policy gets the new text through update_task)
+    baseline_for: ClassVar[tuple[str, ...]] = ()
 
     # --- the task --------------------------------------------------------------------------
     def provided(self, task) -> bool:

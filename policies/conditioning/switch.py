@@ -70,6 +70,7 @@ class Switch(ConditioningKind):
     name = "switch"
     fields = {"instruction": "text", "previous_instruction": "text"}    # both set: previous == instruction is no switch
     batch_keys = ("instruction", "previous_instruction")
+    baseline_for = ("instruction",)      # an instruction policy (GRIF) given the new text at the switch
 
     # --- training ------------------------------------------------------------------------------
     def prepare(self, batches, metadata):

@@ -218,3 +218,15 @@ def test_tiny_switchvla_trains_on_sibling_demos_and_switches_mid_episode(tmp_pat
     with pytest.raises(ValueError, match="records a switch"):
         from robot_stack.policies.conditioning import get_kind
         get_kind("switch").prepare(batches, bad)
+
+
+def test_an_instruction_policy_is_evaluated_on_switches_as_a_baseline_but_not_a_goal_image_one():
+    from types import SimpleNamespace
+
+    from robot_stack.evaluate import choose_conditioning
+    options = {"instruction": "put the {object} in the {target}", "switch_to": "the {other_object} instead",
+               "switch_at": "in_contact"}
+    grif_like = SimpleNamespace(name="grif", conditioning=frozenset({"goal_image", "instruction"}))
+    assert choose_conditioning(grif_like, options, "switch") == "switch"
+    with pytest.raises(ValueError, match="accepts"):
+        choose_conditioning(SimpleNamespace(name="beso", conditioning=frozenset({"goal_image"})), options, "switch")
