@@ -21,6 +21,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ import numpy as np
 
 from robot_stack.control import shm
 from robot_stack.control.shm import Layout, SharedControl
+from robot_stack.drivers.base import DriverError
 
 
 @dataclass
@@ -45,144 +47,170 @@ class ProcessConfig:
     priority: int = 80                   # SCHED_FIFO priority where permitted; 0: leave the scheduler alone
     publish_every: int = 10              # control periods per state row (100 Hz at 1 kHz)
     orphan_hold: float = 30.0            # s the pose is held after the owner died, before the driver is stopped
+    state_fd: int = -1                   # a pipe written one byte per state row: the owner's reader blocks on it
 
 
 # --- the child -----------------------------------------------------------------------------------
+class ControlLoop:
+    """The child's loop: one control period is `take_commands`, then a tick (or a twin reset) sent to the driver,
+    then `report` (state row, status, samples)."""
+
+    def __init__(self, cfg: ProcessConfig, stop: threading.Event):
+        from omegaconf import OmegaConf
+
+        from robot_stack.control.controller import Controller
+        from robot_stack.control.safety import SafetyLimits
+        from robot_stack.drivers import registry
+        from robot_stack.drivers.base import SimulatedArm
+
+        self.cfg, self.stop = cfg, stop
+        self.shared = SharedControl(Layout(**cfg.layout), cfg.shm_name)
+        node = OmegaConf.create(cfg.node)
+        self.driver = registry.make_arm_driver(node.driver, node, clock=time.time)
+        self.driver.connect()
+        self.sim = isinstance(self.driver, SimulatedArm)
+        limits = SafetyLimits(**OmegaConf.to_container(node.robot.safety))
+        self.controller = Controller(self.driver.spec, limits, command_period=float(node.default_command_period),
+                                     chunk_blend=float(node.chunk_blend))
+        self.dof = self.driver.spec.dof
+        self.event_index = {k: i for i, k in enumerate(shm.EVENT_KINDS)}
+        self.modes = {m: float(i) for i, m in enumerate(shm.MODES)}
+        self.counts = np.zeros(len(shm.EVENT_KINDS))           # buffers reused every period
+        self.fields = np.zeros(shm.STATUS_FIELDS)
+        self.row = np.zeros(self.shared.layout.state_width)
+        self.fields[shm.S_FIFO] = float(_realtime(cfg.priority))
+        self.fields[shm.S_SEED] = self.driver.config.seed if self.sim else -1
+        self.ticks = self.resets = self.stale = self.taken = 0
+        self.owner_lost_at: float | None = None
+        self.last_tick: float | None = None
+        self.last_event = ""
+
+    def run(self) -> None:
+        h = self.shared.header
+        h[shm.H_CONTROLLER_PID] = os.getpid()
+        h[shm.H_READY] = 1
+        gc.freeze()                                  # what exists now is never scanned again: shorter collections
+        try:
+            while not self.stop.is_set() and not self.orphaned():
+                cpu = time.thread_time()             # from the read, as the arm node's thread counts it
+                state = self.driver.read_state()
+                reset = self.take_commands()
+                try:
+                    if reset and self.sim:
+                        self.fields[shm.S_SEED] = self.driver.reset_next()
+                        self.controller.reset()
+                        self.resets += 1
+                        self.last_tick = None
+                    else:
+                        self.controller.tick(state).send(self.driver)
+                except DriverError as exc:
+                    self.controller.fault(str(exc))
+                self.report(state)
+                self.shared.add_sample(1, time.thread_time() - cpu)
+        finally:
+            try:
+                self.driver.stop()
+                self.driver.disconnect()
+            finally:
+                h[shm.H_EXITED] = 1
+                self.shared.close()
+
+    def take_commands(self) -> bool:
+        """Hand every queued command to the controller; returns whether a twin reset was asked for."""
+        from robot_stack.types import ActionChunk
+
+        reset, c = False, self.controller
+        while (cmd := self.shared.take_command()) is not None:
+            kind, stamp, v = int(cmd[1]), float(cmd[2]), cmd[3:]
+            self.taken += 1
+            try:
+                if kind == shm.TARGET:
+                    c.set_target(v[:3].copy(), v[3:7].copy(), stamp)
+                elif kind == shm.GRIPPER:
+                    c.set_gripper(float(v[0]))
+                elif kind == shm.CHUNK:
+                    got = self.shared.read_chunk(int(v[0]))
+                    if got is None:
+                        self.stale += 1                  # a newer chunk replaced it before this period
+                        continue
+                    steps, _ = got
+                    c.play_chunk(ActionChunk(steps[:, 0].copy(), steps[:, 1:4].copy(), steps[:, 4:8].copy(),
+                                             steps[:, 8].copy()))
+                elif kind == shm.STOP:
+                    c.stop()
+                elif kind == shm.RECOVER:
+                    self.driver.recover()
+                    c.recover()
+                elif kind == shm.HOME:
+                    c.home()
+                elif kind == shm.ENABLE:
+                    c.enable(bool(v[0]))
+                elif kind == shm.BLEND:
+                    c.chunk_blend = float(v[0])
+                elif kind == shm.RESET:
+                    reset = True
+                elif kind == shm.SHUTDOWN:
+                    self.stop.set()
+            except ValueError as exc:                   # SafetyViolation included: refused here too, whoever sent it
+                c.safety.events.add("rejected", f"in the controller: {exc}")
+            except DriverError as exc:
+                c.fault(str(exc))
+        return reset
+
+    def orphaned(self) -> bool:
+        """The owner is gone (checked every 100 periods): hold, and after `orphan_hold` seconds, stop."""
+        if self.owner_lost_at is None:
+            if self.ticks % 100 == 0 and not shm.pid_alive(self.cfg.owner_pid):
+                self.owner_lost_at = time.monotonic()
+                self.controller.safety.events.add("node_lost", f"owner {self.cfg.owner_pid} is gone; holding pose")
+            return False
+        return time.monotonic() - self.owner_lost_at > self.cfg.orphan_hold
+
+    def report(self, state) -> None:
+        """The period's samples, a state row every `publish_every` periods, and the status (the heartbeat)."""
+        c, f, shared = self.controller, self.fields, self.shared
+        now = time.monotonic()
+        self.ticks += 1
+        if self.last_tick is not None:
+            shared.add_sample(0, now - self.last_tick)
+        self.last_tick = now
+        if c.taken_latency is not None:
+            shared.add_sample(2, c.taken_latency)
+        if self.ticks % self.cfg.publish_every == 0:
+            _fill_state(self.row, state, c, self.dof, self.modes, self.driver.sim_state() if self.sim else None)
+            shared.put_state(self.row)
+            if self.cfg.state_fd >= 0:
+                try:
+                    os.write(self.cfg.state_fd, b"s")
+                except (BlockingIOError, BrokenPipeError):     # a reader that fell behind, or none: rows stay
+                    pass
+        events, text = c.safety.events, None
+        if events.last != self.last_event:
+            self.last_event = events.last
+            text = self.last_event.encode("utf-8", "replace")
+            f[shm.S_LAST_EVENT_AT] = now
+        if text is not None or self.ticks % 10 == 0:
+            self.counts[:] = 0
+            for kind, n in list(events.counts.items()):
+                self.counts[self.event_index.get(kind, len(self.counts) - 1)] += n
+        f[shm.S_MODE] = self.modes.get(c.mode, 0.0)
+        f[shm.S_ESTOP], f[shm.S_ENABLED], f[shm.S_COMMAND_AGE] = c.estop, c.enabled, c.command_age
+        f[shm.S_TICKS], f[shm.S_MISSED] = c.stats.ticks, c.stats.missed
+        f[shm.S_HEARTBEAT] = now
+        f[shm.S_STALL_SINCE] = c.stall_since if c.stall_since is not None else -1.0
+        f[shm.S_STALLS] += c.take_stalls()
+        f[shm.S_MAX_EXCURSION] = c.safety.max_excursion
+        f[shm.S_CHUNK_ACTIVE] = c.chunk is not None
+        f[shm.S_RESETS], f[shm.S_COMMANDS_TAKEN], f[shm.S_STALE_COMMANDS] = self.resets, self.taken, self.stale
+        f[shm.S_BLEND] = c.chunk_blend
+        shared.write_status(f, self.counts, text)
+
+
 def run(cfg: ProcessConfig) -> int:
-    from omegaconf import OmegaConf
-
-    from robot_stack.control.controller import Controller
-    from robot_stack.control.safety import SafetyLimits, SafetyViolation
-    from robot_stack.drivers import registry
-    from robot_stack.drivers.base import DriverError, SimulatedArm
-    from robot_stack.types import ActionChunk
-
-    shared = SharedControl(Layout(**cfg.layout), cfg.shm_name)
-    h = shared.header
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    node = OmegaConf.create(cfg.node)
-    driver = registry.make_arm_driver(node.driver, node, clock=time.time)
-    driver.connect()
-    sim = isinstance(driver, SimulatedArm)
-    limits = SafetyLimits(**OmegaConf.to_container(node.robot.safety))
-    controller = Controller(driver.spec, limits, command_period=float(node.default_command_period),
-                            chunk_blend=float(node.chunk_blend))
-    dof = driver.spec.dof
-    fifo = _realtime(cfg.priority)
-    event_index = {k: i for i, k in enumerate(shm.EVENT_KINDS)}
-    counts = np.zeros(len(shm.EVENT_KINDS))
-    fields = np.zeros(shm.STATUS_FIELDS)
-    fields[shm.S_FIFO] = float(fifo)
-    fields[shm.S_SEED] = getattr(getattr(driver, "config", None), "seed", -1) if sim else -1
-    row = np.zeros(shared.layout.state_width)
-    modes = {m: float(i) for i, m in enumerate(shm.MODES)}
-    resets = stale = taken = 0
-    owner_lost_at: float | None = None
-    last_tick: float | None = None
-    last_event = ""
-    h[shm.H_CONTROLLER_PID] = os.getpid()
-    h[shm.H_READY] = 1
-    gc.freeze()                                      # what exists now is never scanned again: shorter collections
-    ticks = 0
-    try:
-        while not stop.is_set():
-            cpu = time.thread_time()                 # from the read, as the arm node's thread counts it
-            state = driver.read_state()
-            reset = False
-            while (cmd := shared.take_command()) is not None:
-                kind, stamp, v = int(cmd[1]), float(cmd[2]), cmd[3:]
-                taken += 1
-                try:
-                    if kind == shm.TARGET:
-                        controller.set_target(v[:3].copy(), v[3:7].copy(), stamp)
-                    elif kind == shm.GRIPPER:
-                        controller.set_gripper(float(v[0]))
-                    elif kind == shm.CHUNK:
-                        got = shared.read_chunk(int(v[0]))
-                        if got is None:
-                            stale += 1                   # a newer chunk replaced it before this tick
-                            continue
-                        steps, _ = got
-                        controller.play_chunk(ActionChunk(steps[:, 0].copy(), steps[:, 1:4].copy(),
-                                                          steps[:, 4:8].copy(), steps[:, 8].copy()))
-                    elif kind == shm.STOP:
-                        controller.stop()
-                    elif kind == shm.RECOVER:
-                        driver.recover()
-                        controller.recover()
-                    elif kind == shm.HOME:
-                        controller.home()
-                    elif kind == shm.ENABLE:
-                        controller.enable(bool(v[0]))
-                    elif kind == shm.BLEND:
-                        controller.chunk_blend = float(v[0])
-                    elif kind == shm.RESET:
-                        reset = True
-                    elif kind == shm.SHUTDOWN:
-                        stop.set()
-                except SafetyViolation as exc:          # the owner validated it; a bad command is refused here too
-                    controller.safety.events.add("rejected", f"in the controller: {exc}")
-                except DriverError as exc:
-                    controller.fault(str(exc))
-            try:
-                if reset and sim:
-                    fields[shm.S_SEED] = driver.reset_next()
-                    controller.reset()
-                    resets += 1
-                    last_tick = None
-                else:
-                    controller.tick(state).send(driver)
-            except DriverError as exc:
-                controller.fault(str(exc))
-            now = time.monotonic()
-            ticks += 1
-            if last_tick is not None:
-                shared.add_sample(0, now - last_tick)
-            last_tick = now
-            if controller.taken_latency is not None:
-                shared.add_sample(2, controller.taken_latency)
-            if ticks % cfg.publish_every == 0:
-                _fill_state(row, state, controller, dof, modes, driver.sim_state() if sim else None)
-                shared.put_state(row)
-            if ticks % 100 == 0 and owner_lost_at is None and not shm.pid_alive(cfg.owner_pid):
-                owner_lost_at = now
-                controller.safety.events.add("node_lost", f"owner {cfg.owner_pid} is gone; holding pose")
-            if owner_lost_at is not None and now - owner_lost_at > cfg.orphan_hold:
-                break
-            events = controller.safety.events
-            text = None
-            if events.last != last_event:
-                last_event = events.last
-                text = last_event.encode("utf-8", "replace")
-                fields[shm.S_LAST_EVENT_AT] = now
-            if text is not None or ticks % 10 == 0:
-                counts[:] = 0
-                for kind, n in list(events.counts.items()):
-                    counts[event_index.get(kind, len(counts) - 1)] += n
-            stats = controller.stats
-            fields[shm.S_MODE] = modes.get(controller.mode, 0.0)
-            fields[shm.S_ESTOP] = controller.estop
-            fields[shm.S_ENABLED] = controller.enabled
-            fields[shm.S_COMMAND_AGE] = controller.command_age
-            fields[shm.S_TICKS], fields[shm.S_MISSED] = stats.ticks, stats.missed
-            fields[shm.S_HEARTBEAT] = now
-            fields[shm.S_STALL_SINCE] = controller.stall_since if controller.stall_since is not None else -1.0
-            fields[shm.S_STALLS] += controller.take_stalls()
-            fields[shm.S_MAX_EXCURSION] = controller.safety.max_excursion
-            fields[shm.S_CHUNK_ACTIVE] = controller.chunk is not None
-            fields[shm.S_RESETS], fields[shm.S_COMMANDS_TAKEN], fields[shm.S_STALE_COMMANDS] = resets, taken, stale
-            fields[shm.S_BLEND] = controller.chunk_blend
-            shared.write_status(fields, counts, text)
-            shared.add_sample(1, time.thread_time() - cpu)
-    finally:
-        try:
-            driver.stop()
-            driver.disconnect()
-        finally:
-            h[shm.H_EXITED] = 1
-            shared.close()
+    ControlLoop(cfg, stop).run()
     return 0
 
 
@@ -243,11 +271,15 @@ class ControllerProcess:
         self.shared = SharedControl(self.layout, create=True)
         self.stall_timeout = stall_timeout
         self._lock = threading.Lock()
+        # State rows are announced through a pipe, so a reader blocks until one is written instead of polling.
+        self._state_read, state_write = os.pipe()
+        os.set_blocking(state_write, False)
         cfg = ProcessConfig(node=node_cfg, shm_name=self.shared.name, layout=asdict(self.layout),
                             owner_pid=os.getpid(), priority=priority, publish_every=publish_every,
-                            orphan_hold=orphan_hold)
+                            orphan_hold=orphan_hold, state_fd=state_write)
         self.proc = subprocess.Popen([sys.executable, "-m", "robot_stack.control.process", json.dumps(asdict(cfg))],
-                                     stderr=stderr)
+                                     stderr=stderr, pass_fds=(state_write,))
+        os.close(state_write)
         self.pid = self.proc.pid
         deadline = time.monotonic() + start_timeout
         while not self.shared.header[shm.H_READY]:
@@ -312,6 +344,17 @@ class ControllerProcess:
     def states_since(self, last: int, out: np.ndarray) -> tuple[int, int, int]:
         return self.shared.states_since(last, out)
 
+    def wait_for_state(self, timeout: float) -> bool:
+        """Block (the interpreter lock released) until the controller announces a state row, at most `timeout` s;
+        returns whether one was announced."""
+        ready, _, _ = select.select([self._state_read], [], [], timeout)
+        if ready:
+            try:
+                return bool(os.read(self._state_read, 4096))
+            except OSError:
+                return False
+        return False
+
     def new_state_buffer(self, rows: int | None = None) -> np.ndarray:
         return np.zeros((rows or self.layout.state_capacity, self.layout.state_width))
 
@@ -339,6 +382,10 @@ class ControllerProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=timeout)
         self.shared.close()
+        try:
+            os.close(self._state_read)
+        except OSError:
+            pass
 
 
 def state_fields(layout: Layout, row: np.ndarray) -> dict:

@@ -458,7 +458,7 @@ class ArmNode(Node):
         while self._running and self.context.ok():
             n, last, _ = process.states_since(last, rows)
             if n == 0:
-                time.sleep(0.002)
+                process.wait_for_state(0.1)         # the controller announces each row: no polling
                 continue
             try:
                 for row in rows[:n]:
