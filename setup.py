@@ -101,6 +101,8 @@ setup(
         "av>=14",
         "mcap>=1.1",
         "mcap-ros2-support>=0.5",
+        "diffusers>=0.30",     # SwitchVLA's flow-matching sampler (FlowMatchEulerDiscreteScheduler)
+        "pycolmap>=3.10",      # ZeroMimic: structure from motion on the human clips (COLMAP)
     ],
     extras_require={
         # websocket-client: tests drive `robot-stack sketch draw`'s page in headless Chromium over DevTools
