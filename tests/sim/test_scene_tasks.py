@@ -145,17 +145,18 @@ def test_a_mirror_loaded_from_a_state_message_shows_the_same_scene():
         Scene("ur5e").load_state_message([0.0, *source.sim_state()])
 
 
-def test_replay_schedule_keeps_a_release_sent_after_the_last_pose():
+def test_replay_commands_keep_a_release_sent_after_the_last_pose():
     """The demo recorded the gripper opening 10 ms after the last pose command; replay dropped it and held the block."""
-    from robot_stack.sim.replay import _schedule
+    from robot_stack.sim.replay import _commands
     poses = np.tile([0.5, 0.0, 0.1, 0.0, 0.0, 0.0, 1.0], (3, 1))
     poses[:, 0] += [0.0, 0.01, 0.02]
     ep = {"action_pose": {"capture_stamp": np.array([1.0, 1.1, 1.2]), "data": poses},
           "action_gripper": {"capture_stamp": np.array([1.0, 1.21]), "data": np.array([[1.0], [0.0]])}}
-    steps = _schedule(ep, "actions")
-    assert [s[0][0] for s in steps] == [1.0, 1.1, 1.2, 1.21]
-    assert [s[1][2] for s in steps] == [1.0, 1.0, 1.0, 0.0]
-    np.testing.assert_allclose(steps[-1][1][0], poses[-1][:3])          # the last pose is held while releasing
+    commands = _commands(ep)
+    assert [(t, kind) for t, kind, _ in commands] == [(1.0, "pose"), (1.0, "gripper"), (1.1, "pose"), (1.2, "pose"),
+                                                      (1.21, "gripper")]
+    assert commands[-1][2] == 0.0                                        # the release is replayed
+    np.testing.assert_allclose(commands[3][2], poses[-1])               # after the last pose, which holds
 
 
 def test_a_crowded_clutter_draw_is_drawn_again_not_raised(monkeypatch):
