@@ -78,6 +78,11 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
     t0 = float(q_t[0])
     clock = SimClock(t0)
     if mode == "actions":
+        commands = _commands(ep)
+        # A recorder under load can take its first state after the first commands (1.1 s after, once): the replay
+        # starts at whichever came first, the arm at rest where the reset left it, as the recorded arm was.
+        if commands:
+            clock.t = min(t0, commands[0][0])
         driver, controller = _twin_arm(robot, task_name, int(meta["seed"]), clock)
         scene, task = driver.scene, driver.task
     else:
@@ -88,6 +93,7 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
             reset_episode(scene, arm, task, np.random.default_rng(int(meta["seed"])))
         scene.set_q(q_rec[0])
         arm.hold()
+    start = clock.t
     renderer = CameraRenderer(scene, *ep["front_rgb"]["data"].shape[1:3]) if video and "front_rgb" in ep else None
     frames, joint_err, tcp_err = [], [], []
     check_times = iter(np.concatenate((ee_t, [np.inf])))
@@ -116,7 +122,7 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
             next_frame = next(frame_times)
 
     if mode == "actions":
-        rejected = _play_commands(_commands(ep), driver, controller, clock, measure, until=final_at)
+        rejected = _play_commands(commands, driver, controller, clock, measure, until=final_at)
     else:
         rejected = 0
         for t_cmd, command in _schedule(ep, mode):
@@ -146,7 +152,7 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
                                              for k, v in recorded.items())
     if renderer is not None:
         renderer.close()
-        report["video"] = str(write_mp4(video, frames, fps=max(1.0, len(frames) / max(t_sim - t0, 1e-3))))
+        report["video"] = str(write_mp4(video, frames, fps=max(1.0, len(frames) / max(t_sim - start, 1e-3))))
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(report, indent=2))
