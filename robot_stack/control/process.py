@@ -88,7 +88,6 @@ class ControlLoop:
     def run(self) -> None:
         h = self.shared.header
         h[shm.H_CONTROLLER_PID] = os.getpid()
-        h[shm.H_READY] = 1
         gc.freeze()                                  # what exists now is never scanned again: shorter collections
         try:
             while not self.stop.is_set() and not self.orphaned():
@@ -107,6 +106,8 @@ class ControlLoop:
                     self.controller.fault(str(exc))
                 self.report(state)
                 self.shared.add_sample(1, time.thread_time() - cpu)
+                if self.ticks == 1:
+                    h[shm.H_READY] = 1               # ready once a status with a heartbeat is there to watch
         finally:
             try:
                 self.driver.stop()
@@ -363,9 +364,8 @@ class ControllerProcess:
         code = self.proc.poll()
         if code is not None:
             return f"the controller process exited (code {code})"
-        beat = self.status()[0][shm.S_HEARTBEAT]
-        age = time.monotonic() - beat
-        if beat > 0 and age > self.stall_timeout:
+        age = time.monotonic() - self.status()[0][shm.S_HEARTBEAT]     # written before the child is ready
+        if age > self.stall_timeout:
             return f"the controller process has not ticked for {age:.3f} s"
         return None
 

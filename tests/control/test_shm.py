@@ -4,6 +4,7 @@ process writes."""
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -68,31 +69,36 @@ def test_a_reader_that_fell_behind_gets_the_newest_rows_in_order_and_the_count_i
 
 
 WRITER = textwrap.dedent("""
-    import sys
+    import sys, time
     import numpy as np
-    from robot_stack.control.shm import Layout, SharedControl, STATUS_FIELDS, EVENT_KINDS
+    from robot_stack.control.shm import Layout, SharedControl, STATUS_FIELDS, EVENT_KINDS, H_READY, H_EXITED
     s = SharedControl(Layout(**eval(sys.argv[1])), sys.argv[2])
     row = np.zeros(s.layout.state_width)
     fields, counts = np.zeros(STATUS_FIELDS), np.zeros(len(EVENT_KINDS))
-    for k in range(1, 200_001):
+    k, deadline = 0, time.monotonic() + 60
+    while not s.header[H_READY] and time.monotonic() < deadline:     # until the reader has seen enough
+        k += 1
         fields[:] = k
         counts[:] = k
         s.write_status(fields, counts, str(k).encode() * 20)
         if k % 4 == 0:
             row[1:] = k
             s.put_state(row)
-    s.header[15] = 1
+    s.header[H_EXITED] = 1
     s.close()
 """)
 
 
 def test_no_torn_reads_while_another_process_writes(shared):
+    """The writer runs until the reader has seen 300 different snapshots and 300 state rows, however loaded the
+    machine is (H_READY is the reader's "enough" here: no controller uses this segment)."""
     layout = shared.layout
     writer = subprocess.Popen([sys.executable, "-c", WRITER, repr(layout.__dict__), shared.name])
     rows = np.zeros((layout.state_capacity, layout.state_width))
     values, last, states = set(), 0, 0
+    deadline = time.monotonic() + 60
     try:
-        while writer.poll() is None or not shared.header[shm.H_EXITED]:
+        while (len(values) < 300 or states < 300) and time.monotonic() < deadline:
             fields, counts, text = shared.read_status()
             k = fields[0]
             assert np.all(fields == k) and np.all(counts == k), (fields, counts)
@@ -102,9 +108,8 @@ def test_no_torn_reads_while_another_process_writes(shared):
             for r in rows[:n]:
                 assert np.all(r[1:] == r[1]) and r[0] == r[1] / 4, r[:4]
             states += n
-            if writer.poll() is not None:
-                break
     finally:
+        shared.header[shm.H_READY] = 1
         writer.wait(timeout=60)
-    assert writer.returncode == 0
-    assert len(values) > 100 and states > 100          # the reads really overlapped the writes
+    assert writer.returncode == 0 and shared.header[shm.H_EXITED] == 1
+    assert len(values) >= 300 and states >= 300          # the reads really overlapped the writes
