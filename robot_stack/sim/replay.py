@@ -125,7 +125,7 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
         rejected = _play_commands(commands, driver, controller, clock, measure, until=final_at)
     else:
         rejected = 0
-        for t_cmd, command in _schedule(ep, mode):
+        for t_cmd, command in _joint_schedule(ep):
             arm.command_joints(command[0], command[1], max(arm.dt, t_cmd[1] - t_cmd[0]))
             while clock.t < t_cmd[1]:
                 arm.step()
@@ -230,7 +230,7 @@ def _objects_from_state(robot: str, state: list[float]) -> dict[str, list[float]
     return _object_positions(scene)
 
 
-def _schedule(ep: dict, mode: str) -> list:
+def _joint_schedule(ep: dict) -> list:
     """(time interval, joint command) pairs in recorded order."""
     t = ep["joint_pos"]["capture_stamp"]
     q = ep["joint_pos"]["data"]
