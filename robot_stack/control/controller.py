@@ -210,6 +210,14 @@ class Controller:
             self._end_stream()
         return True, "moving to home"
 
+    def end_stream(self) -> None:
+        """The command source ended its stream on purpose (a policy server paused; an empty chunk, as a
+        JointTrajectoryController takes an empty trajectory): drop what is queued, and the watchdog's hold that
+        follows is no stall."""
+        with self._lock:
+            self._target, self._chunk = None, None
+            self._end_stream()
+
     def enable(self, enabled: bool) -> None:
         """Disabled, the arm holds as on e-stop (without latching); commands are dropped either way."""
         with self._lock:

@@ -150,6 +150,8 @@ class ControlLoop:
                     c.chunk_blend = float(v[0])
                 elif kind == shm.RESET:
                     reset = True
+                elif kind == shm.END_STREAM:
+                    c.end_stream()
                 elif kind == shm.SHUTDOWN:
                     self.stop.set()
             except ValueError as exc:                   # SafetyViolation included: refused here too, whoever sent it
@@ -312,6 +314,9 @@ class ControllerProcess:
 
     def stop(self) -> None:
         self._put(shm.STOP)
+
+    def end_stream(self) -> None:
+        self._put(shm.END_STREAM)
 
     def recover(self) -> None:
         self._put(shm.RECOVER)
@@ -590,6 +595,10 @@ class RemoteController:
     def stop(self) -> None:
         self.process.stop()
         self._wait_for(lambda f: f[shm.S_ESTOP] == 1.0)
+
+    def end_stream(self) -> None:
+        self._chunk = None
+        self.process.end_stream()
 
     def recover(self) -> None:
         """Recovers the driver too (it lives in the controller process)."""

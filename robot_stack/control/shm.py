@@ -32,7 +32,7 @@ import numpy as np
 MAGIC = 0x52534354524C3031          # "RSCTRL01"
 
 # command kinds
-TARGET, GRIPPER, STOP, RECOVER, HOME, ENABLE, RESET, CHUNK, BLEND, SHUTDOWN = range(1, 11)
+TARGET, GRIPPER, STOP, RECOVER, HOME, ENABLE, RESET, CHUNK, BLEND, SHUTDOWN, END_STREAM = range(1, 12)
 CMD_WIDTH = 12                      # seq, kind, stamp, 9 values (pos 3, quat 4, spare 2)
 
 MODES = ("hold", "target", "chunk", "home", "estop", "disabled")

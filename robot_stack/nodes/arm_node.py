@@ -254,7 +254,11 @@ class ArmNode(Node):
         self._on_chunk(msg)
 
     def _on_chunk(self, msg: MultiDOFJointTrajectory) -> None:
-        """Parse, check and hand over a chunk; runs off the control thread, which only picks the result up."""
+        """Parse, check and hand over a chunk; runs off the control thread, which only picks the result up. A chunk
+        with no points ends the command stream on purpose (a paused policy server), as an empty trajectory stops a
+        JointTrajectoryController: the arm holds, and no stall is reported."""
+        if not msg.points:
+            return self.controller.end_stream()
         try:
             chunk = convert.parse_chunk(msg, max_points=self.limits.max_chunk_steps)
             self.controller.set_chunk(chunk, stamp=convert.from_time(msg.header.stamp))

@@ -210,8 +210,11 @@ class PolicyServer(Node):
 
     def _srv_enable(self, request, response):
         with self._lock:
+            pausing = self.enabled and not request.data
             self.enabled = bool(request.data)
             self._episode_start = self.now() if request.data else None
+        if pausing:     # the chunks stop on purpose: an empty chunk tells the arm, which holds without a stall alarm
+            self.pub_chunk.publish(convert.end_of_stream_msg(self.now()))
         response.success, response.message = True, f"{'enabled' if request.data else 'paused'}: {self.active}"
         return response
 

@@ -118,6 +118,14 @@ def chunk_msg(chunk: ActionChunk, frame_id: str = "base", stamp: float | None = 
     return msg
 
 
+def end_of_stream_msg(stamp: float, frame_id: str = "base") -> MultiDOFJointTrajectory:
+    """A chunk with no points: the sender's stream of chunks ends on purpose (the arm holds, with no stall alarm),
+    as an empty trajectory stops a JointTrajectoryController."""
+    msg = MultiDOFJointTrajectory(header=header(stamp, frame_id))
+    msg.joint_names = ["ee", "gripper"]
+    return msg
+
+
 def parse_chunk(msg: MultiDOFJointTrajectory, frame_id: str = "base", max_points: int | None = None) -> ActionChunk:
     """The chunk in a message, or MessageError. `max_points`: more points are refused before any is read."""
     if msg.header.frame_id not in (frame_id, ""):

@@ -5,6 +5,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import JointState
@@ -285,6 +286,21 @@ def test_diagnostics_error_when_commands_stop_mid_episode_until_they_resume(ros)
             seen = len(client.diags)
     wait_for(lambda: any(level == DiagnosticStatus.OK for level, _ in diag_levels(client, seen)),
              what="OK again once commands resumed")
+
+
+@pytest.mark.parametrize("controller_process", [False, True])
+def test_an_empty_chunk_ends_the_stream_on_purpose_the_arm_holds_with_no_stall_alarm(ros, controller_process):
+    node, client = start(ros, overrides="diagnostics_rate=10.0", controller_process=controller_process)
+    pos, quat = client.pose()
+    for k in range(20):                                                 # a stream at 50 Hz, as a policy serves
+        client.target.publish(convert.pose_msg(pos + [0.0, 0.001 * k, -0.01], quat, client.now()))
+        time.sleep(0.02)
+    client.chunk.publish(convert.end_of_stream_msg(client.now()))       # a policy server pausing
+    wait_for(lambda: node.safety.events.counts.get("watchdog_hold", 0) >= 1, what="the hold after the stream")
+    seen = len(client.diags)
+    wait_for(lambda: len(client.diags) >= seen + 3, what="three more diagnostics")
+    assert all(level == DiagnosticStatus.OK for level, _ in diag_levels(client, seen))
+    assert node.mode == "hold" and "rejected" not in node.safety.events.counts
 
 
 def test_chunk_blend_follows_the_served_policy_and_is_validated(ros, tmp_path):
