@@ -46,7 +46,8 @@ def zoom_and_shift(images: np.ndarray, pixels: np.ndarray, image_hw: tuple, rng:
         y0, x0 = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
         if not (x0 + 4 <= uv[0] < x0 + cw - 4 and y0 + 4 <= uv[1] < y0 + ch - 4):   # the contact must stay in view
             s, ch, cw, y0, x0 = 1.0, h, w, 0, 0
-        out_x.append(cv2.resize(np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw]), (w, h), interpolation=cv2.INTER_AREA))
+        window = np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw])
+        out_x.append(cv2.resize(window, (w, h), interpolation=cv2.INTER_AREA))
         out_t.append(_target((np.asarray(uv) - [x0, y0]) / s, (h // 4, w // 4)))
     x = (torch.as_tensor(np.stack(out_x)).permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.25
     return x, torch.as_tensor(np.stack(out_t))

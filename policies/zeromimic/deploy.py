@@ -26,7 +26,7 @@ from robot_stack.types import Observation, Task
 @dataclass
 class DeployConfig:
     depth_hw: tuple = (240, 426)   # the front camera's depth image for the grasp: 16:9, wider than the policy's 3:4
-    #                                (a closed drawer's handle lies just outside the 3:4 view of the twin's front camera)
+    #                                (a closed drawer's handle is just outside the front camera's 3:4 view)
     grasp_steps: int = 150         # at most this many steps to reach and close
     skill_steps: int = 120
     done_motion: float = 0.006     # m of TCP motion over a chunk below which the skill is over

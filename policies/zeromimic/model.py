@@ -78,7 +78,8 @@ class ZeroMimicNet(nn.Module):
         self.pose_in = nn.Linear(pose_dim, hidden)
         self.latent_in = nn.Linear(latent, hidden)
         self.token_pos = nn.Parameter(torch.zeros(2, hidden))          # latent and pose tokens
-        layer = lambda: nn.TransformerEncoderLayer(hidden, heads, ffn, dropout, batch_first=True, norm_first=True)  # noqa: E731
+        def layer():
+            return nn.TransformerEncoderLayer(hidden, heads, ffn, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer(), enc_layers, enable_nested_tensor=False)
         self.decoder = nn.TransformerDecoder(
             nn.TransformerDecoderLayer(hidden, heads, ffn, dropout, batch_first=True, norm_first=True), dec_layers)

@@ -97,7 +97,8 @@ class HumanClipData:
                 "action": {"mean": a.mean(0).tolist(), "std": (a.std(0) + 1e-3).tolist()}}
 
     def batch(self, idx) -> dict:
-        return {"image": torch.from_numpy(self.images[idx]), "goal_image": torch.from_numpy(self.goals[self.owner[idx]]),
+        return {"image": torch.from_numpy(self.images[idx]),
+                "goal_image": torch.from_numpy(self.goals[self.owner[idx]]),
                 "pose": self.pose[idx], "action": self.action[idx], "action_is_pad": self.pad[idx]}
 
 

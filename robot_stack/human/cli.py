@@ -46,7 +46,8 @@ def add_parser(sub) -> None:
     tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="ZeroMimicConfig fields, e.g. hidden=128")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_train)
-    af = human.add_parser("train-affordance", help="the grasp stage's affordance heatmap on human clips' contact points")
+    af = human.add_parser("train-affordance",
+                          help="the grasp stage's affordance heatmap on human clips' contact points")
     af.add_argument("--clips", required=True, metavar="STORE")
     af.add_argument("--wrist", metavar="STORE")
     af.add_argument("--out", required=True)

@@ -151,7 +151,8 @@ def perceive_clip(frames: np.ndarray, k: np.ndarray, truth: dict, errors: WristE
     err = np.linalg.norm(c0_T_wrist[:, :3, 3] - true_c0_T_wrist[:, :3, 3], axis=1)
     report["wrist_error_mean_m"] = float(err.mean())
     meta = truth["meta"]
-    jitter = lambda f: int(np.clip(f + rng.integers(-errors.contact_jitter, errors.contact_jitter + 1), 1, n - 2))  # noqa: E731
+    def jitter(frame: int) -> int:
+        return int(np.clip(frame + rng.integers(-errors.contact_jitter, errors.contact_jitter + 1), 1, n - 2))
     grasp = jitter(meta["grasp_frame"])
     release = max(jitter(meta["release_frame"]), grasp + 1)
     contact = c0_T_wrist[grasp, :3, :3] @ GRASP_CENTRE + c0_T_wrist[grasp, :3, 3]
@@ -200,7 +201,8 @@ def perceive_store(store_path: str | Path, out: str | Path | None = None, errors
                 writer = wrist.begin_episode({"kind": "human_wrist", "clip": i, "skill": meta["skill"],
                                               "fps": meta["fps"], "grasp_frame": result["grasp_frame"],
                                               "release_frame": result["release_frame"],
-                                              "contact_px": result["contact_px"], "k": meta["calibration"]["head"]["k"]})
+                                              "contact_px": result["contact_px"],
+                                              "k": meta["calibration"]["head"]["k"]})
                 writer.append_many("wrist_pose", pose_to_vec(result["c0_T_wrist"]), stamps)
                 writer.commit(success=True)
                 record["clips"][str(i)] = result["report"]

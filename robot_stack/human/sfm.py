@@ -8,7 +8,6 @@ an unknown scale; `metric_scale` fixes it from the table plane and the cabinet's
 """
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger(__name__)
 CABINET_HEIGHT = 0.12     # m, table top to cabinet top (scene.xml)
 
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from robot_stack import transforms as tf
-from robot_stack.policies.base import load_policy
 from robot_stack.policies.conditioning.base import ConditioningError
 from robot_stack.policies.conditioning.wrist_pose import camera_matrix, camera_pose_vector
 from robot_stack.policies.errors import BadObservation, MissingConditioning
@@ -63,7 +62,8 @@ def test_a_known_camera_frame_wrist_pose_maps_to_the_expected_tcp_in_base():
 def test_kl_term_against_a_hand_computed_value():
     mu = torch.tensor([[0.5, -1.0], [0.0, 2.0]])
     logvar = torch.tensor([[0.0, np.log(2.0)], [np.log(0.5), 0.0]], dtype=torch.float32)
-    # KL per dim = 0.5 (var + mu^2 - 1 - log var): row 0: 0.125 + 0.5 (2 + 1 - 1 - ln 2); row 1: 0.5 (0.5 - 1 - ln 0.5) + 2
+    # KL per dim = 0.5 (var + mu^2 - 1 - log var)
+    # row 0: 0.125 + 0.5 (2 + 1 - 1 - ln 2); row 1: 0.5 (0.5 - 1 - ln 0.5) + 2
     row0 = 0.125 + 0.5 * (2 - np.log(2.0))
     row1 = 0.5 * (0.5 - 1 - np.log(0.5)) + 2.0
     assert float(kl_divergence(mu, logvar)) == pytest.approx((row0 + row1) / 2, rel=1e-6)
