@@ -102,7 +102,7 @@ setup(
         "mcap>=1.1",
         "mcap-ros2-support>=0.5",
         "diffusers>=0.30",     # SwitchVLA's flow-matching sampler (FlowMatchEulerDiscreteScheduler)
-        "pycolmap>=3.10",      # ZeroMimic: structure from motion on the human clips (COLMAP)
+        "pycolmap>=4.2,<5",    # ZeroMimic: structure from motion on the human clips (COLMAP 4 API; 4.2.1 tested)
     ],
     extras_require={
         # websocket-client: tests drive `robot-stack sketch draw`'s page in headless Chromium over DevTools
