@@ -94,8 +94,6 @@ def run_controller(driver, controller, stop):
             controller.fault(str(exc))
 
 
-@pytest.mark.xfail(strict=False, reason="open: failed in every fresh-clone suite run today, also once in a process of "
-                   "its own, and passed every time run alone in a working checkout; the cause is not found")
 def test_the_controller_follows_a_pose_target_through_the_bridge(ros):
     config = Ros2ControlConfig(robot="panda", connect_timeout=15.0, stale_after=LOADED)
     spec = get_robot("panda")
