@@ -61,19 +61,18 @@ def envelope_check(arm, setpoints: list | None = None):
         if setpoints is not None:
             setpoints.append(s["setpoint_pos"].copy())
         if previous and s["seq"] == previous["seq"] + 1:
-            # The envelope's own bound, exact: the set point moves at most the speed limit per period. The measured
-            # TCP's speed is asserted in the node-level fuzz (tests/nodes/test_safety_fuzz.py); here it is only
-            # recorded (docs/design.md, "open finding": 0.59-1.2 m/s seen after some draws).
+            # The envelope's own bound, exact, and the measured TCP's speed (docs/design.md, "open finding": 0.59-1.2
+            # m/s seen after some draws: this test fails on them until that is fixed).
             step = np.linalg.norm(s["setpoint_pos"] - previous["setpoint"]) / dt
             assert step <= limits.max_linear_speed * (1 + 1e-6), step
-            measured_speed.append(np.linalg.norm(tcp - previous["tcp"]) / dt)
+            speed = np.linalg.norm(tcp - previous["tcp"]) / dt
+            measured_speed.append(speed)
+            assert speed < limits.max_linear_speed * 1.15, speed
         previous.update(seq=float(s["seq"]), tcp=tcp.copy(), setpoint=s["setpoint_pos"].copy())
     check.measured_speed = measured_speed
     return check
 
 
-@pytest.mark.xfail(strict=False, reason="open finding (docs/design.md): after some random draws the process design's "
-                   "measured TCP ended 2 cm outside the box near the base corner and exceeded the speed limit")
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(targets=st.lists(target, min_size=1, max_size=3))
