@@ -57,6 +57,13 @@ def prepare_chunk(chunk: ActionChunk, envelope: SafetyEnvelope, now: float, hori
     return chunk
 
 
+def checked_blend(value) -> float:
+    """A chunk_blend value, or ValueError: the weight of the old chunk at the seam, in [0, 1)."""
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"chunk_blend must be in [0, 1), got {value}")
+    return float(value)
+
+
 @dataclass
 class Setpoint:
     """What one control period sends: a TCP pose (`kind` "pose") or joint positions ("joints"), and the gripper."""
@@ -131,9 +138,7 @@ class Controller:
 
     @chunk_blend.setter
     def chunk_blend(self, value: float) -> None:
-        if not 0.0 <= float(value) < 1.0:
-            raise ValueError(f"chunk_blend must be in [0, 1), got {value}")
-        self._chunk_blend = float(value)
+        self._chunk_blend = checked_blend(value)
 
     @property
     def gripper(self) -> float:

@@ -562,9 +562,9 @@ class RemoteController:
 
     @chunk_blend.setter
     def chunk_blend(self, value: float) -> None:
-        if not 0.0 <= float(value) < 1.0:
-            raise ValueError(f"chunk_blend must be in [0, 1), got {value}")
-        self._chunk_blend = float(value)
+        from robot_stack.control.controller import checked_blend
+
+        self._chunk_blend = checked_blend(value)
         self.process.set_chunk_blend(self._chunk_blend)
 
     # commands
