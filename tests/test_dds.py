@@ -104,21 +104,37 @@ def project_env(domain: str) -> dict[str, str]:
 
 def wait_line(proc: subprocess.Popen, text: str, timeout: float) -> None:
     """Wait for a line containing `text`; a process that prints nothing fails at the deadline instead of blocking
-    a readline forever."""
+    a readline forever. A process started with stderr to a file (`proc.stderr_path`) has its tail in the error."""
     import select
+
+    def exited() -> AssertionError:
+        path = getattr(proc, "stderr_path", None)
+        tail = Path(path).read_text(errors="replace")[-3000:] if path and Path(path).exists() else ""
+        return AssertionError(f"process exited {proc.returncode} before printing {text!r}: {tail}")
+
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
         ready, _, _ = select.select([proc.stdout], [], [], min(left, 1.0))
         if not ready:
             if proc.poll() is not None:
-                raise AssertionError(f"process exited {proc.returncode} before printing {text!r}")
+                raise exited()
             continue
         line = proc.stdout.readline()
         if text in line:
             return
         if not line and proc.poll() is not None:
-            raise AssertionError(f"process exited {proc.returncode} before printing {text!r}")
+            raise exited()
     raise AssertionError(f"no {text!r} within {timeout} s")
+
+
+def start_victim(name: str, domain: str, log_dir: Path) -> subprocess.Popen:
+    """A project node whose stderr goes to a file (a full pipe nobody reads would block it)."""
+    path = log_dir / f"{name}.stderr"
+    with open(path, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", PROJECT_NODE, name], env=project_env(domain),
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+    proc.stderr_path = path
+    return proc
 
 
 def observe(domain: str, name: str, topic: str, type_name: str, timeout: float = DISCOVERY_BOUND) -> dict:
@@ -218,7 +234,7 @@ def test_configure_environment_keeps_discovery_on_this_machine():
 # --------------------------------------------------------------------------- a graph after a batch of SIGKILLs
 
 @pytest.fixture(scope="module")
-def graph_after_crashes():
+def graph_after_crashes(tmp_path_factory):
     """10 project nodes SIGKILLed, then the twin (arm_node alone) started by the CLI path (child_graph.start ->
     robot-stack launch), on a domain of its own. Yields (domain, launcher, stale files the kills left)."""
     domain = fresh_domain()
@@ -227,8 +243,8 @@ def graph_after_crashes():
     mp.delenv("ROS_AUTOMATIC_DISCOVERY_RANGE", raising=False)
     mp.delenv("FASTRTPS_DEFAULT_PROFILES_FILE", raising=False)
     mp.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
-    victims = [subprocess.Popen([sys.executable, "-c", PROJECT_NODE, f"victim_{i}"], env=project_env(domain),
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for i in range(10)]
+    logs = tmp_path_factory.mktemp("victims")
+    victims = [start_victim(f"victim_{i}", domain, logs) for i in range(10)]
     launcher = None
     try:
         for v in victims:

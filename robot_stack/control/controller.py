@@ -130,6 +130,8 @@ class Controller:
         self.command_age = float("inf")
         self.command_latency = RecentSamples(2000)    # target stamp -> the tick that takes it
         self.taken_latency: float | None = None       # this tick's sample of it, None when no target was taken
+        self.taken_stamp: float | None = None         # the stamp of the target this tick took, None when none
+        self._last_tcp: tuple[float, np.ndarray] | None = None    # (stamp, position) of the last measured TCP
         self.chunk_latency = RecentSamples(20000)     # observation capture -> chunk accepted
 
     @property
@@ -271,7 +273,7 @@ class Controller:
         """The set point for this control period, from the measured `state`."""
         now = self.monotonic()
         self.stats.tick(now)
-        self.taken_latency = None
+        self.taken_latency = self.taken_stamp = None
         with self._lock:
             if self.setpoint is None:
                 self._seed_setpoint(state)
@@ -288,6 +290,7 @@ class Controller:
         # Each new goal starts from the set point actually sent, which the reach filter or the box may have held
         # short of where the interpolator had got to.
         if target is not None:
+            self.taken_stamp = target[2]
             self.taken_latency = self.clock() - target[2]                # stamp to the tick that uses it
             self.command_latency.append(self.taken_latency)
             self.pose_interp.reset(*self.setpoint)
@@ -313,6 +316,7 @@ class Controller:
         else:
             pos, quat = self.pose_interp.step()
             pos = self.safety.limit_contact(self.safety.clip_to_box(pos), state.ee_pos, state.wrench[:3])
+            pos, quat = self.safety.limit_lead(pos, quat, state.ee_pos, state.ee_quat, self._tcp_velocity(state))
             pos, quat = self.reach.step(pos, quat, state.q)
             pos, quat = self.safety.limit_step(self.setpoint[0], self.setpoint[1], pos, quat, self.dt)
             # The measured arm can still be inside a margin (its configuration differs from the reference's for the
@@ -324,6 +328,16 @@ class Controller:
                 pos, quat = self.setpoint
         self.setpoint = (pos, quat)
         return Setpoint("pose", pos, quat, None, gripper)
+
+    def _tcp_velocity(self, state: RobotState) -> np.ndarray | None:
+        """The measured TCP's velocity from this state and the last (their stamps); None across a gap or a reset."""
+        last, self._last_tcp = self._last_tcp, (state.stamp, state.ee_pos.copy())
+        if last is None:
+            return None
+        elapsed = state.stamp - last[0]
+        if not 0.0 < elapsed <= 5 * self.dt:
+            return None
+        return (state.ee_pos - last[1]) / elapsed
 
     def _seed_setpoint(self, state: RobotState) -> None:
         """Set point, interpolator and reach reference at the measured pose: no motion."""

@@ -37,6 +37,8 @@ class SafetyLimits:
     max_chunk_steps: int = 500           # steps per chunk: refused before it is parsed beyond this
     max_box_inset: float = 0.05          # m: the most the set point box is drawn in to correct a measured excursion
     max_contact_force: float = 100.0     # N on the hand: beyond it the set point presses no deeper than the force allows
+    max_lead: float = 0.03               # m the set point may lead the measured TCP (the impedance spring's stretch)
+    max_lead_angle: float = 0.2          # rad the set point's orientation may lead the measured hand's
     elbow_joint: int = -1                # index of the elbow (reach) joint, kept off its stretched angle; -1: none
     elbow_clearance: float = 0.15        # rad kept from the stretched elbow
 
@@ -139,6 +141,40 @@ class SafetyEnvelope:
             return pos
         self.events.add("contact_force_limit", f"{f:.0f} N")
         return pos + n * (depth * (1.0 - self.limits.max_contact_force / f))
+
+    def limit_lead(self, pos, quat, tcp, tcp_quat, tcp_velocity=None) -> tuple[np.ndarray, np.ndarray]:
+        """(`pos`, `quat`) at most `max_lead` and `max_lead_angle` from the measured TCP pose, and, while the measured
+        TCP moves faster than the speed limit, not ahead of it along its motion.
+
+        The set point's speed limit says nothing about the arm's: an impedance controller accelerates the TCP in
+        proportion to how far the set point leads it. An arm held back (a joint margin, a reach limit, a posture it
+        has to unwind) while the set point ran on was 8-11 cm behind it, and once free it shot after it at 1.3 m/s
+        against a 0.5 m/s limit; a hand turning hard toward an orientation far off pulled the TCP sideways at 0.8
+        m/s. Bounding the stretch bounds both, as SERL's impedance controller clips its translational and rotational
+        errors; the bounds sit at the lag of a move at the speed limits (2.9 cm and 0.14 rad with the twin's gains),
+        so a move at full speed pays little for them. What is left of a transient (0.75 m/s seen) the speed
+        governor takes: over the limit, the set point keeps only the part of its lead that brakes the TCP (a sideways
+        pull turned a 0.53 m/s TCP into a 0.59 m/s one), and the controller's damping does the rest."""
+        pos = np.asarray(pos, dtype=float)
+        tcp = np.asarray(tcp, dtype=float)
+        lead = pos - tcp
+        dist = float(np.linalg.norm(lead))
+        if dist > self.limits.max_lead:
+            self.events.add("lead_limit", f"{1000 * dist:.0f} mm")
+            lead = lead * (self.limits.max_lead / dist)
+        if tcp_velocity is not None:
+            speed = float(np.linalg.norm(tcp_velocity))
+            if speed > self.limits.max_linear_speed:
+                along = tcp_velocity / speed
+                ahead = float(lead @ along)
+                self.events.add("tcp_speed_governor", f"{speed:.2f} m/s")
+                lead = min(ahead, 0.0) * along          # only what brakes it
+                quat = np.asarray(tcp_quat, dtype=float)
+        angle = tf.angle_between(quat, tcp_quat)
+        if angle > self.limits.max_lead_angle:
+            self.events.add("lead_limit", f"{angle:.2f} rad")
+            quat = tf.slerp(tcp_quat, quat, self.limits.max_lead_angle / angle)
+        return tcp + lead, quat
 
     def limit_step(self, prev_pos, prev_quat, pos, quat, dt: float) -> tuple[np.ndarray, np.ndarray]:
         """Clamp the change of set point in one control period to the speed limits, and keep it in the box

@@ -107,6 +107,8 @@ class ArmNode(Node):
         self.pub_wrench = self.create_publisher(WrenchStamped, "arm/wrench", qos.SENSOR)
         self.pub_gripper = self.create_publisher(JointState, "arm/gripper", qos.SENSOR)
         self.pub_diag = self.create_publisher(DiagnosticArray, "diagnostics", 10)
+        # [tick stamp, target stamp (NaN: none), gripper] for each tick that took a command: what replay plays back
+        self.pub_taken = self.create_publisher(Float64MultiArray, "arm/commands_taken", qos.RELIABLE)
         self.pub_sim = self.create_publisher(Float64MultiArray, "sim/state", qos.SENSOR) \
             if self.simulated else None
         # Commands are taken by the control thread itself, every tick, from subscriptions on a
@@ -165,6 +167,8 @@ class ArmNode(Node):
         # past a tenth of a second of backlog the oldest go.
         self._outbox: deque[tuple[RobotState, np.ndarray | None]] = deque(maxlen=max(1, round(self.cfg.publish_rate / 10)))
         self._outbox_ready = threading.Condition()
+        self._taken: deque[tuple[float, float, float]] = deque(maxlen=1000)   # (tick stamp, target stamp, gripper)
+        self._gripper_taken: float | None = None
         self.states_published = 0
         self._publisher = threading.Thread(target=self._publish_loop, name="arm_publish", daemon=True)
         self._publisher.start()
@@ -418,7 +422,9 @@ class ArmNode(Node):
                 self.controller.reset()
                 reset.set()
             else:
-                self.controller.tick(state).send(self.driver)
+                setpoint = self.controller.tick(state)
+                setpoint.send(self.driver)
+                self._note_taken(state.stamp, setpoint.gripper)
         except DriverError as exc:
             self.controller.fault(str(exc))
             self.get_logger().error(f"driver error: {exc}; holding", throttle_duration_sec=1.0)
@@ -432,6 +438,18 @@ class ArmNode(Node):
                 self._outbox_ready.notify()
         self.tick_cpu.append(time.thread_time() - cpu)
 
+    def _note_taken(self, tick_stamp: float, gripper: float) -> None:
+        """Queue a record of the commands this tick took (a target, a new gripper command) for `arm/commands_taken`:
+        a replay hands each command over at the tick the live arm took it, not at its stamp, so a target that
+        arrived late under load is replayed late too."""
+        stamp = self.controller.taken_stamp
+        if stamp is None and gripper == self._gripper_taken:
+            return
+        self._gripper_taken = gripper
+        with self._outbox_ready:
+            self._taken.append((tick_stamp, np.nan if stamp is None else stamp, gripper))
+            self._outbox_ready.notify()
+
     # --- publishing ------------------------------------------------------------------------
     def _publish_loop(self) -> None:
         # Above the cameras and the policy server, below the control loop: the twin cameras wait for this
@@ -441,12 +459,15 @@ class ArmNode(Node):
             return self._publish_remote_states()
         while self._running and self.context.ok():
             with self._outbox_ready:
-                self._outbox_ready.wait_for(lambda: self._outbox or not self._running, timeout=0.1)
-                items = list(self._outbox)
+                self._outbox_ready.wait_for(lambda: self._outbox or self._taken or not self._running, timeout=0.1)
+                items, taken = list(self._outbox), list(self._taken)
                 self._outbox.clear()
+                self._taken.clear()
             try:
                 for item in items:
                     self._publish_state(*item)
+                for row in taken:
+                    self.pub_taken.publish(Float64MultiArray(data=list(row)))
             except Exception:                       # publishing after the context went down: a shutdown
                 if self.context.ok():
                     raise

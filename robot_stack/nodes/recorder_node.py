@@ -118,6 +118,9 @@ class RecorderNode(Node):
             qos.RECORDER_STATE)
         sub(PoseStamped, "arm/target_pose", lambda m: self._pose("action_pose", m), qos.COMMAND)
         sub(Float64, "arm/gripper_cmd", lambda m: self._sample("action_gripper", np.array([m.data]), None), qos.RELIABLE)
+        sub(Float64MultiArray, "arm/commands_taken",
+            lambda m: self._sample("action_taken", np.array(m.data[1:3]), float(m.data[0])) if len(m.data) == 3
+            else None, qos.RELIABLE)
         sub(Bool, "teleop/intervention", lambda m: self._sample("intervention", np.array([m.data]), None), qos.RELIABLE)
         sub(String, "task/instruction", self._on_instruction, qos.LATCHED)
         sub(String, "sim/episode", self._on_sim_episode, qos.LATCHED)
@@ -183,9 +186,9 @@ class RecorderNode(Node):
         p, o = msg.pose.position, msg.pose.orientation
         self._sample(stream, np.array([p.x, p.y, p.z, o.x, o.y, o.z, o.w]), msg.header.stamp)
 
-    def _on_joints(self, msg: JointState) -> None:
-        self._sample("joint_pos", np.array(msg.position), msg.header.stamp)
-        self._sample("joint_vel", np.array(msg.velocity), msg.header.stamp)
+    def _on_joints(self, msg: JointState, info) -> None:          # two arguments: rclpy passes the message info
+        self._sample("joint_pos", np.array(msg.position), msg.header.stamp, info)
+        self._sample("joint_vel", np.array(msg.velocity), msg.header.stamp, info)
 
     def _on_wrench(self, msg: WrenchStamped) -> None:
         f, t = msg.wrench.force, msg.wrench.torque
@@ -245,7 +248,7 @@ class RecorderNode(Node):
                     "operator": self.operator, "start_time": self.now()}
             meta.update(self._twin_episode())
             self._episode = self._last = _Episode(meta)
-            self._queue.put(("begin", meta))
+            self._queue.put(("begin", meta, self._episode))
         self._publish_status(True)
         response.success, response.message = True, f"recording episode {self.store.num_episodes}"
         return response
@@ -296,7 +299,7 @@ class RecorderNode(Node):
                     return
                 if kind == "begin":
                     writer = self.store.begin_episode(item[1])
-                    stamps = {}
+                    stamps, episode = {}, item[2]
                 elif kind == "sample":
                     self._written_bytes += item[2].nbytes
                     if writer is not None:
@@ -313,6 +316,8 @@ class RecorderNode(Node):
                         extra.update(self._twin_episode())   # again: sim/episode can arrive after recorder/start
                         if self.instruction:                 # so can the latched instruction published just before
                             extra["instruction"] = self.instruction
+                        with self._lock:                     # where each stream's samples went, losses included
+                            extra["stream_counts"] = {k: c.as_dict() for k, c in sorted(episode.counts.items())}
                         k = writer.commit(success=item[2], end_time=self.now(), **extra)
                         done.update(ok=True, message=f"episode {k} committed")
                     else:

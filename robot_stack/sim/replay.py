@@ -55,7 +55,8 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
         if missing:
             raise StoreError(f"{store_path}: episode {episode}: no {', '.join(missing)} stream(s), which "
                              f"`replay --mode {mode}` needs (the store has {', '.join(sorted(store.streams))})")
-        wanted = [s for s in ("joint_pos", "ee_pose", "action_pose", "action_gripper", "front_rgb", "gripper")
+        wanted = [s for s in ("joint_pos", "ee_pose", "action_pose", "action_gripper", "action_taken", "front_rgb",
+                              "gripper")
                   if s in store.streams]
         ep = store.read_episode(episode, wanted)
         for name in needed:
@@ -195,7 +196,7 @@ def _play_commands(commands: list, driver, controller: Controller, clock: SimClo
     end = max(commands[-1][0] + 1.0 if commands else clock.t, until if until is not None else -np.inf)
     while clock.t < end:
         while k < len(commands) and commands[k][0] <= clock.t:
-            stamp, kind, value = commands[k]
+            _, kind, value, stamp = commands[k]
             try:
                 if kind == "pose":
                     controller.set_target(value[:3], value[3:], stamp)
@@ -210,16 +211,31 @@ def _play_commands(commands: list, driver, controller: Controller, clock: SimClo
     return rejected
 
 
-def _commands(ep: dict) -> list[tuple[float, str, object]]:
-    """(time, "pose" | "gripper", value) in recorded order: target poses at their stamps, gripper commands at their
-    arrival (the message has no stamp); a gripper command recorded at a pose's time comes after it."""
+def _commands(ep: dict) -> list[tuple[float, str, object, float]]:
+    """(time, "pose" | "gripper", value, stamp) in the order the arm took them.
+
+    `action_taken` (the arm node's arm/commands_taken) says at which tick the live arm took each target and what the
+    gripper command was then: a target that arrived late under load is handed over late, and one the arm never took
+    alone (a newer one came in the same tick) is not handed over. Before its first row (the recorder can hear the
+    arm node's topics later than the teleop's) and without it (older episodes, the controller process), target
+    poses go at their stamps and gripper commands at their arrival (the message has no stamp)."""
     if "action_pose" not in ep:
         raise ValueError("the episode has no recorded actions (action_pose)")
-    out = [(float(t), "pose", np.asarray(p, dtype=float))
-           for t, p in zip(ep["action_pose"]["capture_stamp"], ep["action_pose"]["data"])]
-    if "action_gripper" in ep:
-        g = ep["action_gripper"]
-        out += [(float(t), "gripper", float(v[0])) for t, v in zip(g["capture_stamp"], g["data"])]
+    poses = [(float(t), np.asarray(p, dtype=float)) for t, p in zip(ep["action_pose"]["capture_stamp"],
+                                                                    ep["action_pose"]["data"])]
+    grippers = [(float(t), float(v[0])) for t, v in zip(ep["action_gripper"]["capture_stamp"],
+                                                         ep["action_gripper"]["data"])] if "action_gripper" in ep else []
+    taken = [(float(t), float(stamp), float(g)) for t, (stamp, g) in
+             zip(ep["action_taken"]["capture_stamp"], ep["action_taken"]["data"])] if "action_taken" in ep else []
+    log_from = taken[0][0] if taken else np.inf
+    first_taken_stamp = min((stamp for _, stamp, _ in taken if np.isfinite(stamp)), default=np.inf)
+    out = [(t, "pose", p, t) for t, p in poses if t < first_taken_stamp]
+    out += [(t, "gripper", g, t) for t, g in grippers if t < log_from]
+    by_stamp = dict(poses)
+    for t, stamp, g in taken:
+        if stamp in by_stamp:
+            out.append((t, "pose", by_stamp[stamp], stamp))
+        out.append((t, "gripper", g, t))
     return sorted(out, key=lambda c: (c[0], c[1] == "gripper"))
 
 

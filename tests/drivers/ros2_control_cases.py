@@ -114,7 +114,9 @@ def test_the_controller_follows_a_pose_target_through_the_bridge(ros):
                 break
             time.sleep(0.05)
         reached = driver.kinematics.fk(standin.q)[0]
-        assert np.linalg.norm(reached - goal) < 0.003, f"TCP at {reached}, goal {goal}"
+        assert np.linalg.norm(reached - goal) < 0.003, \
+            f"TCP at {reached}, goal {goal}; estop {controller.estop}: {controller.safety.events.last}; " \
+            f"{driver.published} points published"
         assert not controller.estop, controller.safety.events.last
     finally:
         stop.set()

@@ -76,6 +76,33 @@ def test_publishes_state_at_100_hz_and_follows_targets(ros):
     wait_for(lambda: np.linalg.norm(client.pose()[0] - goal) < 2e-3, what="TCP at the goal")
 
 
+def test_each_tick_that_takes_a_command_reports_it_for_replay(ros):
+    from std_msgs.msg import Float64MultiArray
+    node, client = start(ros)
+    taken = []
+    client.node.create_subscription(Float64MultiArray, "arm/commands_taken", lambda m: taken.append(list(m.data)),
+                                    qos.RELIABLE)
+    wait_for(lambda: node.pub_taken.get_subscription_count() > 0, what="the commands_taken subscription")
+    pos, quat = client.pose()
+    stamps = []
+    for k in range(5):
+        stamps.append(client.now())
+        client.target.publish(convert.pose_msg(pos + [0.0, 0.005 * k, 0.0], quat, stamps[-1]))
+        time.sleep(0.05)
+    client.gripper.publish(Float64(data=1.0))
+    wait_for(lambda: any(row[2] == 1.0 for row in taken), what="the gripper command reported")
+    rows = np.array(taken)
+    targets = rows[np.isfinite(rows[:, 1])]
+    which = [int(np.argmin(np.abs(np.array(stamps) - s))) for s in targets[:, 1]]
+    np.testing.assert_allclose(targets[:, 1], np.array(stamps)[which], atol=1e-6)   # the targets' own stamps
+    assert len(targets) >= 3 and len(set(which)) == len(which)                     # each taken once
+    # the tick's stamp is its state's, read just before it takes what has arrived: within a tick of the send, or after
+    assert (targets[:, 0] > targets[:, 1] - 0.01).all() and (targets[:, 0] - targets[:, 1] < 1.0).all()
+    assert (np.diff(rows[:, 0]) >= 0).all()
+    late = rows[rows[:, 2] == 1.0][0]
+    assert late[0] > targets[-1][0] and np.isnan(late[1])            # a gripper change alone is a row too
+
+
 def test_watchdog_holds_pose_when_commands_stop(ros):
     node, client = start(ros)
     pos, quat = client.pose()
