@@ -32,6 +32,7 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from std_msgs.msg import Bool, Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
+from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from robot_stack import transforms as tf
 from robot_stack.drivers.teleop import EVENTS, FRAMES, DriverError, TeleopCommand, TeleopDevice, make_device
@@ -121,6 +122,8 @@ class TeleopNode(Node):
 
         self.pub_target = self.create_publisher(PoseStamped, "arm/target_pose", qos.COMMAND)
         self.pub_gripper = self.create_publisher(Float64, "arm/gripper_cmd", qos.RELIABLE)
+        # An empty chunk when the operator lets go (or a scripted episode ends): the stream ended on purpose
+        self.pub_chunk = self.create_publisher(MultiDOFJointTrajectory, "arm/action_chunk", qos.COMMAND)
         self.pub_intervention = self.create_publisher(Bool, "teleop/intervention", qos.RELIABLE)
         self.create_subscription(PoseStamped, "arm/ee_pose", self._on_ee_pose, qos.SENSOR)
         self.create_subscription(Float64, "arm/gripper_cmd", self._on_gripper_cmd, qos.RELIABLE)
@@ -210,6 +213,8 @@ class TeleopNode(Node):
         if wanted and not active:
             self.get_logger().warning("no fresh arm/ee_pose: not commanding", throttle_duration_sec=2.0)
         if not active:
+            if self.commanding:                     # released on purpose: the arm holds with no stall alarm
+                self.pub_chunk.publish(convert.end_of_stream_msg(self.now()))
             self.commanding, self.target = False, None
             return
         if self.target is None:                     # taking over: start from where the arm is

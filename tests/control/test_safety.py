@@ -86,3 +86,31 @@ def test_a_set_point_pressing_past_the_contact_force_limit_is_drawn_back_along_t
     np.testing.assert_array_equal(env.limit_contact(np.array([0.5, 0.5, 0.05]), tcp, [0.0, 0.0, 300.0]),
                                   [0.5, 0.5, 0.05])      # already pulling away: as is
     assert env.events.counts["contact_force_limit"] == 1
+
+
+def test_the_set_point_leads_the_measured_tcp_by_at_most_max_lead_in_position_and_angle():
+    from robot_stack import transforms as tf
+    env = SafetyEnvelope(SafetyLimits(max_lead=0.03, max_lead_angle=0.2), [-3] * 7, [3] * 7)
+    tcp, hand = np.array([0.4, 0.0, 0.3]), np.array([1.0, 0.0, 0.0, 0.0])
+    near = tcp + [0.02, 0.0, 0.0]
+    pos, quat = env.limit_lead(near, hand, tcp, hand)
+    np.testing.assert_allclose(pos, near)                                   # within the bound: untouched
+    turned = tf.quat_mul(hand, tf.axis_angle_to_quat(np.array([0.0, 0.0, 0.6])))
+    pos, quat = env.limit_lead(tcp + [0.0, 0.1, 0.0], turned, tcp, hand)
+    np.testing.assert_allclose(pos, tcp + [0.0, 0.03, 0.0])                 # pulled in along the lead
+    assert tf.angle_between(quat, hand) == pytest.approx(0.2, abs=1e-6)
+    assert env.events.counts["lead_limit"] == 2
+
+
+def test_over_the_speed_limit_the_set_point_keeps_only_the_lead_that_brakes_the_tcp():
+    env = SafetyEnvelope(SafetyLimits(max_linear_speed=0.5, max_lead=0.03), [-3] * 7, [3] * 7)
+    tcp, hand = np.array([0.4, 0.0, 0.3]), np.array([1.0, 0.0, 0.0, 0.0])
+    ahead_and_aside = tcp + [0.02, 0.01, 0.0]
+    pos, _ = env.limit_lead(ahead_and_aside, hand, tcp, hand, np.array([0.4, 0.0, 0.0]))      # under the limit
+    np.testing.assert_allclose(pos, ahead_and_aside)
+    pos, _ = env.limit_lead(ahead_and_aside, hand, tcp, hand, np.array([0.7, 0.0, 0.0]))      # over it
+    np.testing.assert_allclose(pos, tcp)                                    # no pull along or across its motion
+    behind = tcp + [-0.02, 0.01, 0.0]
+    pos, _ = env.limit_lead(behind, hand, tcp, hand, np.array([0.7, 0.0, 0.0]))
+    np.testing.assert_allclose(pos, tcp + [-0.02, 0.0, 0.0])                 # the braking part stays
+    assert env.events.counts["tcp_speed_governor"] == 2

@@ -95,6 +95,8 @@ def test_keys_move_the_tcp_only_while_intervening(ros, terminal):
     wait_for(lambda: not listener.flags[-1] and not teleop.commanding, what="the intervention flag to drop")
     n = len(listener.targets)
     wait_for(lambda: arm.mode == "hold", what="the arm to hold once teleop stops commanding")
+    # Letting go is on purpose: teleop ends its stream (an empty chunk), so the hold is no stall alarm.
+    assert arm.controller.stall_since is None and "watchdog_hold" in arm.safety.events.counts
     os.write(master, b"www")
     wait_consumed(listener, slave)
     assert len(listener.targets) <= n + 1                              # at most one in flight when the flag dropped
