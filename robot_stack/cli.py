@@ -26,6 +26,8 @@ BENCHES = {
     "data": ("codecs, writer throughput, store size, training read throughput", "seconds", 60.0),
     "policy": ("act() latency per policy; capture-to-arm latency through ROS 2 (seconds per policy)", "seconds", 60.0),
     "learner": ("RLPD gradient updates per second at batch 256, state and image observations", "seconds", 30.0),
+    "envelope": ("seeded target storms on the twin: measured TCP outside the box, TCP and joint speeds, recovery",
+                 "storms", 20),
 }
 
 

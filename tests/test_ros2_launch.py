@@ -81,6 +81,10 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+# What the arm node publishes only when something happens: a tick that took a command (none in a graph nobody drives)
+ARM_EVENT_TOPICS = ("/arm/commands_taken",)
+
+
 def run_graph(install_env, tmp_path, launch_file: str, args: list[str], nodes: list[str], topics: list[str],
               event_topics: tuple[str, ...] = (), set_true: str = "", timeout: float = 150.0) -> dict:
     """Start `launch_file` under the real launch, observe it from outside, Ctrl-C it; returns what was seen."""
@@ -95,7 +99,7 @@ def run_graph(install_env, tmp_path, launch_file: str, args: list[str], nodes: l
         observer_env = {k: v for k, v in os.environ.items() if k not in OUR_SETTINGS}
         observed = subprocess.run(
             [sys.executable, str(OBSERVER), "--nodes", ",".join(nodes), "--topics", ",".join(topics),
-             "--event-topics", ",".join(event_topics),
+             "--event-topics", ",".join(ARM_EVENT_TOPICS + tuple(event_topics)),
              "--set-true", set_true, "--timeout", str(timeout)], env=dict(observer_env, ROS_DOMAIN_ID=domain), capture_output=True, text=True,
             timeout=timeout + 60)
         assert observed.returncode == 0, observed.stderr

@@ -14,7 +14,7 @@ import mujoco
 import numpy as np
 
 from robot_stack.drivers.base import ArmDriver, DriverError, SimulatedArm
-from robot_stack.drivers.common import config_get
+from robot_stack.drivers.common import Pacer, config_get
 from robot_stack.drivers.registry import register_arm_driver
 from robot_stack.robots.spec import get_robot
 from robot_stack.sim.arm import SimArm
@@ -23,8 +23,6 @@ from robot_stack.sim.scene import Scene, SimulationError
 from robot_stack.sim.tasks import make_task
 from robot_stack.types import RobotState
 
-SPIN_MARGIN = 5e-5      # s before a tick when sleeping stops and spinning starts (spinning holds the GIL)
-MAX_CATCH_UP = 0.05     # s: within this, late ticks run back to back so the mean rate holds
 
 
 @dataclass
@@ -56,9 +54,7 @@ class MujocoArmDriver(ArmDriver, SimulatedArm):
         self.clock = clock               # stamps (the ROS clock in the node)
         self.scene: Scene | None = None
         self.arm: SimArm | None = None
-        self.overruns = 0
-        self._next_tick = 0.0
-        self._dt = 1.0 / self.spec.control_hz
+        self.pacer = Pacer(1.0 / self.spec.control_hz)
         self._error: str | None = None
         self._next_seed = config.seed
 
@@ -69,7 +65,7 @@ class MujocoArmDriver(ArmDriver, SimulatedArm):
             self.scene.model.actuator_forcerange[self.scene.gripper_act] = (-cap, cap)
         self.arm = SimArm(self.scene)
         self.reset(self.config.seed)
-        self._next_tick = time.monotonic()
+        self.pacer.restart()
 
     def disconnect(self) -> None:
         self.scene = self.arm = None
@@ -78,7 +74,7 @@ class MujocoArmDriver(ArmDriver, SimulatedArm):
         """Start a new seeded episode of the configured task."""
         self.config.seed = seed
         reset_episode(self.scene, self.arm, self.task, np.random.default_rng(seed))
-        self._next_tick = time.monotonic()       # pace from here: the reset's own time is not owed
+        self.pacer.restart()                     # pace from here: the reset's own time is not owed
 
     def reset_next(self) -> int:
         """Start the episode with the next unused seed (the first is the configured seed); returns it."""
@@ -95,16 +91,7 @@ class MujocoArmDriver(ArmDriver, SimulatedArm):
     def read_state(self) -> RobotState:
         self._require()
         if self.config.realtime:
-            self._next_tick += self._dt
-            delay = self._next_tick - time.monotonic()
-            if delay > SPIN_MARGIN:
-                time.sleep(delay - SPIN_MARGIN)
-            while time.monotonic() < self._next_tick:
-                pass
-            if delay < -self._dt:
-                self.overruns += 1
-                if delay < -MAX_CATCH_UP:                # far behind (a stall): restart the schedule
-                    self._next_tick = time.monotonic()
+            self.pacer.wait()
         s = self.scene
         pos, quat = s.ee_pose()
         return RobotState(stamp=self.clock(), q=s.q, dq=s.dq, ee_pos=pos, ee_quat=quat,

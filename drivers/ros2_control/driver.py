@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 from robot_stack.drivers.base import ArmDriver, DriverError
-from robot_stack.drivers.common import ClockSync
+from robot_stack.drivers.common import ClockSync, Pacer
 from robot_stack.drivers.registry import register_arm_driver
 from robot_stack.drivers.ros2_control.config import Ros2ControlConfig
 from robot_stack.drivers.ros2_control.ik import DampedLeastSquaresIK, IKError
@@ -40,8 +40,6 @@ from robot_stack.robots.kinematics import Kinematics
 from robot_stack.robots.spec import get_robot
 from robot_stack.types import RobotState
 
-SPIN_MARGIN = 5e-5      # s before a tick when sleeping stops and spinning starts
-MAX_CATCH_UP = 0.05     # s behind schedule after which the pacing restarts instead of rushing ticks
 JUMP_FACTOR = 2.0       # a step over this many times what the speed limits allow since the last point is a jump
 
 
@@ -63,7 +61,7 @@ class Ros2ControlDriver(ArmDriver):
         self.bridge = None
         self._dt = 1.0 / spec.control_hz
         self._publish_period = 1.0 / c.publish_hz
-        self._next_tick = 0.0
+        self.pacer = Pacer(self._dt)
         self._sync = ClockSync(clock)
         self._snap = None                        # the snapshot this tick's state came from
         self._stamp = 0.0
@@ -104,7 +102,7 @@ class Ros2ControlDriver(ArmDriver):
             self.disconnect()
             raise
         self._stopped, self._last_target, self._last_publish, self._gripper_sent = False, None, None, None
-        self._next_tick = time.monotonic()
+        self.pacer.restart()
 
     def disconnect(self) -> None:
         bridge, self.bridge = self.bridge, None
@@ -120,7 +118,7 @@ class Ros2ControlDriver(ArmDriver):
     def read_state(self) -> RobotState:
         """Wait for the next control period (this driver paces the loop itself), then the newest joint state."""
         bridge = self._require()
-        self._pace()
+        self.pacer.wait()
         snap = bridge.latest
         now = time.monotonic()
         if snap is not self._snap:
@@ -136,16 +134,6 @@ class Ros2ControlDriver(ArmDriver):
         return RobotState(stamp=self._stamp, q=snap.q.copy(), dq=snap.dq.copy(), ee_pos=pos, ee_quat=quat,
                           gripper_width=snap.gripper_width, wrench=np.zeros(6),
                           tau=None if snap.tau is None else snap.tau.copy(), mode=mode)
-
-    def _pace(self) -> None:
-        self._next_tick += self._dt
-        delay = self._next_tick - time.monotonic()
-        if delay > SPIN_MARGIN:
-            time.sleep(delay - SPIN_MARGIN)
-        while time.monotonic() < self._next_tick:
-            pass
-        if delay < -MAX_CATCH_UP:
-            self._next_tick = time.monotonic()
 
     # --- commands ------------------------------------------------------------------------------
     def _check_commandable(self) -> None:

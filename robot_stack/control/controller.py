@@ -282,9 +282,10 @@ class Controller:
             estop, enabled, go_home = self.estop, self.enabled, self._go_home
             self.command_age = self.watchdog.age(now)
             self._go_home = False
+        velocity = self._tcp_velocity(state)
         if estop or not enabled:
             self._hold("estop" if estop else "disabled")
-            return Setpoint("pose", *self.setpoint, None, gripper)
+            return self._sent(state, velocity, gripper)
         if go_home or self.mode == "home":
             return self._home_tick(state, go_home, gripper)
         # Each new goal starts from the set point actually sent, which the reach filter or the box may have held
@@ -316,18 +317,26 @@ class Controller:
         else:
             pos, quat = self.pose_interp.step()
             pos = self.safety.limit_contact(self.safety.clip_to_box(pos), state.ee_pos, state.wrench[:3])
-            pos, quat = self.safety.limit_lead(pos, quat, state.ee_pos, state.ee_quat, self._tcp_velocity(state))
             pos, quat = self.reach.step(pos, quat, state.q)
             pos, quat = self.safety.limit_step(self.setpoint[0], self.setpoint[1], pos, quat, self.dt)
             # The measured arm can still be inside a margin (its configuration differs from the reference's for the
-            # same pose, or it was pushed): no set point step takes it deeper. The reference is not put back: it
-            # goes on drawing that joint out (its bound follows the measured joint), and the set point follows it
-            # once a step no longer pushes deeper; put back, it held the arm there for good.
+            # same pose, or it was pushed): no set point step takes it deeper. The step keeps what the other joints
+            # can do (`_step_clear_of_joint_limits`); refusing all of it stranded the arm for good wherever the
+            # short way to the goal orientation ran through a joint's limit (6 of 20 storms in `bench envelope`).
             if self._pushes_into_joint_limit(state, pos, quat):
                 self.safety.events.add("joint_margin_hold")
-                pos, quat = self.setpoint
+                pos, quat = self._step_clear_of_joint_limits(state, pos, quat)
         self.setpoint = (pos, quat)
-        return Setpoint("pose", pos, quat, None, gripper)
+        return self._sent(state, velocity, gripper)
+
+    def _sent(self, state: RobotState, velocity: np.ndarray | None, gripper: float) -> Setpoint:
+        """What goes to the arm: the set point, drawn to within `max_lead` of the measured TCP (and only braking it
+        while the TCP is over the speed limit), kept in the box. Only what is sent is drawn in, as SERL clips the
+        error inside its impedance law: the set point itself stays on its path, so an arm pushed off it (a contact,
+        a joint at its limit) is pulled back toward the path and not followed. A set point that followed the TCP
+        let the arm wander into the table in 5 of 20 storms."""
+        pos, quat = self.safety.limit_lead(*self.setpoint, state.ee_pos, state.ee_quat, velocity)
+        return Setpoint("pose", self.safety.clip_to_box(pos), quat, None, gripper)
 
     def _tcp_velocity(self, state: RobotState) -> np.ndarray | None:
         """The measured TCP's velocity from this state and the last (their stamps); None across a gap or a reset."""
@@ -378,17 +387,52 @@ class Controller:
             self._seed_setpoint(state)
         return Setpoint("joints", self.setpoint[0], self.setpoint[1], q, gripper)
 
+    def _step_twist(self, pos, quat) -> np.ndarray:
+        twist = np.empty(6)
+        twist[:3] = pos - self.setpoint[0]
+        twist[3:] = tf.rotation_error(quat, self.setpoint[1])
+        return twist
+
+    def _joint_step(self, jac: np.ndarray, twist: np.ndarray) -> np.ndarray:
+        """The joint motion of a step: damped least squares, J^T (J J^T + l^2 I)^-1 twist, a 6x6 solve where pinv's
+        SVD was a sixth of the loop's CPU near a limit; the damping keeps it bounded near singularities."""
+        return jac.T @ np.linalg.solve(jac @ jac.T + self._limit_damping, twist)
+
+    def _deeper(self, state: RobotState, near: np.ndarray, dq: np.ndarray) -> np.ndarray:
+        """The joints of `near` that `dq` drives further into their margins."""
+        return near[dq[near] * np.sign(state.q[near] - self._joint_mid[near]) > 1e-9]
+
     def _pushes_into_joint_limit(self, state: RobotState, pos, quat) -> bool:
         """Whether the step from the set point to (pos, quat) drives a joint inside its margin further in."""
         near = self.safety.joints_near_limits(state.q)
         if near.size == 0:
             return False
+        dq = self._joint_step(self.kinematics.jacobian(state.q), self._step_twist(pos, quat))
+        return bool(self._deeper(state, near, dq).size)
+
+    def _step_clear_of_joint_limits(self, state: RobotState, pos, quat):
+        """A step that drives no joint further into its margin, toward the step asked for: its translation alone
+        (the hand keeps its orientation), solved again without the columns of the joints it drove deeper (as IK
+        clamps a saturated joint) until it drives none deeper, and taken only if it still goes the way asked. The
+        orientation waits: the short way to the goal orientation is what ran into the limit. Damped least squares
+        never gives more than was asked, so the step keeps within the speed limit (and, from a set point in the
+        box, clipping into it only shortens it). Otherwise the set point holds."""
+        near = self.safety.joints_near_limits(state.q)
         jac = self.kinematics.jacobian(state.q)
-        twist = np.empty(6)
+        twist = np.zeros(6)
         twist[:3] = pos - self.setpoint[0]
-        twist[3:] = tf.rotation_error(quat, self.setpoint[1])
-        # The joint motion of the step: damped least squares, J^T (J J^T + l^2 I)^-1 twist, a 6x6 solve where
-        # pinv's SVD was a sixth of the loop's CPU near a limit; the damping keeps it bounded near singularities.
-        dq = jac.T @ np.linalg.solve(jac @ jac.T + self._limit_damping, twist)
-        mid = self._joint_mid[near]
-        return bool(np.any(dq[near] * np.sign(state.q[near] - mid) > 1e-9))
+        free = np.ones(jac.shape[1], dtype=bool)
+        for _ in range(near.size + 1):
+            dq = np.zeros(jac.shape[1])
+            dq[free] = self._joint_step(jac[:, free], twist)
+            deeper = self._deeper(state, near, dq)
+            if deeper.size == 0:
+                done = jac @ dq
+                if float(done[:3] @ twist[:3]) <= 0.5 * float(twist[:3] @ twist[:3]):
+                    break                                   # the joints left cannot go the way asked
+                return (self.safety.clip_to_box(self.setpoint[0] + done[:3]),
+                        tf.quat_mul(tf.axis_angle_to_quat(done[3:]), self.setpoint[1]))
+            free[deeper] = False
+            if not free.any():
+                break
+        return self.setpoint

@@ -108,7 +108,7 @@ class ArmNode(Node):
         self.pub_gripper = self.create_publisher(JointState, "arm/gripper", qos.SENSOR)
         self.pub_diag = self.create_publisher(DiagnosticArray, "diagnostics", 10)
         # [tick stamp, target stamp (NaN: none), gripper] for each tick that took a command: what replay plays back
-        self.pub_taken = self.create_publisher(Float64MultiArray, "arm/commands_taken", qos.RELIABLE)
+        self.pub_taken = self.create_publisher(Float64MultiArray, "arm/commands_taken", qos.COMMAND_LOG)
         self.pub_sim = self.create_publisher(Float64MultiArray, "sim/state", qos.SENSOR) \
             if self.simulated else None
         # Commands are taken by the control thread itself, every tick, from subscriptions on a

@@ -118,9 +118,7 @@ class RecorderNode(Node):
             qos.RECORDER_STATE)
         sub(PoseStamped, "arm/target_pose", lambda m: self._pose("action_pose", m), qos.COMMAND)
         sub(Float64, "arm/gripper_cmd", lambda m: self._sample("action_gripper", np.array([m.data]), None), qos.RELIABLE)
-        sub(Float64MultiArray, "arm/commands_taken",
-            lambda m: self._sample("action_taken", np.array(m.data[1:3]), float(m.data[0])) if len(m.data) == 3
-            else None, qos.RELIABLE)
+        sub(Float64MultiArray, "arm/commands_taken", self._on_taken, qos.COMMAND_LOG)
         sub(Bool, "teleop/intervention", lambda m: self._sample("intervention", np.array([m.data]), None), qos.RELIABLE)
         sub(String, "task/instruction", self._on_instruction, qos.LATCHED)
         sub(String, "sim/episode", self._on_sim_episode, qos.LATCHED)
@@ -189,6 +187,11 @@ class RecorderNode(Node):
     def _on_joints(self, msg: JointState, info) -> None:          # two arguments: rclpy passes the message info
         self._sample("joint_pos", np.array(msg.position), msg.header.stamp, info)
         self._sample("joint_vel", np.array(msg.velocity), msg.header.stamp, info)
+
+    def _on_taken(self, msg: Float64MultiArray, info) -> None:     # two arguments: rclpy passes the message info
+        """[tick stamp, target stamp, gripper] of a tick that took a command: (target stamp, gripper) at the tick."""
+        if len(msg.data) == 3:
+            self._sample("action_taken", np.array(msg.data[1:3]), float(msg.data[0]), info)
 
     def _on_wrench(self, msg: WrenchStamped) -> None:
         f, t = msg.wrench.force, msg.wrench.torque

@@ -21,3 +21,6 @@ RECORDER_IMAGE = QoSProfile(depth=60, reliability=ReliabilityPolicy.RELIABLE, hi
 # samples instead of overwriting them (with SENSOR's depth 5, a 50 ms stall loses samples: 44-67 Hz of 100 were
 # recorded on a loaded 2-core host). Samples keep their capture stamps, so a delayed one is still placed in time.
 RECORDER_STATE = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
+# arm/commands_taken (a row per tick that took a command, up to the command rate): reliable with ten seconds of
+# history at 20 Hz, so a stalled recorder gets every row; replay needs them all (a lost row replays a target late).
+COMMAND_LOG = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)

@@ -17,9 +17,12 @@ import numpy as np
 
 from robot_stack import transforms as tf
 from robot_stack.control.interpolation import JointInterpolator, PoseInterpolator
-from robot_stack.sim.scene import Scene
+from robot_stack.sim.scene import Scene, SimulationError
 
 log = logging.getLogger(__name__)
+
+JOINT_SPEED_BRAKE = 0.5       # of a joint's speed over its limit taken off per physics step
+TASK_INERTIA_FLOOR = 1e-2     # the least eigenvalue of J M^-1 J^T the law inverts (at home the least is 0.08)
 
 
 @dataclass
@@ -68,10 +71,10 @@ class SimArm:
         self._minv_jt = np.zeros((6, nv))
         self._dofs = _as_slice(scene.arm_dof)         # views, not fancy-index copies, where the indices are a range
         self._qpos = _as_slice(scene.arm_qpos)
-        self._reg = 1e-4 * np.eye(6)
         self._eye_n = np.eye(len(scene.arm_dof))
         self._q_lo = np.array(self.spec.q_min)
         self._q_hi = np.array(self.spec.q_max)
+        self._dq_max = np.array(self.spec.dq_max)
         self._shoulder = np.array([0.0, 0.0, self.spec.d[0]])
         g = self.gains                               # task-space gains, built once, not every 1 ms tick
         self._kp = np.array([g.translation] * 3 + [g.rotation] * 3)
@@ -172,7 +175,7 @@ class SimArm:
         mujoco.mj_solveM(m, d, self._minv_jt, jac_full)        # rows: (M^-1 J^T)^T
         jac = jac_full[:, dofs]
         minv_jt = self._minv_jt[:, dofs].T                        # (n, 6)
-        lam = np.linalg.inv(jac @ minv_jt + self._reg)            # task-space inertia
+        lam = self._task_inertia(jac @ minv_jt)
         qd = d.qvel[dofs]
         vel = jac @ qd
         err = np.empty(6)
@@ -190,8 +193,35 @@ class SimArm:
         q = d.qpos[self._qpos]
         kn = self.gains.nullspace
         tau += null @ (kn * (self._q_null - q) - 2.0 * np.sqrt(kn) * qd)
+        tau += self._joint_speed_brake(qd)
         tau += d.qfrc_bias[dofs]
         return tau
+
+    def _task_inertia(self, inverse: np.ndarray) -> np.ndarray:
+        """The task-space inertia from its inverse J M^-1 J^T, singularity-robust: the eigenvalues that vanish as
+        the arm nears a singularity (joint 2 near 0 aligns joints 1 and 3; joint 6 near 0 or pi, joints 5 and 7) are
+        floored, so the law does not ask for unbounded torque along a direction the arm can barely move in. With only
+        a 1e-4 regularisation the twin whipped joints 5 and 7 at 11 rad/s against each other there; away from a
+        singularity every eigenvalue is far above the floor and the law is unchanged."""
+        if not np.isfinite(inverse).all():
+            self.scene.check_finite()               # a state gone bad: the episode ends with the twin's own error
+            raise SimulationError("the task-space inertia became non-finite; ending the episode")
+        w, v = np.linalg.eigh(inverse)
+        return (v / np.maximum(w, TASK_INERTIA_FLOOR)) @ v.T
+
+    def _joint_speed_brake(self, qd: np.ndarray) -> np.ndarray:
+        """Torque that brakes any joint past its speed limit, as the real arms' controllers will not let a joint
+        run past it (the Franka stops with a reflex). Without it the twin's arm spun joints 1 and 3 against each
+        other at 20 rad/s in the self-motion that opens at the shoulder singularity (joint 2 near 0, their axes
+        in line), which the task-space law neither sees nor damps; the TCP went 0.65 m/s."""
+        excess = qd - np.clip(qd, -self._dq_max, self._dq_max)
+        if not excess.any():
+            return np.zeros_like(qd)
+        accel = np.zeros(self.scene.model.nv)
+        accel[self.scene.arm_dof] = -(JOINT_SPEED_BRAKE / self.dt) * excess
+        torque = np.zeros(self.scene.model.nv)
+        mujoco.mj_mulM(self.scene.model, self.scene.data, torque, accel)
+        return torque[self.scene.arm_dof]
 
     def _joint_torque(self, q_target: np.ndarray) -> np.ndarray:
         d, s, g = self.scene.data, self.scene, self.gains

@@ -79,6 +79,9 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
     t0 = float(q_t[0])
     clock = SimClock(t0)
     if mode == "actions":
+        taken_counts = meta.get("stream_counts", {}).get("action_taken", {})
+        if taken_counts.get("lost_in_transport", 0) or taken_counts.get("dropped", 0):
+            ep.pop("action_taken", None)        # a row missing would replay a target late: use the stamps instead
         commands = _commands(ep)
         # A recorder under load can take its first state after the first commands (1.1 s after, once): the replay
         # starts at whichever came first, the arm at rest where the reset left it, as the recorded arm was.

@@ -73,7 +73,7 @@ def envelope_check(arm, setpoints: list | None = None):
     return check
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(targets=st.lists(target, min_size=1, max_size=3))
 def test_the_measured_tcp_stays_in_the_box_and_under_the_speed_limit(arm, targets):
@@ -90,12 +90,13 @@ def test_the_measured_tcp_stays_in_the_box_and_under_the_speed_limit(arm, target
 
 def test_targets_past_the_faces_and_the_reach_edge_keep_the_measured_tcp_in_the_box(arm):
     """Past the top and a side face (reachable: the set point runs along the face) and past the Panda's reach for a
-    top-down hand at the far face (the node's fuzz test's first edge target), each streamed for 1.5 s."""
+    top-down hand at the far face (the node's fuzz test's first edge target), each streamed for 2.5 s (the set point
+    leads the arm by at most max_lead, so a long move goes at the arm's pace, not ahead of it)."""
     arm.reset()                          # from the home pose, not wherever the fuzz examples left the arm
     check = envelope_check(arm, seen := [])
     top_down = [1.0, 0.0, 0.0, 0.0]
     for goal in ((0.5, 0.0, 1.0), (0.4, 0.9, 0.3), (0.85, 0.0, 0.3)):
-        stream(arm, goal, top_down, 1.5, check)
+        stream(arm, goal, top_down, 2.5, check)
     setpoints = np.array(seen)
     assert setpoints[:, 2].max() > 0.64 and setpoints[:, 1].max() > 0.54        # the faces were reached
     assert arm.fault() is None

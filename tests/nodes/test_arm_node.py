@@ -81,7 +81,7 @@ def test_each_tick_that_takes_a_command_reports_it_for_replay(ros):
     node, client = start(ros)
     taken = []
     client.node.create_subscription(Float64MultiArray, "arm/commands_taken", lambda m: taken.append(list(m.data)),
-                                    qos.RELIABLE)
+                                    qos.COMMAND_LOG)
     wait_for(lambda: node.pub_taken.get_subscription_count() > 0, what="the commands_taken subscription")
     pos, quat = client.pose()
     stamps = []

@@ -153,10 +153,30 @@ def test_replay_commands_keep_a_release_sent_after_the_last_pose():
     ep = {"action_pose": {"capture_stamp": np.array([1.0, 1.1, 1.2]), "data": poses},
           "action_gripper": {"capture_stamp": np.array([1.0, 1.21]), "data": np.array([[1.0], [0.0]])}}
     commands = _commands(ep)
-    assert [(t, kind) for t, kind, _ in commands] == [(1.0, "pose"), (1.0, "gripper"), (1.1, "pose"), (1.2, "pose"),
-                                                      (1.21, "gripper")]
+    assert [(t, kind) for t, kind, _, _ in commands] == [(1.0, "pose"), (1.0, "gripper"), (1.1, "pose"),
+                                                         (1.2, "pose"), (1.21, "gripper")]
     assert commands[-1][2] == 0.0                                        # the release is replayed
     np.testing.assert_allclose(commands[3][2], poses[-1])               # after the last pose, which holds
+
+
+def test_replay_hands_each_command_over_at_the_tick_the_arm_took_it():
+    """arm/commands_taken (action_taken): a target that reached the arm late is replayed late, one a newer target
+    overtook in the same tick is not replayed, and what came before the log's first row goes at its stamp."""
+    from robot_stack.sim.replay import _commands
+    poses = np.tile([0.5, 0.0, 0.1, 0.0, 0.0, 0.0, 1.0], (4, 1))
+    poses[:, 0] += [0.0, 0.01, 0.02, 0.03]
+    ep = {"action_pose": {"capture_stamp": np.array([1.0, 1.1, 1.2, 1.25]), "data": poses},
+          "action_gripper": {"capture_stamp": np.array([1.0]), "data": np.array([[0.0]])},
+          # rows: tick stamp, the target's stamp (NaN: none taken), the gripper command at that tick
+          "action_taken": {"capture_stamp": np.array([1.102, 1.33, 1.5]),
+                           "data": np.array([[1.1, 0.0], [1.25, 0.0], [np.nan, 1.0]])}}
+    commands = _commands(ep)
+    assert [(t, kind) for t, kind, _, _ in commands] == [(1.0, "pose"), (1.0, "gripper"), (1.102, "pose"),
+                                                         (1.102, "gripper"), (1.33, "pose"), (1.33, "gripper"),
+                                                         (1.5, "gripper")]
+    assert commands[4][3] == 1.25                                      # set with its own stamp, handed over late
+    np.testing.assert_allclose(commands[4][2], poses[3])               # the 1.2 target was overtaken: not replayed
+    assert commands[-1][2] == 1.0
 
 
 def test_a_crowded_clutter_draw_is_drawn_again_not_raised(monkeypatch):
