@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,9 +26,19 @@ def _overrides(out) -> str:
 
 
 def _start_learner(out):
+    """The learner in a process of its own; its log goes to a file (`learner.log_path`), appended across restarts,
+    so a failure can show what the learner said (a pipe nobody reads would also block it once full)."""
     cmd = [sys.executable, "-m", "robot_stack.nodes.learner_node", "--ros-args", "-p", f"overrides:={_overrides(out)}",
            "-p", "checkpoint_period:=1.0", "-p", "publish_every:=5"]
-    return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log_path = Path(out).parent / "learner.log"
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log_path = log_path
+    return proc
+
+
+def _log(learner) -> str:
+    return learner.log_path.read_text(errors="replace")[-4000:]
 
 
 @pytest.fixture
@@ -71,7 +82,7 @@ def test_learner_killed_and_restarted_loses_and_duplicates_nothing(ros, status, 
             os.killpg(learner.pid, signal.SIGINT)          # a clean stop checkpoints once more
             learner.wait(timeout=30)
     state = json.loads((out / "checkpoint" / "state.json").read_text())
-    assert state["received"]["actor0"] == produced
+    assert state["received"]["actor0"] == produced, _log(learner)
     from robot_stack.learner.rlpd import RLPDAgent
     spec = RLPDAgent.load(out / "checkpoint" / "agent").obs_spec
     online = ReplayBuffer.load(out / "checkpoint" / "online_buffer", spec)
