@@ -24,8 +24,14 @@ def test_parse_checkpoints():
 def graph(ros, tmp_path):
     ToyPolicy(ToyPolicy.Config(), toy_stats()).save(tmp_path / "toy")
     ToyPolicy(ToyPolicy.Config(action_horizon=5), toy_stats()).save(tmp_path / "toy5")
+    return serve(ros, f"{tmp_path / 'toy'},long={tmp_path / 'toy5'}")
+
+
+def serve(ros, checkpoints: str) -> dict:
+    """A policy server on `checkpoints` at 20 Hz and an `io` node feeding it (image, pose, gripper, instruction)
+    and taking its chunks and diagnostics."""
     server = ros.add(PolicyServer(context=ros.context, parameter_overrides=[
-        Parameter("checkpoints", value=f"{tmp_path / 'toy'},long={tmp_path / 'toy5'}"), Parameter("rate", value=20.0)]))
+        Parameter("checkpoints", value=checkpoints), Parameter("rate", value=20.0)]))
     io = ros.node("io")
     g = {"server": server, "io": io, "chunks": [], "diag": []}
     io.create_subscription(MultiDOFJointTrajectory, "arm/action_chunk", g["chunks"].append, qos.COMMAND)

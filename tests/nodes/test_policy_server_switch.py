@@ -2,18 +2,10 @@
 is on /diagnostics; bad and rapid switches are survived."""
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseStamped
-from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
-from std_srvs.srv import SetBool
-from trajectory_msgs.msg import MultiDOFJointTrajectory
 
-from robot_stack.nodes.policy_server import PolicyServer
-from robot_stack.ros import qos
 from tests.nodes.conftest import wait_for
-from tests.nodes.test_policy_server import enable, pump
+from tests.nodes.test_policy_server import enable, pump, serve
 
 A, B = "put the red block in the bowl", "no, the green block"
 
@@ -25,18 +17,7 @@ def graph(ros, tmp_path):
     stats = {"action": {"mean": [0.0] * 7, "std": [0.01] * 7}, "proprio": {"mean": [0.0] * 8, "std": [1.0] * 8}}
     cls(cls.Config(image_size=32, cameras=("front",), channels=(8, 16), width=32, layers=1, heads=2, expert_layers=1,
                    grid=2, action_horizon=4, flow_steps=2, execute_steps=1), stats).save(tmp_path / "sw")
-    server = ros.add(PolicyServer(context=ros.context, parameter_overrides=[
-        Parameter("checkpoints", value=str(tmp_path / "sw")), Parameter("rate", value=20.0)]))
-    io = ros.node("io")
-    g = {"server": server, "io": io, "chunks": [], "diag": []}
-    io.create_subscription(MultiDOFJointTrajectory, "arm/action_chunk", g["chunks"].append, qos.COMMAND)
-    io.create_subscription(DiagnosticArray, "diagnostics", lambda m: g["diag"].extend(m.status), 10)
-    g["image"] = io.create_publisher(Image, "front/color/image_raw", qos.IMAGE)
-    g["pose"] = io.create_publisher(PoseStamped, "arm/ee_pose", qos.SENSOR)
-    g["grip"] = io.create_publisher(JointState, "arm/gripper", qos.SENSOR)
-    g["text"] = io.create_publisher(String, "task/instruction", qos.LATCHED)
-    g["enable"] = io.create_client(SetBool, "policy_server/enable")
-    return g
+    return serve(ros, str(tmp_path / "sw"))
 
 
 def _diag(g) -> dict:
