@@ -27,11 +27,14 @@ from robot_stack.control.interpolation import JointInterpolator, PoseInterpolato
 from robot_stack.control.loop_stats import LoopStats, RecentSamples
 from robot_stack.control.reach import ReachFilter
 from robot_stack.control.safety import SafetyEnvelope, SafetyLimits, SafetyViolation, Watchdog
+from robot_stack.control.unwind import JointPathPlayer, StuckDetector, UnwindPlanner, pose_distance
 from robot_stack.robots.kinematics import Kinematics
 from robot_stack.robots.spec import RobotSpec
 from robot_stack.types import ActionChunk, RobotState
 
 REFERENCE_CLEARANCE = 0.03      # rad the reach filter's reference keeps beyond the joint margin
+UNWIND_GOAL_CHANGE = 0.05       # pose distance (m, 0.1 m per rad) by which a new goal makes an unwind's path moot
+UNWIND_SETTLE = 2.0             # s an unwind waits for the arm to follow its path (a contact can hold it)
 
 
 def check_target(envelope: SafetyEnvelope, pos, quat, stamp: float, now: float) -> tuple[np.ndarray, np.ndarray]:
@@ -110,6 +113,17 @@ class Controller:
                                  elbow_clearance=limits.elbow_clearance, clearance=REFERENCE_CLEARANCE)
         self.pose_interp = PoseInterpolator(self.dt, limits.max_linear_speed, limits.max_angular_speed)
         self.joint_interp = JointInterpolator(self.dt, np.array(spec.dq_max) * 0.5)
+        self.unwind_planner = UnwindPlanner(self.kinematics, self.safety.q_min + keep, self.safety.q_max - keep,
+                                            spec.q_home, limits.workspace_low, limits.workspace_high,
+                                            limits.max_linear_speed, limits.max_angular_speed,
+                                            self.joint_interp.max_speed)
+        self.stuck = StuckDetector(self.dt)
+        self._goal: tuple[np.ndarray, np.ndarray] | None = None     # the pose the commands ask for now
+        self._planning = None          # the unwind planner's generator while it works, one step a period
+        self._blocked_goal = None      # the goal of the last unwind a contact blocked: the next goes through home
+        self._stuck_goal = None        # the goal the stuck detector measures progress toward
+        # while unwinding: (goal, the path's player, [periods spent settling at its end])
+        self._unwind: tuple[tuple[np.ndarray, np.ndarray], JointPathPlayer, list] | None = None
 
         self._lock = threading.Lock()
         self._target: tuple[np.ndarray, np.ndarray, float] | None = None   # newest pose target, not yet taken
@@ -244,6 +258,8 @@ class Controller:
             self._end_stream()
             self.setpoint = None
             self.mode = "hold"
+            self._goal = self._planning = self._unwind = self._blocked_goal = self._stuck_goal = None
+            self.stuck.reset()
 
     def fault(self, detail: str) -> None:
         """The driver failed: latch the e-stop and record why."""
@@ -288,6 +304,10 @@ class Controller:
             return self._sent(state, velocity, gripper)
         if go_home or self.mode == "home":
             return self._home_tick(state, go_home, gripper)
+        if self.mode == "unwind":
+            setpoint = self._unwind_tick(state, now, target, chunk, gripper)
+            if setpoint is not None:
+                return setpoint
         # Each new goal starts from the set point actually sent, which the reach filter or the box may have held
         # short of where the interpolator had got to.
         if target is not None:
@@ -296,6 +316,7 @@ class Controller:
             self.command_latency.append(self.taken_latency)
             self.pose_interp.reset(*self.setpoint)
             self.pose_interp.set_goal(target[0], target[1], self._command_period)
+            self._goal = (target[0], target[1])
             self.mode = "target"
         elif chunk is not None:
             t = self.clock()
@@ -305,6 +326,7 @@ class Controller:
             self._gripper = gripper
             self.pose_interp.reset(*self.setpoint)
             self.pose_interp.set_goal(pos, quat, self.dt)
+            self._goal = (pos, quat)
             self.mode = "chunk"
             if t <= chunk.times[-1]:
                 self.watchdog.feed(now)          # a chunk with steps ahead is a fresh command; past its end it is not
@@ -323,9 +345,12 @@ class Controller:
             # same pose, or it was pushed): no set point step takes it deeper. The step keeps what the other joints
             # can do (`_step_clear_of_joint_limits`); refusing all of it stranded the arm for good wherever the
             # short way to the goal orientation ran through a joint's limit (6 of 20 storms in `bench envelope`).
+            held = self.reach.saturated
             if self._pushes_into_joint_limit(state, pos, quat):
                 self.safety.events.add("joint_margin_hold")
                 pos, quat = self._step_clear_of_joint_limits(state, pos, quat)
+                held = True
+            self._watch_progress(state, pos, quat, held)
         self.setpoint = (pos, quat)
         return self._sent(state, velocity, gripper)
 
@@ -356,6 +381,7 @@ class Controller:
     def _watchdog_hold(self, now: float, chunk: ActionChunk | None) -> None:
         """Commands stopped: hold where the set point is. A chunk past its end is over, not paused."""
         self.mode = "hold"
+        self.stuck.reset()
         with self._lock:
             if chunk is not None and self._chunk is chunk:
                 self._chunk = None
@@ -370,6 +396,74 @@ class Controller:
                                                     f"{self.command_age:.3f} s")
             if self.on_stall is not None:
                 self.on_stall(self.command_age)
+
+    def _watch_progress(self, state: RobotState, pos, quat, held: bool) -> None:
+        """When the set point is stuck short of its goal at the joint limits, plan a way out (a few IK iterations a
+        period, `unwind.UnwindPlanner`) and, once planned and still wanted, start playing it (`_unwind_tick`)."""
+        if self._goal is None:
+            return
+        if self._planning is None:
+            # progress is measured toward one goal: a goal that moves on (a storm, a teleop hand) starts it again
+            if self._stuck_goal is None or pose_distance(*self._goal, *self._stuck_goal) > UNWIND_GOAL_CHANGE:
+                self.stuck.reset()
+                self._stuck_goal = self._goal
+            if self.stuck.update(pose_distance(pos, quat, *self._goal), held):
+                via_home = self._blocked_goal is not None and \
+                    pose_distance(*self._goal, *self._blocked_goal) <= UNWIND_GOAL_CHANGE
+                self._planning = (self._goal, self.unwind_planner.plan(state.q, state.ee_pos, state.ee_quat,
+                                                                       *self._goal, via_home=via_home))
+            return
+        goal, planning = self._planning
+        try:
+            next(planning)
+            return
+        except StopIteration as done:
+            path = done.value
+        self._planning = None
+        self.stuck.reset()
+        if path is None:
+            self.safety.events.add("unwind_failed", f"no joint path to {np.round(goal[0], 3).tolist()} in the box")
+            return
+        if pose_distance(*goal, *self._goal) > UNWIND_GOAL_CHANGE:
+            return                                          # the goal moved on while planning
+        self.safety.events.add("unwind", f"stuck short of {np.round(goal[0], 3).tolist()}: joint path over "
+                                         f"{len(path.waypoints)} waypoint(s), {sum(path.durations):.1f} s")
+        self._unwind = (goal, JointPathPlayer(state.q, path, self.dt), [0])
+        self.mode = "unwind"
+
+    def _unwind_tick(self, state: RobotState, now: float, target, chunk, gripper: float) -> Setpoint | None:
+        """One period of the joint path out of a stuck configuration. It is dropped for a new goal (the path was for
+        the old one) and when commands stop (the arm does not move on its own); once over, the set point starts
+        from the measured pose and None is returned."""
+        if target is not None:
+            self._goal = (target[0], target[1])
+        elif chunk is not None:
+            t = self.clock()
+            self._goal = chunk_target_at(chunk, t)[:2]
+            if t <= chunk.times[-1]:
+                self.watchdog.feed(now)
+        aim, player, settling = self._unwind
+        over = pose_distance(*self._goal, *aim) > UNWIND_GOAL_CHANGE
+        if not over and self.watchdog.expired(now):
+            self._watchdog_hold(now, chunk)
+            over = True
+        if not over:
+            q = player.step(state.q)
+            if player.done:
+                settling[0] += 1
+            # over once the arm is there, or when it cannot get on (blocked): the set point then holds where it is
+            over = (player.done and np.abs(state.q - q).max() < 0.01) or \
+                max(settling[0] * self.dt, player.waiting) > UNWIND_SETTLE
+            if player.waiting > UNWIND_SETTLE:
+                self._blocked_goal = aim
+                self.safety.events.add("unwind_failed", f"the arm was held {player.waiting:.1f} s on the path")
+            if not over:
+                return Setpoint("joints", self.setpoint[0], self.setpoint[1], q, gripper)
+        self._unwind = None
+        self.mode = "hold"
+        self._seed_setpoint(state)
+        self.stuck.reset()
+        return None
 
     def _hold(self, reason: str) -> None:
         if self.mode != reason:

@@ -35,10 +35,11 @@ MAGIC = 0x52534354524C3031          # "RSCTRL01"
 TARGET, GRIPPER, STOP, RECOVER, HOME, ENABLE, RESET, CHUNK, BLEND, SHUTDOWN, END_STREAM = range(1, 12)
 CMD_WIDTH = 12                      # seq, kind, stamp, 9 values (pos 3, quat 4, spare 2)
 
-MODES = ("hold", "target", "chunk", "home", "estop", "disabled")
+MODES = ("hold", "target", "chunk", "home", "estop", "disabled", "unwind")
 EVENT_KINDS = ("rejected", "workspace_clip", "gripper_clip", "tcp_outside_box", "contact_force_limit",
                "linear_speed_limit", "angular_speed_limit", "joint_margin_hold", "joint_margin_clip",
-               "watchdog_hold", "command_stall", "estop", "driver_error", "node_lost", "other")
+               "watchdog_hold", "command_stall", "estop", "driver_error", "node_lost", "unwind", "unwind_failed",
+               "other")
 EVENT_TEXT = 240                    # bytes of the last event's text
 
 # header slots (int64)
