@@ -35,6 +35,12 @@ def _load():
     return _model
 
 
+def warm_up() -> None:
+    """Load the encoder now rather than at the first instruction (a server does it before it serves)."""
+    with _lock:
+        _load()
+
+
 def embed(texts: list[str]) -> torch.Tensor:
     """Sentence embeddings (N, 384) float32 on the CPU; unit norm, no gradient."""
     texts = [str(t) for t in texts]

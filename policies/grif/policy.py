@@ -168,6 +168,12 @@ class GRIFPolicy(Policy):
         z = self.embed_images(as_uint8_images(batch["start_image"]), as_uint8_images(batch["goal_image"]))
         return self.policy(frames, z, self._gripper(batch))
 
+    def serve(self) -> "Policy":
+        """Also loads the sentence encoder now: loaded at the first instruction, its seconds made the first chunk
+        of a served episode stale, and the arm refused it."""
+        language.warm_up()
+        return super().serve()
+
     def _on_reset(self, task: Task) -> None:
         self._z = self._task_z(task, first_frame=None)
 

@@ -25,7 +25,7 @@ from robot_stack.learner.loop import evaluate, learned_reward, make_agent, make_
 from robot_stack.learner.roles import Actor
 from robot_stack.learner.spaces import SpecError
 from robot_stack.learner.transport import TransportError, decode_weights, encode_transition
-from robot_stack.nodes.common import declare_any, node_config, run_node
+from robot_stack.nodes.common import declare_any, node_config, run_node, startup_only
 from robot_stack.ros import qos
 
 ACTOR_PARAMS = ("task", "robot", "seed", "train_seed")
@@ -41,6 +41,7 @@ class ActorNode(Node):
         self.max_episodes = int(declare_any(self, "episodes") or 0)       # 0: until stopped
         self.max_outbox = int(declare_any(self, "max_outbox") or 100_000)
         self.resend_after = float(declare_any(self, "resend_after") or 1.0)
+        startup_only(self)
         torch.set_num_threads(int(self.cfg.threads))
         self.agent = make_agent(self.cfg)
         self.fingerprint = self.agent.fingerprint()

@@ -27,7 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float64MultiArray
 
 from robot_stack.drivers.base import CameraDriver, DriverError
-from robot_stack.nodes.common import node_config, raise_thread_priority, run_node
+from robot_stack.nodes.common import node_config, raise_thread_priority, run_node, startup_only
 from robot_stack.ros import convert, qos
 
 IMAGE_PUBLISHER_QOS = qos.CAMERA_IMAGE   # colour publisher (old name, kept for importers)
@@ -55,6 +55,7 @@ class CameraNode(Node):
         super().__init__("camera_node", **node_kwargs)
         self.cfg = node_config(self, "camera_node", CAMERA_PARAMS,
                                key=lambda n: n if n in ("camera", "realtime_priority") else f"camera.{n}")
+        startup_only(self)
         self.driver = driver or make_camera_driver(self.cfg)
         name = self.cfg.camera.name
         self.pub_color = self.create_publisher(Image, f"{name}/color/image_raw", qos.CAMERA_IMAGE)   # a second of history

@@ -113,6 +113,22 @@ def declare_any(node, name: str):
     return "" if value is None else value
 
 
+def startup_only(node, runtime: tuple[str, ...] = ()) -> None:
+    """Refuse, with a reason, a later set of any parameter but `runtime` (whose owner validates them): the node
+    reads its parameters once, and rclpy otherwise reports a set it will never act on as successful. Call it after
+    the node's last declaration (a declaration passes through the same callbacks). Never raises: an exception in
+    a parameter callback takes the node down."""
+    from rcl_interfaces.msg import SetParametersResult
+
+    def check(params):
+        for p in params:
+            if p.name not in runtime and p.name != "use_sim_time":
+                return SetParametersResult(successful=False, reason=f"{p.name} is read at start-up only: restart "
+                                                                    f"{node.get_name()} to change it")
+        return SetParametersResult(successful=True)
+    node.add_on_set_parameters_callback(check)
+
+
 def overrides_param(node, name: str = "overrides") -> list[str]:
     """Hydra overrides passed as one ROS string parameter, space separated."""
     return [v for v in str(declare_any(node, name)).split() if v]

@@ -26,7 +26,7 @@ from robot_stack.learner.loop import plot_curve, resume_or_build, save_checkpoin
 from robot_stack.learner.rlpd import to_tensors
 from robot_stack.learner.spaces import SpecError
 from robot_stack.learner.transport import TransportError, decode_transition, encode_weights
-from robot_stack.nodes.common import declare_any, node_config, run_node
+from robot_stack.nodes.common import declare_any, node_config, run_node, startup_only
 from robot_stack.ros import qos
 
 LEARNER_PARAMS = ("task", "robot", "demos", "out", "seed")
@@ -38,6 +38,7 @@ class LearnerNode(Node):
         self.cfg = node_config(self, "learn", LEARNER_PARAMS)
         self.publish_every = int(declare_any(self, "publish_every") or 50)
         self.checkpoint_period = float(declare_any(self, "checkpoint_period") or 30.0)
+        startup_only(self)
         torch.set_num_threads(int(self.cfg.threads))
         self.out = Path(self.cfg.out)
         self.ckpt = self.out / "checkpoint"

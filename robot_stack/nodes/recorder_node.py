@@ -29,7 +29,7 @@ from std_msgs.msg import Bool, Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from robot_stack.data import EpisodeStore, StoreError
-from robot_stack.nodes.common import declare_any, run_node
+from robot_stack.nodes.common import declare_any, run_node, startup_only
 from robot_stack.ros import convert, qos
 
 
@@ -92,6 +92,7 @@ class RecorderNode(Node):
         cameras = str(declare_any(self, "cameras") or "front,wrist")
         rate = float(declare_any(self, "rate") or 10.0)
         self.queue_bytes = float(declare_any(self, "queue_mb") or QUEUE_MB) * 1e6
+        startup_only(self)
         try:
             self.store = EpisodeStore.open(path, "a") if Path(path).exists() else EpisodeStore.create(path)
         except StoreError as exc:

@@ -36,7 +36,7 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from robot_stack import transforms as tf
 from robot_stack.drivers.teleop import EVENTS, FRAMES, DriverError, TeleopCommand, TeleopDevice, make_device
-from robot_stack.nodes.common import declare_any, run_node
+from robot_stack.nodes.common import declare_any, run_node, startup_only
 from robot_stack.ros import convert, qos
 from robot_stack.ros.service_call import RESET_RESEND_AFTER, ServiceError, call_service
 
@@ -103,6 +103,7 @@ class TeleopNode(Node):
 
     def _setup(self, device: TeleopDevice | None) -> None:
         values = {name: declare_any(self, name) for name in PARAMS}
+        startup_only(self)
         self.cfg = TeleopConfig(**{k: v for k, v in values.items() if v not in ("", None)})
         self.dt = 1.0 / self.cfg.rate
         self.device = device or make_device(self.cfg.device, frame=self.cfg.frame, task=self.cfg.task,

@@ -76,3 +76,21 @@ def test_parse_image_rejects_wrong_sizes_and_encodings():
         assert "size" in str(exc)
     else:
         raise AssertionError("accepted truncated data")
+
+
+def test_parameters_read_at_start_up_are_refused_later_with_a_reason(ros, tmp_path):
+    """A node that reads its parameters once refuses a later set instead of reporting it as set (issue 35, item 4)."""
+    from robot_stack.nodes.recorder_node import RecorderNode
+
+    ros.add(ArmNode(context=ros.context, parameter_overrides=[Parameter("robot", value="panda")]))
+    cam = ros.add(CameraNode(context=ros.context, parameter_overrides=[
+        Parameter("camera", value="twin_front"), Parameter("width", value=64), Parameter("height", value=48)]))
+    recorder = ros.add(RecorderNode(context=ros.context, parameter_overrides=[
+        Parameter("store", value=str(tmp_path / "store")), Parameter("cameras", value="front")]))
+    for node, name, value in ((cam, "fps", 5.0), (cam, "width", "abc"), (recorder, "rate", [1, 2]),
+                              (recorder, "store", "/elsewhere")):
+        result = node.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful and "start-up only" in result.reason, (name, result.reason)
+    assert cam.get_parameter("width").value == 64
+    frames = cam.frames
+    wait_for(lambda: cam.frames > frames + 3, timeout=10.0, what="the camera still publishing")
