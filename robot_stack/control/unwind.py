@@ -21,7 +21,8 @@ from robot_stack import transforms as tf
 from robot_stack.robots.kinematics import Kinematics
 
 ROTATION_LENGTH = 0.1          # m per rad: how a rotation error counts against a position error
-ITERATIONS_PER_TICK = 10       # IK iterations in one control period (about 0.3 ms): planning never stalls the loop
+ITERATIONS_PER_TICK = 3        # IK iterations in one control period: planning never stalls the loop
+SAMPLES_PER_TICK = 4           # path samples checked in one control period
 
 
 def pose_distance(pos_a, quat_a, pos_b, quat_b) -> float:
@@ -31,8 +32,9 @@ def pose_distance(pos_a, quat_a, pos_b, quat_b) -> float:
 
 def solve_ik(kin: Kinematics, pos, quat, seed, lo, hi, iterations: int = 300, tolerance: float = 1e-4):
     """Joint angles inside [lo, hi] that put the TCP at (pos, quat), by clamped damped least squares from `seed`;
-    None where it does not converge (unreachable within the range from this seed). A generator that yields every
-    ITERATIONS_PER_TICK iterations, so the control loop spreads the work over its periods."""
+    None where it does not converge (unreachable within the range from this seed). `quat` None: the position
+    alone, the hand turned as the seed's neighbourhood has it. A generator that yields every ITERATIONS_PER_TICK
+    iterations, so the control loop spreads the work over its periods."""
     q = np.clip(np.asarray(seed, dtype=float), lo, hi)
     damping = 1e-4 * np.eye(6)
     err = np.empty(6)
@@ -41,10 +43,12 @@ def solve_ik(kin: Kinematics, pos, quat, seed, lo, hi, iterations: int = 300, to
             yield
         cur_pos, cur_quat, jac = kin.pose_and_jacobian(q)
         err[:3] = pos - cur_pos
-        err[3:] = tf.rotation_error(quat, cur_quat)
+        err[3:] = 0.0 if quat is None else tf.rotation_error(quat, cur_quat)
         if np.linalg.norm(err[:3]) < tolerance and np.linalg.norm(err[3:]) < 10 * tolerance:
             return q
-        step = jac.T @ np.linalg.solve(jac @ jac.T + damping, err)
+        if quat is None:
+            jac = jac[:3]
+        step = jac.T @ np.linalg.solve(jac @ jac.T + damping[:len(jac), :len(jac)], err[:len(jac)])
         step *= min(1.0, 0.5 / max(float(np.abs(step).max()), 1e-12))      # at most 0.5 rad a joint per iteration
         q = np.clip(q + step, lo, hi)
     return None
@@ -98,13 +102,20 @@ class UnwindPlanner:
         # there the hand comes up and back over the base, off whatever it was pressed against.
         tucked = self.home.copy()
         tucked[0] = np.clip(q[0], self.lo[0], self.hi[0])
+        # The hand taken to the box's centre (the same branch, the wrist as wound as it is): a wrist wound
+        # round to its limit with the arm at a corner of the box swings the hand out of the box wherever it
+        # unwinds there (UR5e storm 10: wrist 1 at -2 pi, the TCP at the box's top corner).
+        centre = yield from solve_ik(self.kin, (self.box_low + self.box_high) / 2 - offset_pos, None, q,
+                                     self.lo, self.hi)
         for goal_q in solutions:
             routes = [[goal_q], [self.home, goal_q], [tucked, self.home, goal_q]]
-            for waypoints in (routes[:0:-1] if via_home else routes):
+            if centre is not None:
+                routes += [[centre, goal_q], [centre, self.home, goal_q]]
+            for waypoints in (routes[:0:-1] if via_home else routes):      # after a block: never the direct one
                 legs, start = [], q
                 for w in waypoints:
                     yield
-                    duration = self._leg_duration(start, w, offset_pos)
+                    duration = yield from self._leg_duration(start, w, offset_pos)
                     if duration is None:
                         break
                     legs.append(duration)
@@ -113,21 +124,31 @@ class UnwindPlanner:
                     return JointPath([w.copy() for w in waypoints], legs)
         return None
 
-    def _leg_duration(self, q0, q1, offset_pos) -> float | None:
+    def _leg_duration(self, q0, q1, offset_pos):
         """The time the straight joint line q0 -> q1 takes with every joint, the TCP's speed and the hand's
-        turning rate within their limits; None where the TCP leaves the box on the way."""
-        s = np.linspace(0.0, 1.0, self.SAMPLES + 1)
-        poses = [self.kin.fk(q0 + f * (q1 - q0)) for f in s]
-        tcp = np.array([p for p, _ in poses]) + offset_pos
-        if np.any(tcp < self.box_low - 1e-6) or np.any(tcp > self.box_high + 1e-6):
+        turning rate within their limits; None where the TCP leaves the box on the way. A generator, as `solve_ik`:
+        SAMPLES_PER_TICK samples a period."""
+        d = np.asarray(self.kin.spec.d, dtype=float)[:, None]
+        tcp, quats, lowest = [], [], []
+        for k, f in enumerate(np.linspace(0.0, 1.0, self.SAMPLES + 1)):
+            if k and k % SAMPLES_PER_TICK == 0:
+                yield
+            frames = self.kin.chain(q0 + f * (q1 - q0))        # one pass for the TCP and the joints
+            tcp.append(frames[-1, :3, 3] + offset_pos)
+            quats.append(tf.mat_to_quat(frames[-1, :3, :3]))
+            lowest.append(float((frames[2:-1, :3, 3] + d[2:] * frames[2:-1, :3, 2])[:, 2].min()))
+        tcp = np.array(tcp)
+        # An arm that starts a hair outside the box (pinned at a face after a storm) may leave along a path that
+        # takes it no further out; every other point is inside.
+        outside = np.linalg.norm(tcp - np.clip(tcp, self.box_low, self.box_high), axis=1)
+        if np.any(outside > outside[0] + 1e-6):
             return None
-        # The arm's joints stay above the box's floor too (the table): a path that swept the wrist through it
-        # pressed the hand into the table.
-        for f in s[::4]:
-            if self.kin.joint_anchors(q0 + f * (q1 - q0))[2:, 2].min() < self.box_low[2]:
-                return None
+        # The arm's joints stay above the box's floor too (the table), or no lower than they start: a path that
+        # swept the wrist through it pressed the hand into the table.
+        if min(lowest) < min(self.box_low[2], lowest[0]) - 1e-6:
+            return None
         step = float(np.max(np.linalg.norm(np.diff(tcp, axis=0), axis=1)))
-        turn = max(tf.angle_between(a, b) for (_, a), (_, b) in zip(poses[:-1], poses[1:]))
+        turn = max(tf.angle_between(a, b) for a, b in zip(quats[:-1], quats[1:]))
         per_sample = max(step / (self.SPEED_SHARE * self.v_max), turn / (self.SPEED_SHARE * self.w_max))
         return max(per_sample * self.SAMPLES, float(np.max(np.abs(q1 - q0) / self.joint_speed)))
 

@@ -66,7 +66,7 @@ class Kinematics:
         self._links = links
         self._row0, self._row1 = links[:, 0].copy(), links[:, 1].copy()     # the rows a joint's rotation mixes
 
-    def _chain(self, q) -> np.ndarray:
+    def chain(self, q) -> np.ndarray:
         """(dof + 1, 4, 4) transforms in the base frame: each joint's frame before it turns, then the TCP.
 
         A joint turns about its frame's z axis through the frame's origin (modified DH: the
@@ -89,27 +89,27 @@ class Kinematics:
 
     def tcp_transform(self, q) -> np.ndarray:
         """The 4x4 base-to-TCP transform."""
-        return self._chain(q)[-1]
+        return self.chain(q)[-1]
 
     def fk(self, q) -> tuple[np.ndarray, np.ndarray]:
         """TCP position (3,) and orientation as an (x, y, z, w) quaternion, in the base frame."""
-        t = self._chain(q)[-1]
+        t = self.chain(q)[-1]
         return t[:3, 3].copy(), tf.mat_to_quat(t[:3, :3])
 
     def jacobian(self, q) -> np.ndarray:
         """The TCP's geometric Jacobian in the base frame: rows 0-2 linear, 3-5 angular velocity per joint rate."""
-        return self._jacobian(self._chain(q))
+        return self._jacobian(self.chain(q))
 
     def pose_and_jacobian(self, q) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`fk(q)` and `jacobian(q)` from one pass down the chain (a controller step needs both)."""
-        frames = self._chain(q)
+        frames = self.chain(q)
         t = frames[-1]
         return t[:3, 3].copy(), tf.mat_to_quat(t[:3, :3]), self._jacobian(frames)
 
     def joint_anchors(self, q) -> np.ndarray:
         """(dof, 3): a point on each joint's axis where the joint physically sits (its link's origin in the
         robot's model): the DH frame's origin slid d along the axis, in either convention."""
-        frames = self._chain(q)[:-1]
+        frames = self.chain(q)[:-1]
         return frames[:, :3, 3] + np.asarray(self.spec.d, dtype=float)[:, None] * frames[:, :3, 2]
 
     def _jacobian(self, frames: np.ndarray) -> np.ndarray:

@@ -101,3 +101,22 @@ def test_a_storm_that_stranded_the_arm_at_a_wrist_limit_ends_with_the_goal_reach
     assert way["outside"] <= 0.005, row
     assert way["speed"] < row["speed_limit"] * SPEED_TOLERANCE, row
     assert way["joint_speed_ratio"] <= 1.05, row
+
+
+def test_a_wrist_wound_to_its_limit_at_a_corner_of_the_box_unwinds_by_way_of_the_box_centre():
+    """UR5e storm 10: wrist 1 at -2 pi with the TCP in the box's top corner; unwinding there, or on the way home,
+    swings the hand out of the box. The path takes the hand to the centre of the box first."""
+    kin, lo, hi, limits, plan = planner("ur5e")
+    q = np.array([3.72, -1.45, 0.56, -6.23, 4.4, -0.78])
+    pos, quat = kin.fk(q)
+    goal = np.array([0.45, 0.2, 0.3])
+    path, _ = run(plan.plan(q, pos, quat, goal, TOP_DOWN))
+    assert path is not None and len(path.waypoints) >= 2
+    centre = (np.array(limits.workspace_low) + np.array(limits.workspace_high)) / 2
+    assert np.linalg.norm(kin.fk(path.waypoints[0])[0] - centre) < 1e-3
+    start = q
+    for w in path.waypoints:
+        tcp = np.array([kin.fk(start + f * (w - start))[0] for f in np.linspace(0, 1, 201)])
+        outside = np.linalg.norm(tcp - np.clip(tcp, limits.workspace_low, limits.workspace_high), axis=1)
+        assert outside.max() <= outside[0] + 1e-6
+        start = w
