@@ -322,7 +322,10 @@ def load_policy(path: str | Path, device: str = "cpu") -> Policy:
 
     path = Path(path)
     doc = read_checkpoint(path)
-    policy = policy_class(str(doc.get("policy"))).from_config(doc.get("config", {}), doc.get("stats"))
+    try:
+        policy = policy_class(str(doc.get("policy"))).from_config(doc.get("config", {}), doc.get("stats"))
+    except CheckpointMismatch as exc:                   # the error names the file it is in
+        raise CheckpointMismatch(f"{path / 'config.json'}: {exc}") from exc
     load_weights(policy, path / "model.safetensors", CheckpointMismatch)
     return policy.to(device).eval()
 

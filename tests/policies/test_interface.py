@@ -109,8 +109,10 @@ def test_checkpoint_failures_are_clear(tmp_path):
                             ({"config": {"execute_steps": 0}}, "execute_steps must be at least 1"),
                             ({"extra": 1}, "unknown keys"), ({"stats": [1]}, "stats must be a mapping")):
         (path / "config.json").write_text(json.dumps({**doc, **change}))
-        with pytest.raises((CheckpointMismatch, UnknownPolicy), match=message):
+        with pytest.raises((CheckpointMismatch, UnknownPolicy), match=message) as raised:
             load_policy(path)
+        if isinstance(raised.value, CheckpointMismatch):
+            assert str(raised.value).startswith(str(path)), raised.value       # the error names the checkpoint
 
 
 def test_a_checkpoint_never_imports_code(tmp_path):
