@@ -20,7 +20,7 @@ from robot_stack.drivers.base import DriverError
 from robot_stack.sim.replay import SimClock
 
 TOP_DOWN = np.array([1.0, 0.0, 0.0, 0.0])
-RECOVERY_GOALS = ((0.45, 0.2, 0.3), (0.5, -0.25, 0.15))     # in-box targets after a storm, each streamed 15 s
+RECOVERY_GOALS = ((0.45, 0.2, 0.3), (0.5, -0.25, 0.15))     # in-box targets after a storm, each streamed 20 s
 SPEED_TOLERANCE = 1.15         # x max_linear_speed: what the tests allow the measured TCP (the set point: exactly 1x)
 
 
@@ -96,10 +96,10 @@ class TwinArm:
         self._last = (tcp.copy(), None if setpoint is None else np.array(setpoint, dtype=float))
 
     def recovers(self, tolerance: float = 0.01) -> bool:
-        """Whether each in-box goal is reached (within `tolerance`) after 15 s of streaming it, without homing (an unwind
+        """Whether each in-box goal is reached (within `tolerance`) after 20 s of streaming it, without homing (an unwind
         takes a second to detect and a few to play)."""
         for goal in RECOVERY_GOALS:
-            self.stream(goal, TOP_DOWN, 15.0)
+            self.stream(goal, TOP_DOWN, 20.0)
             if np.linalg.norm(self.driver.read_state().ee_pos - goal) >= tolerance:
                 return False
         return True

@@ -108,10 +108,12 @@ class UnwindPlanner:
         centre = yield from solve_ik(self.kin, (self.box_low + self.box_high) / 2 - offset_pos, None, q,
                                      self.lo, self.hi)
         for goal_q in solutions:
-            routes = [[goal_q], [self.home, goal_q], [tucked, self.home, goal_q]]
+            # after a block, only through home: the hand comes up and back from whatever held it
+            routes = [] if via_home else [[goal_q]]
+            routes += [[self.home, goal_q], [tucked, self.home, goal_q]]
             if centre is not None:
-                routes += [[centre, goal_q], [centre, self.home, goal_q]]
-            for waypoints in (routes[:0:-1] if via_home else routes):      # after a block: never the direct one
+                routes += [[centre, self.home, goal_q]] if via_home else [[centre, goal_q], [centre, self.home, goal_q]]
+            for waypoints in routes:
                 legs, start = [], q
                 for w in waypoints:
                     yield
