@@ -14,12 +14,15 @@ class Pacer:
     sleeps to the next period, spins its last `SPIN_MARGIN`, and restarts the schedule after a stall instead of
     rushing the owed ticks.
 
-    A tick that starts late still yields the GIL (`sleep(0)`): a loop running behind, back to back, otherwise
-    kept it for CPython's whole 5 ms switch interval at a time, and the threads of the same process that deliver
-    its input (a ROS executor taking /joint_states) starved: the ros2_control driver saw its joint states go
-    stale for 1.3 s in a loaded full test run."""
+    A tick that starts late still sleeps `LATE_YIELD`: a loop running behind, back to back, otherwise kept the
+    GIL for CPython's whole 5 ms switch interval at a time, and the threads of the same process that deliver its
+    input (a ROS executor taking /joint_states) starved: the ros2_control driver saw its joint states go stale
+    for 1.3 s in a loaded full test run. With `sleep(0)` it recurred once (1.9 s, a concurrent pip install):
+    a voluntary release lets the releasing thread take the GIL straight back before a waiting thread has woken,
+    so the sleep is made long enough to hand it over (not reproduced on demand: a guard, not a measured fix)."""
 
     SPIN_MARGIN = 5e-5      # s before a tick when sleeping stops and spinning starts (spinning holds the GIL)
+    LATE_YIELD = 2e-4       # s a late tick sleeps first: long enough for a thread waiting on the GIL to take it
     MAX_CATCH_UP = 0.05     # s: within this, late ticks run back to back so the mean rate holds
 
     def __init__(self, period: float):
@@ -37,7 +40,7 @@ class Pacer:
         if delay > self.SPIN_MARGIN:
             time.sleep(delay - self.SPIN_MARGIN)
         else:
-            time.sleep(0)
+            time.sleep(self.LATE_YIELD)
         while time.monotonic() < self._next:
             pass
         if delay < -self.period:

@@ -76,8 +76,9 @@ def load_demos(cfg: DictConfig, agent: RLPDAgent) -> list:
 def resume_or_build(cfg: DictConfig, ckpt: Path) -> tuple[Learner, dict | None]:
     """The learner saved at `ckpt` with its run state (state.json), or a fresh one from cfg and the demos and None."""
     settings = LearnerSettings(cfg.buffer_capacity, cfg.seed)
-    if (ckpt / "state.json").exists():
-        return Learner.load(ckpt, settings), json.loads((ckpt / "state.json").read_text())
+    for saved in (ckpt, ckpt.with_name(ckpt.name + ".old")):     # .old alone: killed in the middle of a swap
+        if (saved / "state.json").exists():
+            return Learner.load(saved, settings), json.loads((saved / "state.json").read_text())
     agent = make_agent(cfg)
     return Learner(agent, load_demos(cfg, agent), settings), None
 
@@ -181,7 +182,8 @@ def run(cfg: DictConfig, progress: bool = True) -> dict:
 
 
 def save_checkpoint(learner: Learner, path: Path, state: dict, start: float) -> None:
-    """Write to a sibling folder, then swap it in: a kill while saving leaves the previous checkpoint."""
+    """Write to a sibling folder, then swap it in: a kill while saving leaves the previous checkpoint (as `path`,
+    or as `path.old` between the two renames, which `resume_or_build` reads)."""
     import shutil
     state = {**state, "wall_s": time.monotonic() - start}
     tmp = path.with_name(path.name + ".tmp")
@@ -190,6 +192,8 @@ def save_checkpoint(learner: Learner, path: Path, state: dict, start: float) -> 
     (tmp / "state.json").write_text(json.dumps(state))
     old = path.with_name(path.name + ".old")
     if path.exists():
+        # an .old beside a complete checkpoint is a swap a kill interrupted after its second step: not needed
+        shutil.rmtree(old, ignore_errors=True)
         path.rename(old)
     tmp.rename(path)
     shutil.rmtree(old, ignore_errors=True)

@@ -149,6 +149,9 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
     }
     if mode == "actions":
         report["rejected_commands"] = rejected
+        # which timing the commands were handed over at: the ticks the live arm took them, or (rows of
+        # arm/commands_taken lost or absent) their stamps, a tick or more off under load
+        report["commands_at"] = "ticks_taken" if "action_taken" in ep else "stamps"
     if final_state:
         recorded = _objects_from_state(robot, final_state)
         replayed = objects_at_end or report["final_objects"]

@@ -1,6 +1,7 @@
 """Demos from a real episode store, the actor's intervention path, and the in-process online loop
 (curve, checkpoint, resume) in the twin."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -102,10 +103,18 @@ def test_online_loop_writes_curve_and_checkpoint_and_resumes(tmp_path, lift_stor
     assert [p["env_steps"] for p in curve][-1] == summary["env_steps"] and len(curve) >= 2
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["env_steps"] == summary["env_steps"]
+    # a kill between the save's last two steps leaves the previous checkpoint as checkpoint.old beside it
+    shutil.copytree(out / "checkpoint", out / "checkpoint.old")
     more = run(load_config("learn", [f"out={out}", f"demos={lift_store}", f"env_steps={summary['env_steps'] + 50}",
                                      "eval.every=1000", "checkpoint_every=1000", *FAST]), progress=False)
     assert more["env_steps"] >= summary["env_steps"] + 50 and more["updates"] > summary["updates"]
     assert more["episodes"] > summary["episodes"]
+    # a kill between the save's first two renames leaves only checkpoint.old: the run resumes from it
+    (out / "checkpoint").rename(out / "checkpoint.old")
+    last = run(load_config("learn", [f"out={out}", f"demos={lift_store}", f"env_steps={more['env_steps'] + 10}",
+                                     "eval.every=1000", "checkpoint_every=1000", *FAST]), progress=False)
+    assert last["updates"] > more["updates"] and (out / "checkpoint" / "state.json").exists()
+    assert not (out / "checkpoint.old").exists()
 
 
 @pytest.mark.parametrize("threshold, ends", [(0.001, True), (0.999, False)])

@@ -28,7 +28,7 @@ def test_collected_episode_replays_to_the_same_outcome(tmp_path, monkeypatch):
     report = replay_episode(str(store), 0, "actions", video=str(tmp_path / "replay.mp4"))
     assert report["replayed_success"] is True and report["same_outcome"] is True
     assert report["final_object_error_m"] < 0.01                  # final object poses within 1 cm
-    assert report["tcp_error_mean_m"] < 0.01
+    assert report["tcp_error_mean_m"] < 0.01, (report, meta["stream_counts"])
     assert (tmp_path / "replay.mp4").stat().st_size > 1000
     joints = replay_episode(str(store), 0, "joints")
     assert joints["joint_error_mean_rad"] < 0.1
