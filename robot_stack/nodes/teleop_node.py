@@ -36,7 +36,7 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from robot_stack import transforms as tf
 from robot_stack.drivers.teleop import EVENTS, FRAMES, DriverError, TeleopCommand, TeleopDevice, make_device
-from robot_stack.nodes.common import declare_any, run_node, startup_only
+from robot_stack.nodes.common import COMMAND_SOURCE_PRIORITY, declare_any, raise_thread_priority, run_node, startup_only
 from robot_stack.ros import convert, qos
 from robot_stack.ros.service_call import RESET_RESEND_AFTER, ServiceError, call_service
 
@@ -65,6 +65,7 @@ class TeleopConfig:
     robot: str = "panda"                # scripted device: the arm node's robot
     seed: int = 0                       # scripted device: the arm node's episode seed
     episodes: int = 0                   # scripted device: run this many, each after a sim/reset (0: one, no reset)
+    realtime_priority: int = COMMAND_SOURCE_PRIORITY   # SCHED_FIFO of the device loop where permitted (0: off)
 
     def __post_init__(self):
         self.rate, self.max_linear_speed = float(self.rate), float(self.max_linear_speed)
@@ -172,6 +173,7 @@ class TeleopNode(Node):
 
     # --- the loop ------------------------------------------------------------------------------
     def _loop(self) -> None:
+        raise_thread_priority(self.get_logger(), int(self.cfg.realtime_priority), "teleop")
         next_tick = time.monotonic()
         while self._running and self.context.ok():
             try:
