@@ -65,13 +65,17 @@ def main() -> int:
     switched = not args.set_true
     last_new = time.monotonic()     # publishers are discovered one by one: a topic set counts once it holds still
     switch = pending = None
+    asked = 0.0
     if args.set_true:
         from std_srvs.srv import SetBool
         switch = node.create_client(SetBool, args.set_true)
     while time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.1)
-        if switch is not None and pending is None and switch.service_is_ready():
-            pending = switch.call_async(SetBool.Request(data=True))
+        # A reply can be lost while the two sides still discover each other ("failed to send response (timeout)"):
+        # setting true is idempotent, so ask again after 3 s without one, as robot_stack's service calls do.
+        if switch is not None and switch.service_is_ready() and (
+                pending is None or (not pending.done() and time.monotonic() - asked > 3.0)):
+            pending, asked = switch.call_async(SetBool.Request(data=True)), time.monotonic()
         seen_nodes = [f"{ns.rstrip('/')}/{name}" for name, ns in node.get_node_names_and_namespaces()]
         for full in expected & set(seen_nodes):
             ns, _, name = full.rpartition("/")
