@@ -167,7 +167,8 @@ class ArmNode(Node):
         # past a tenth of a second of backlog the oldest go.
         self._outbox: deque[tuple[RobotState, np.ndarray | None]] = deque(maxlen=max(1, round(self.cfg.publish_rate / 10)))
         self._outbox_ready = threading.Condition()
-        self._taken: deque[tuple[float, float, float]] = deque(maxlen=1000)   # (tick stamp, target stamp, gripper)
+        # (tick stamp, target stamp, gripper, the twin's physics time or NaN)
+        self._taken: deque[tuple[float, float, float, float]] = deque(maxlen=1000)
         self._gripper_taken: float | None = None
         self.states_published = 0
         self._publisher = threading.Thread(target=self._publish_loop, name="arm_publish", daemon=True)
@@ -446,8 +447,11 @@ class ArmNode(Node):
         if stamp is None and gripper == self._gripper_taken:
             return
         self._gripper_taken = gripper
+        # The twin's physics time at this tick: a loop running late lets the physics lag the stamps by tens of ms,
+        # and a replay handing the command over at the stamp did it at another physics step (objects 1.7 cm off).
+        physics = float(self.driver.sim_state()[0]) if self.simulated else np.nan
         with self._outbox_ready:
-            self._taken.append((tick_stamp, np.nan if stamp is None else stamp, gripper))
+            self._taken.append((tick_stamp, np.nan if stamp is None else stamp, gripper, physics))
             self._outbox_ready.notify()
 
     # --- publishing ------------------------------------------------------------------------

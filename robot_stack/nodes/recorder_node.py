@@ -190,9 +190,10 @@ class RecorderNode(Node):
         self._sample("joint_vel", np.array(msg.velocity), msg.header.stamp, info)
 
     def _on_taken(self, msg: Float64MultiArray, info) -> None:     # two arguments: rclpy passes the message info
-        """[tick stamp, target stamp, gripper] of a tick that took a command: (target stamp, gripper) at the tick."""
-        if len(msg.data) == 3:
-            self._sample("action_taken", np.array(msg.data[1:3]), float(msg.data[0]), info)
+        """[tick stamp, target stamp, gripper, physics time] of a tick that took a command: (target stamp, gripper,
+        the twin's physics time or NaN) at the tick."""
+        if len(msg.data) == 4:
+            self._sample("action_taken", np.array(msg.data[1:4]), float(msg.data[0]), info)
 
     def _on_wrench(self, msg: WrenchStamped) -> None:
         f, t = msg.wrench.force, msg.wrench.torque

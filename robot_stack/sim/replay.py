@@ -19,6 +19,7 @@ import numpy as np
 
 from robot_stack.control.controller import Controller
 from robot_stack.control.safety import SafetyLimits, SafetyViolation
+from robot_stack.robots.spec import get_robot
 from robot_stack.sim.arm import SimArm
 from robot_stack.sim.camera import CameraRenderer
 from robot_stack.sim.env import reset_episode
@@ -87,6 +88,16 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
         # starts at whichever came first, the arm at rest where the reset left it, as the recorded arm was.
         if commands:
             clock.t = min(t0, commands[0][0])
+        to_replay = _physics_clock(ep, clock.t, 1.0 / get_robot(robot).control_hz)
+        if to_replay is not None:       # the live stamps put on the twin's physics time: see _physics_clock
+            commands = [(float(to_replay(t)), kind, value, stamp) for t, kind, value, stamp in commands]
+            q_t, ee_t = to_replay(q_t), to_replay(ee_t)
+            for name in ("front_rgb",):
+                if name in ep:
+                    ep[name] = {**ep[name], "capture_stamp": to_replay(ep[name]["capture_stamp"])}
+            if meta.get("final_sim_state"):
+                meta = {**meta, "final_sim_state": [float(to_replay(meta["final_sim_state"][0])),
+                                                    *meta["final_sim_state"][1:]]}
         driver, controller = _twin_arm(robot, task_name, int(meta["seed"]), clock)
         scene, task = driver.scene, driver.task
     else:
@@ -166,6 +177,31 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
     return report
 
 
+def _physics_clock(ep: dict, start: float, dt: float):
+    """Live stamps -> replay clock times through the twin's physics time, or None without it.
+
+    The arm node stamps with the wall clock, but a loop running late lets the twin's physics lag those stamps by
+    tens of milliseconds (and catch up); a replay that stepped physics at the stamps handed commands over at other
+    physics steps than the live arm took them (objects 1.7 cm off after a lift). Each `action_taken` row carries
+    the physics time after its tick's step; (stamp, physics - dt) pairs map the state read at a stamp to its
+    physics step, piecewise linearly, at one second per second beyond the rows. The replay's physics starts at
+    `start` from the reset, as the live arm rested there until its first command."""
+    taken = ep.get("action_taken")
+    if taken is None or taken["data"].ndim != 2 or taken["data"].shape[1] < 3:
+        return None
+    ok = np.isfinite(taken["data"][:, 2])
+    if not ok.any():
+        return None
+    w = np.asarray(taken["capture_stamp"], dtype=float)[ok]
+    p = taken["data"][ok, 2].astype(float) - dt
+
+    def live_physics(t):
+        t = np.asarray(t, dtype=float)
+        return np.where(t < w[0], p[0] + (t - w[0]), np.where(t > w[-1], p[-1] + (t - w[-1]), np.interp(t, w, p)))
+    p0 = float(live_physics(start))
+    return lambda t: start + (live_physics(t) - p0)
+
+
 class SimClock:
     """Simulated time in the recorded stamps' time base: the controller's clocks and the driver's stamps in a replay."""
 
@@ -231,7 +267,7 @@ def _commands(ep: dict) -> list[tuple[float, str, object, float]]:
                                                                     ep["action_pose"]["data"])]
     grippers = [(float(t), float(v[0])) for t, v in zip(ep["action_gripper"]["capture_stamp"],
                                                          ep["action_gripper"]["data"])] if "action_gripper" in ep else []
-    taken = [(float(t), float(stamp), float(g)) for t, (stamp, g) in
+    taken = [(float(t), float(row[0]), float(row[1])) for t, row in
              zip(ep["action_taken"]["capture_stamp"], ep["action_taken"]["data"])] if "action_taken" in ep else []
     log_from = taken[0][0] if taken else np.inf
     first_taken_stamp = min((stamp for _, stamp, _ in taken if np.isfinite(stamp)), default=np.inf)

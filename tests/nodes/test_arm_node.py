@@ -98,6 +98,7 @@ def test_each_tick_that_takes_a_command_reports_it_for_replay(ros):
     assert len(targets) >= 3 and len(set(which)) == len(which)                     # each taken once
     # the tick's stamp is its state's, read just before it takes what has arrived: within a tick of the send, or after
     assert (targets[:, 0] > targets[:, 1] - 0.01).all() and (targets[:, 0] - targets[:, 1] < 1.0).all()
+    assert np.isfinite(rows[:, 3]).all() and (np.diff(rows[:, 3]) > 0).all()     # the twin's physics time, rising
     assert (np.diff(rows[:, 0]) >= 0).all()
     late = rows[rows[:, 2] == 1.0][0]
     assert late[0] > targets[-1][0] and np.isnan(late[1])            # a gripper change alone is a row too

@@ -179,6 +179,23 @@ def test_replay_hands_each_command_over_at_the_tick_the_arm_took_it():
     assert commands[-1][2] == 1.0
 
 
+def test_replay_puts_the_live_stamps_on_the_twins_physics_time():
+    """A live loop running late lets the twin's physics lag its stamps: action_taken's physics column maps each
+    stamp to the physics step it was read at, so commands and comparisons land on the live arm's steps."""
+    from robot_stack.sim.replay import _physics_clock
+    dt = 0.001
+    ep = {"action_taken": {"capture_stamp": np.array([10.0, 10.5, 11.0]),
+                           # target stamp, gripper, physics time after the tick's step: 50 ms behind at 10.5
+                           "data": np.array([[9.99, 0.0, 0.501], [10.49, 0.0, 0.951], [10.99, 1.0, 1.501]])}}
+    to_replay = _physics_clock(ep, 9.8, dt)
+    assert to_replay(9.8) == pytest.approx(9.8)
+    assert to_replay(10.0) == pytest.approx(10.0)              # 0.2 s of physics after the start, as of wall time
+    assert to_replay(10.5) == pytest.approx(10.45)             # the lag: this state was read 50 ms of physics earlier
+    assert to_replay(11.0) == pytest.approx(11.0) and to_replay(11.5) == pytest.approx(11.5)
+    two_columns = {"action_taken": {"capture_stamp": np.array([10.0]), "data": np.array([[9.99, 0.0]])}}
+    assert _physics_clock(two_columns, 9.8, dt) is None          # stores recorded before the column: by stamps
+
+
 def test_a_crowded_clutter_draw_is_drawn_again_not_raised(monkeypatch):
     """Push seed 6931 drew a bowl that left the last block no room: reset raised and killed a 1,200-episode
     collection. The clutter is drawn again; every object ends apart from the others."""
