@@ -147,6 +147,20 @@ def _swap(tmp: Path, out: Path) -> None:
 
 
 # ---- video ---------------------------------------------------------------------------------------
+@contextmanager
+def _keep_scheduling():
+    """The calling thread's scheduling policy as it was before: SVT-AV1 sets the thread that starts an encoder to
+    SCHED_FIFO 99 where it may (root). Kept, that spread to every thread and process the exporting one started
+    after it (a test suite's later ROS graphs all at FIFO 99, where one busy thread starves its neighbours: joint
+    states went stale, replays drifted)."""
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if os.sched_getscheduler(0) != policy or os.sched_getparam(0).sched_priority != param.sched_priority:
+            os.sched_setscheduler(0, policy, param)
+
+
 class _VideoFile:
     """One MP4 being written: frames of consecutive episodes, pts = frame number (time base 1/fps)."""
 
@@ -166,11 +180,12 @@ class _VideoFile:
 
     def add(self, frames: np.ndarray) -> None:
         import av
-        for img in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            frame.pts = self.frames
-            self.frames += 1
-            self._mux(self.stream.encode(frame))
+        with _keep_scheduling():
+            for img in frames:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                frame.pts = self.frames
+                self.frames += 1
+                self._mux(self.stream.encode(frame))
 
     def _mux(self, packets) -> None:
         for p in packets:
@@ -178,8 +193,9 @@ class _VideoFile:
             self.container.mux(p)
 
     def close(self) -> None:
-        self._mux(self.stream.encode())
-        self.container.close()
+        with _keep_scheduling():
+            self._mux(self.stream.encode())
+            self.container.close()
 
 
 def video_info(path: Path) -> dict:

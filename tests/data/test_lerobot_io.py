@@ -36,7 +36,11 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dataset(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds") / "reach_panda"
+    before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
     assert main(["data", "export", str(store), "--format", "lerobot", str(out)]) == 0
+    # SVT-AV1 raises the thread that starts an encoder to SCHED_FIFO 99 (as root): the export puts it back, or every
+    # thread and process this one starts later inherits it
+    assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
     return out
 
 
