@@ -5,6 +5,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from typing import Callable
 
 import rclpy
@@ -43,6 +44,21 @@ def raise_thread_priority(logger, priority: int, what: str) -> bool:
         return False
     logger.info(f"{what} thread at SCHED_FIFO priority {priority}")
     return True
+
+
+@contextmanager
+def thread_priority(logger, priority: int, what: str):
+    """`raise_thread_priority` for a section of a thread that is not ours to keep real-time (a CLI's or a test's
+    main thread: threads and processes it starts later would inherit the policy), put back after."""
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    raise_thread_priority(logger, priority, what)
+    try:
+        yield
+    finally:
+        try:
+            os.sched_setscheduler(0, policy, param)
+        except OSError:
+            pass
 
 
 def run_node(factory: Callable[[], "rclpy.node.Node"], argv: list[str] | None = None) -> int:

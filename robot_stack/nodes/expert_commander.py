@@ -18,7 +18,7 @@ from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from geometry_msgs.msg import PoseStamped
 
-from robot_stack.nodes.common import COMMAND_SOURCE_PRIORITY, raise_thread_priority
+from robot_stack.nodes.common import COMMAND_SOURCE_PRIORITY, thread_priority
 from robot_stack.ros import convert, qos
 from robot_stack.ros.service_call import RESET_RESEND_AFTER, call_service
 from robot_stack.sim.scene import Scene
@@ -42,7 +42,6 @@ class ExpertCommander(Node):
         self.task = make_task(task)
         self.dt = 1.0 / policy_hz
         self._state: np.ndarray | None = None
-        self._prioritised = False
         self._lock = threading.Lock()
         self.create_subscription(Float64MultiArray, "sim/state", self._on_state, qos.SENSOR)
         self.pub_target = self.create_publisher(PoseStamped, "arm/target_pose", qos.COMMAND)
@@ -83,10 +82,12 @@ class ExpertCommander(Node):
 
     def run_episode(self, max_steps: int | None = None, on_start=None) -> EpisodeReport:
         """Reset, announce the instruction, call `on_start()` (e.g. start recording), run the expert. The calling
-        thread streams the commands: it takes a command source's real-time priority where permitted."""
-        if not self._prioritised:
-            raise_thread_priority(self.get_logger(), COMMAND_SOURCE_PRIORITY, "scripted commander")
-            self._prioritised = True
+        thread streams the commands: it takes a command source's real-time priority for the episode, where
+        permitted."""
+        with thread_priority(self.get_logger(), COMMAND_SOURCE_PRIORITY, "scripted commander"):
+            return self._run_episode(max_steps, on_start)
+
+    def _run_episode(self, max_steps: int | None, on_start) -> EpisodeReport:
         seed = self.reset()
         self._mirror()
         rng = np.random.default_rng(seed)

@@ -32,3 +32,12 @@ def test_collected_episode_replays_to_the_same_outcome(tmp_path, monkeypatch):
     assert (tmp_path / "replay.mp4").stat().st_size > 1000
     joints = replay_episode(str(store), 0, "joints")
     assert joints["joint_error_mean_rad"] < 0.1
+
+
+def test_a_scripted_episode_leaves_the_calling_threads_scheduling_as_it_was(tmp_path):
+    """The scripted commander streams at a command source's real-time priority for the episode only: the thread
+    is the CLI's (or a test's) main thread, and what it starts afterwards would inherit the policy."""
+    import os
+    before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+    assert run_collect("reach", "panda", "scripted", 1, str(tmp_path / "demos"), seed=4) == 0
+    assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
