@@ -16,7 +16,8 @@ def _state(stamp: float):
 
 
 def test_renders_the_state_that_arrives_after_the_trigger_not_the_one_held():
-    cam = MujocoCamera(MujocoCameraConfig(name="front", width=32, height=24, fps=10.0, fresh_wait=0.5))
+    # fresh_wait 2 s: the late state's timer thread was delayed past a 0.5 s wait once in a loaded full run
+    cam = MujocoCamera(MujocoCameraConfig(name="front", width=32, height=24, fps=10.0, fresh_wait=2.0))
     cam.connect()
     try:
         cam.update_state(_state(1.0))                  # held before the trigger
