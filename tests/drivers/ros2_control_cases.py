@@ -25,9 +25,11 @@ from robot_stack.drivers.base import DriverError  # noqa: E402
 from robot_stack.drivers.ros2_control import Ros2ControlConfig, Ros2ControlDriver  # noqa: E402
 from robot_stack.robots.spec import get_robot  # noqa: E402
 
-# stale_after where staleness is not the subject: the stand-in shares a loaded 2-core machine with everything else,
-# and a 0.1 s pause of its timer would be a (correctly reported) stale state.
-LOADED = 1.0
+# stale_after where staleness is not the subject (the cases that test it use 0.3 s): the stand-in shares a loaded
+# 2-core machine with everything else, and a pause of its timer is a (correctly reported) stale state. At 1.0 s the
+# first case still saw 1.06-1.9 s pauses in 5 of 8 fresh full runs of the suite, never in the file run alone; the
+# cause is not found.
+LOADED = 3.0
 
 
 class StandInController:
