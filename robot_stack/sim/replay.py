@@ -92,9 +92,8 @@ def replay_episode(store_path: str, episode: int, mode: str = "actions", video: 
         if to_replay is not None:       # the live stamps put on the twin's physics time: see _physics_clock
             commands = [(float(to_replay(t)), kind, value, stamp) for t, kind, value, stamp in commands]
             q_t, ee_t = to_replay(q_t), to_replay(ee_t)
-            for name in ("front_rgb",):
-                if name in ep:
-                    ep[name] = {**ep[name], "capture_stamp": to_replay(ep[name]["capture_stamp"])}
+            if "front_rgb" in ep:
+                ep["front_rgb"] = {**ep["front_rgb"], "capture_stamp": to_replay(ep["front_rgb"]["capture_stamp"])}
             if meta.get("final_sim_state"):
                 meta = {**meta, "final_sim_state": [float(to_replay(meta["final_sim_state"][0])),
                                                     *meta["final_sim_state"][1:]]}
