@@ -214,7 +214,8 @@ def test_clean_removes_what_no_live_process_holds(tmp_path):
         "unrelated_file"]
 
 
-def test_configure_environment_keeps_discovery_on_this_machine():
+def test_configure_environment_keeps_discovery_on_this_machine(monkeypatch):
+    monkeypatch.setattr(dds, "fifo_permitted", lambda priority=dds.RECEPTION_PRIORITY: False)
     env: dict[str, str] = {}
     dds.configure_environment(env)
     assert env == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT",
@@ -229,6 +230,47 @@ def test_configure_environment_keeps_discovery_on_this_machine():
     dds.configure_environment(users)                # a user's own profile: theirs to configure
     assert users == {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml",
                      "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+
+
+def _thread_settings(profile):
+    import xml.etree.ElementTree as ET
+    ns = {"f": "http://www.eprosima.com"}
+    root = ET.parse(profile).getroot()
+    return {t.findtext("f:transport_id", namespaces=ns): (t.findtext("f:default_reception_threads/f:scheduling_policy", namespaces=ns),
+                                                          t.findtext("f:default_reception_threads/f:priority", namespaces=ns))
+            for t in root.iter("{http://www.eprosima.com}transport_descriptor")}, root
+
+
+def test_where_fifo_is_permitted_the_reception_threads_get_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(dds, "fifo_permitted", lambda priority=dds.RECEPTION_PRIORITY: True)
+    for mode, base in (("LOCALHOST", dds.LOOPBACK_PROFILE), ("SUBNET", dds.SUBNET_PROFILE)):
+        env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": mode}
+        dds.configure_environment(env)
+        profile = Path(env["FASTDDS_DEFAULT_PROFILES_FILE"])
+        assert profile.parent == tmp_path / "robot_stack" / "dds" and profile.name == f"{base.stem}_rt.xml"
+        settings, root = _thread_settings(profile)
+        base_settings, base_root = _thread_settings(base)
+        assert set(settings) == set(base_settings) and len(settings) >= 1
+        assert set(settings.values()) == {(str(os.SCHED_FIFO), str(dds.RECEPTION_PRIORITY))}
+        assert set(base_settings.values()) == {(None, None)}
+        # Nothing else of the profile changes.
+        for t in root.iter("{http://www.eprosima.com}transport_descriptor"):
+            t.remove(t.find("{http://www.eprosima.com}default_reception_threads"))
+        import xml.etree.ElementTree as ET
+        assert ET.tostring(root) == ET.tostring(base_root)
+        again = dict(env)
+        dds.configure_environment(again)            # a child keeps its parent's choice, and it is still ours
+        assert again == env
+
+
+def test_fifo_permission_is_asked_without_touching_the_caller():
+    before = os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+    permitted = dds.fifo_permitted()
+    assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
+    child = subprocess.run([sys.executable, "-c", "import os; os.sched_setscheduler(0, os.SCHED_FIFO, "
+                            f"os.sched_param({dds.RECEPTION_PRIORITY}))"], capture_output=True)
+    assert permitted == (child.returncode == 0)
 
 
 # --------------------------------------------------------------------------- a graph after a batch of SIGKILLs
@@ -299,6 +341,32 @@ def test_graph_node_udp_sockets_bind_loopback_only(graph_after_crashes):
         time.sleep(0.2)
     assert bindings, "no UDP socket of arm_node found"
     assert {addr for addr, _ in bindings} == {"127.0.0.1"}, bindings
+
+
+def test_graph_node_reception_threads_run_at_fifo_where_permitted(graph_after_crashes):
+    _, launcher, _ = graph_after_crashes
+    expected = (os.SCHED_FIFO, dds.RECEPTION_PRIORITY) if dds.fifo_permitted() else (os.SCHED_OTHER, 0)
+    reception: dict[str, tuple[int, int]] = {}
+    deadline = time.monotonic() + 60                # the node's participant exists once rclpy is up in it
+    while time.monotonic() < deadline and not reception:
+        for pid in _descendants(launcher.pid):
+            if "arm_node" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+                reception = _reception_threads(pid)
+        time.sleep(0.2)
+    assert reception and set(reception.values()) == {expected}, reception
+
+
+def _reception_threads(pid: int) -> dict[str, tuple[int, int]]:
+    """Fast DDS's reception threads (named dds.udp.PORT / dds.shm.PORT) of a process: their policy and priority."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            if name.startswith(("dds.udp.", "dds.shm.")) and name[8:].isdigit():
+                out[name] = (os.sched_getscheduler(int(task.name)), os.sched_getparam(int(task.name)).sched_priority)
+        except OSError:
+            continue                                # a thread that ended meanwhile
+    return out
 
 
 def _descendants(pid: int) -> list[int]:

@@ -16,11 +16,9 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
-import numpy as np
-
+from robot_stack.bench.control import stream_targets
 from robot_stack.child_graph import isolated_domain, spin_for, start, stop
 
 DESIGNS = {"thread": "controller_process=false", "process": "controller_process=true"}
@@ -53,14 +51,7 @@ def measure(design: str, seconds: float, robot: str = "panda") -> dict:
         before = dict(diag)
         probe = threading.Thread(target=lambda: floor.update(_floor(seconds)), daemon=True)
         probe.start()
-        t0 = next_cmd = time.monotonic()
-        while time.monotonic() - t0 < seconds:
-            if time.monotonic() >= next_cmd:
-                phase = 2 * np.pi * 0.2 * (time.monotonic() - t0)
-                pos = centre + 0.05 * np.array([np.sin(phase), np.cos(phase) - 1, 0.0])
-                target.publish(convert.pose_msg(pos, quat, node.get_clock().now().nanoseconds * 1e-9))
-                next_cmd += 0.01
-            rclpy.spin_once(node, timeout_sec=0.002)
+        stream_targets(node, target, centre, quat, seconds)
         probe.join(timeout=seconds + 30)
         spin_for(node, 1.2)                                     # one more diagnostics message
         after = dict(diag)
