@@ -78,6 +78,8 @@ class ControlLoop:
         self.counts = np.zeros(len(shm.EVENT_KINDS))           # buffers reused every period
         self.fields = np.zeros(shm.STATUS_FIELDS)
         self.row = np.zeros(self.shared.layout.state_width)
+        self.taken_row = np.zeros(shm.TAKEN_WIDTH)
+        self.gripper_taken: float | None = None
         self.fields[shm.S_FIFO] = float(_realtime(cfg.priority))
         self.fields[shm.S_SEED] = self.driver.config.seed if self.sim else -1
         self.ticks = self.resets = self.stale = self.taken = 0
@@ -101,7 +103,9 @@ class ControlLoop:
                         self.resets += 1
                         self.last_tick = None
                     else:
-                        self.controller.tick(state).send(self.driver)
+                        setpoint = self.controller.tick(state)
+                        setpoint.send(self.driver)
+                        self.note_taken(state.stamp, setpoint.gripper)
                 except DriverError as exc:
                     self.controller.fault(str(exc))
                 self.report(state)
@@ -160,6 +164,27 @@ class ControlLoop:
                 c.fault(str(exc))
         return reset
 
+    def note_taken(self, tick_stamp: float, gripper: float) -> None:
+        """A row for `arm/commands_taken` when this tick took a target or saw a new gripper command (as the arm
+        node's thread records it: a replay hands each command over at the tick the live arm took it)."""
+        stamp = self.controller.taken_stamp
+        if stamp is None and gripper == self.gripper_taken:
+            return
+        self.gripper_taken = gripper
+        r = self.taken_row
+        r[1], r[2], r[3] = tick_stamp, np.nan if stamp is None else stamp, gripper
+        r[4] = float(self.driver.sim_state()[0]) if self.sim else np.nan
+        self.shared.put_taken(r)
+        self._announce()
+
+    def _announce(self) -> None:
+        """A byte on the pipe the owner's publisher blocks on: a state or taken row is there."""
+        if self.cfg.state_fd >= 0:
+            try:
+                os.write(self.cfg.state_fd, b"s")
+            except (BlockingIOError, BrokenPipeError):     # a reader that fell behind, or none: rows stay
+                pass
+
     def orphaned(self) -> bool:
         """The owner is gone (checked every 100 periods): hold, and after `orphan_hold` seconds, stop."""
         if self.owner_lost_at is None:
@@ -182,11 +207,7 @@ class ControlLoop:
         if self.ticks % self.cfg.publish_every == 0:
             _fill_state(self.row, state, c, self.dof, self.modes, self.driver.sim_state() if self.sim else None)
             shared.put_state(self.row)
-            if self.cfg.state_fd >= 0:
-                try:
-                    os.write(self.cfg.state_fd, b"s")
-                except (BlockingIOError, BrokenPipeError):     # a reader that fell behind, or none: rows stay
-                    pass
+            self._announce()
         events, text = c.safety.events, None
         if events.last != self.last_event:
             self.last_event = events.last
@@ -350,9 +371,12 @@ class ControllerProcess:
     def states_since(self, last: int, out: np.ndarray) -> tuple[int, int, int]:
         return self.shared.states_since(last, out)
 
+    def taken_since(self, last: int, out: np.ndarray) -> tuple[int, int, int]:
+        return self.shared.taken_since(last, out)
+
     def wait_for_state(self, timeout: float) -> bool:
-        """Block (the interpreter lock released) until the controller announces a state row, at most `timeout` s;
-        returns whether one was announced."""
+        """Block (the interpreter lock released) until the controller announces a state or taken row, at most
+        `timeout` s; returns whether one was announced."""
         ready, _, _ = select.select([self._state_read], [], [], timeout)
         if ready:
             try:
@@ -363,6 +387,9 @@ class ControllerProcess:
 
     def new_state_buffer(self, rows: int | None = None) -> np.ndarray:
         return np.zeros((rows or self.layout.state_capacity, self.layout.state_width))
+
+    def new_taken_buffer(self) -> np.ndarray:
+        return np.zeros((self.layout.taken_capacity, shm.TAKEN_WIDTH))
 
     def fault(self) -> str | None:
         """Why the controller is not running (exited, or no tick for `stall_timeout`), or None while it is."""

@@ -13,6 +13,8 @@ One `multiprocessing.shared_memory` segment holds numpy views at fixed offsets (
 - **states**, controller -> node: a ring of state rows (measured state, set point, twin state),
   each with its sequence number written last; a reader that fell a whole ring behind sees the
   sequence numbers jump and counts the rows it lost.
+- **taken**, controller -> node: a ring like the states' of one row per tick that took a target or saw a new
+  gripper command (`arm/commands_taken`, which a replay hands commands over by).
 - **status**, controller -> node: one sequence-locked block (mode, e-stop, statistics, safety event
   counts, last event text, the controller's heartbeat) and sample rings for percentiles.
 
@@ -44,8 +46,9 @@ EVENT_TEXT = 240                    # bytes of the last event's text
 
 # header slots (int64)
 H_MAGIC, H_DOF, H_SIM, H_CMD_CAP, H_STATE_CAP, H_CHUNK_CAP, H_SAMPLES, H_CMD_WRITE, H_CMD_READ, H_STATE_WRITE, \
-    H_CHUNK_SEQ, H_STATUS_SEQ, H_CONTROLLER_PID, H_NODE_PID, H_READY, H_EXITED = range(16)
-HEADER = 16
+    H_CHUNK_SEQ, H_STATUS_SEQ, H_CONTROLLER_PID, H_NODE_PID, H_READY, H_EXITED, H_TAKEN_CAP, H_TAKEN_WRITE = range(18)
+HEADER = 18
+TAKEN_WIDTH = 5                     # seq, tick stamp, target stamp (NaN: none), gripper, the twin's physics time
 
 # status slots (float64), after the sequence number
 S_MODE, S_ESTOP, S_ENABLED, S_COMMAND_AGE, S_TICKS, S_MISSED, S_HEARTBEAT, S_STALL_SINCE, S_STALLS, \
@@ -69,6 +72,7 @@ class Layout:
     state_capacity: int = 256
     chunk_capacity: int = 500
     samples: int = 5000
+    taken_capacity: int = 256
 
     @property
     def state_width(self) -> int:
@@ -81,6 +85,7 @@ class Layout:
                 ("chunk", np.float64, (self.chunk_capacity, 9)),          # time, pos 3, quat 4, gripper
                 ("chunk_meta", np.float64, (2,)),                         # steps, capture stamp
                 ("states", np.float64, (self.state_capacity, self.state_width)),
+                ("taken", np.float64, (self.taken_capacity, TAKEN_WIDTH)),
                 ("status", np.float64, (1 + STATUS_FIELDS + len(EVENT_KINDS),)),
                 ("event_text", np.uint8, (EVENT_TEXT,)),
                 ("samples", np.float64, (len(SAMPLE_RINGS), self.samples)),
@@ -114,7 +119,7 @@ class SharedControl:
                 getattr(self, part)[...] = 0
             h[H_DOF], h[H_SIM], h[H_CMD_CAP], h[H_STATE_CAP] = layout.dof, layout.sim, layout.cmd_capacity, \
                 layout.state_capacity
-            h[H_CHUNK_CAP], h[H_SAMPLES] = layout.chunk_capacity, layout.samples
+            h[H_CHUNK_CAP], h[H_SAMPLES], h[H_TAKEN_CAP] = layout.chunk_capacity, layout.samples, layout.taken_capacity
             h[H_MAGIC] = MAGIC
         elif h[H_MAGIC] != MAGIC or h[H_DOF] != layout.dof or h[H_SIM] != layout.sim:
             raise ValueError(f"shared memory {name!r} does not have the expected layout {layout}")
@@ -132,7 +137,7 @@ class SharedControl:
             h = np.ndarray((HEADER,), dtype=np.int64, buffer=seg.buf)
             layout = Layout(dof=int(h[H_DOF]), sim=int(h[H_SIM]), cmd_capacity=int(h[H_CMD_CAP]),
                             state_capacity=int(h[H_STATE_CAP]), chunk_capacity=int(h[H_CHUNK_CAP]),
-                            samples=int(h[H_SAMPLES]))
+                            samples=int(h[H_SAMPLES]), taken_capacity=int(h[H_TAKEN_CAP]))
             del h
         finally:
             seg.close()
@@ -216,28 +221,42 @@ class SharedControl:
                 return self._chunk_copy[:n], stamp
         return None
 
-    # --- states: controller writes, node reads -----------------------------------------------------
+    # --- states and taken commands: controller writes, node reads -----------------------------------
     def put_state(self, row: np.ndarray) -> int:
         """Append a state row (its [0] is overwritten with the sequence number); returns the sequence number."""
-        h = self.header
-        seq = int(h[H_STATE_WRITE]) + 1
-        dst = self.states[seq % self.layout.state_capacity]
-        dst[0] = -1.0
-        dst[1:] = row[1:]
-        dst[0] = seq
-        h[H_STATE_WRITE] = seq
-        return seq
+        return self._put_row(self.states, H_STATE_WRITE, row)
 
     def states_since(self, last: int, out: np.ndarray) -> tuple[int, int, int]:
         """Copy the rows after sequence `last` into `out` (oldest first, at most len(out)); returns (rows copied,
         the sequence to pass next time, rows lost: overwritten before they were read)."""
-        cap = self.layout.state_capacity
-        newest = int(self.header[H_STATE_WRITE])
+        return self._rows_since(self.states, H_STATE_WRITE, last, out)
+
+    def put_taken(self, row: np.ndarray) -> int:
+        """Append a taken-command row ([seq, tick stamp, target stamp or NaN, gripper, physics time])."""
+        return self._put_row(self.taken, H_TAKEN_WRITE, row)
+
+    def taken_since(self, last: int, out: np.ndarray) -> tuple[int, int, int]:
+        """As `states_since`, for the taken-command rows."""
+        return self._rows_since(self.taken, H_TAKEN_WRITE, last, out)
+
+    def _put_row(self, ring: np.ndarray, write_slot: int, row: np.ndarray) -> int:
+        h = self.header
+        seq = int(h[write_slot]) + 1
+        dst = ring[seq % len(ring)]
+        dst[0] = -1.0
+        dst[1:] = row[1:]
+        dst[0] = seq
+        h[write_slot] = seq
+        return seq
+
+    def _rows_since(self, ring: np.ndarray, write_slot: int, last: int, out: np.ndarray) -> tuple[int, int, int]:
+        cap = len(ring)
+        newest = int(self.header[write_slot])
         first = max(last + 1, newest - cap + 1)
         end = min(newest, first + len(out) - 1)
         lost, n = first - (last + 1), 0
         for seq in range(first, end + 1):
-            src = self.states[seq % cap]
+            src = ring[seq % cap]
             before = int(src[0])
             out[n] = src
             if before != seq or int(src[0]) != seq:     # overwritten before or while it was copied

@@ -1,14 +1,18 @@
 """arm_node: the one place an arm is commanded, and the owner of safety.
 
-A control thread runs at the arm's rate (1 kHz Panda, 500 Hz UR5e) over any ArmDriver: each
+A control loop runs at the arm's rate (1 kHz Panda, 500 Hz UR5e) over any ArmDriver: each
 period it reads the state, hands it to the ROS-free `Controller` (control/controller.py:
 interpolation, chunk playing, watchdog, safety envelope) and sends the set point it returns.
 ROS callbacks only parse and hand commands to the controller; they never touch the driver.
 
-With `controller_process: true` the controller and the driver run in a process of their own
-(control/process.py) and the node talks to it through shared memory: the same topics, services
-and diagnostics; if that process dies or stops ticking the node reports it on /diagnostics and
-exits non-zero, and if the node dies the controller holds the pose.
+By default (`controller_process: true`) that loop and the driver run in a process of their own
+(control/process.py), beside the node, through shared memory: the node's executor, publishers and
+chunk parsing share one interpreter lock, and as a thread of the node the loop was late 6-18x as
+often as a bare real-time loop beside it. The node keeps the same topics, services and diagnostics;
+if that process dies or stops ticking the node reports it on /diagnostics and exits non-zero, and
+if the node dies the controller holds the pose. With `controller_process: false`, or when the
+caller passes a driver object or steps the loop itself (`start_loop=False`), the loop is a thread
+of the node.
 
 Action chunks are taken, size-checked, parsed and validated on a thread of their own
 (`arm_chunks`): a chunk is as large as its sender makes it, and the control thread only
@@ -55,7 +59,8 @@ def make_arm_driver(cfg, clock) -> ArmDriver:
 
 class ArmNode(Node):
     def __init__(self, driver: ArmDriver | None = None, start_loop: bool = True, **node_kwargs):
-        """`start_loop=False` leaves ticking to the caller (tests step `control_step()` themselves)."""
+        """`start_loop=False` leaves ticking to the caller (tests step `control_step()` themselves); it and a `driver`
+        object both keep the loop in this process, where the caller can reach it."""
         super().__init__("arm_node", **node_kwargs)
         self.cfg = node_config(self, "arm_node", ARM_PARAMS)
         self.spec = get_robot(self.cfg.robot.name)
@@ -65,11 +70,9 @@ class ArmNode(Node):
             raise ValueError(f"chunk_blend must be in [0, 1), got {chunk_blend}")
         self.joint_names = [f"{self.spec.name}_joint{i + 1}" for i in range(self.spec.dof)]
         self._publish_every = max(1, round(self.spec.control_hz / self.cfg.publish_rate))
-        self.remote = bool(self.cfg.controller_process)
+        self.remote = bool(self.cfg.controller_process) and driver is None and start_loop
         self.controller_fault: str | None = None
         if self.remote:
-            if driver is not None:
-                raise ValueError("controller_process: the driver is built in the controller process, not passed in")
             from robot_stack.control.process import RemoteController
             self.driver = None
             self.controller = RemoteController(OmegaConf.to_container(self.cfg, resolve=True),
@@ -482,14 +485,17 @@ class ArmNode(Node):
         from robot_stack.control.process import state_fields
 
         process = self.controller.process
-        rows = process.new_state_buffer()
-        last = 0
+        rows, taken = process.new_state_buffer(), process.new_taken_buffer()
+        last = last_taken = 0
         while self._running and self.context.ok():
             n, last, _ = process.states_since(last, rows)
-            if n == 0:
+            n_taken, last_taken, _ = process.taken_since(last_taken, taken)
+            if n == 0 and n_taken == 0:
                 process.wait_for_state(0.1)         # the controller announces each row: no polling
                 continue
             try:
+                for row in taken[:n_taken]:
+                    self.pub_taken.publish(Float64MultiArray(data=row[1:].tolist()))
                 for row in rows[:n]:
                     f = state_fields(process.layout, row)
                     self.remote_setpoint = (f["setpoint_pos"].copy(), f["setpoint_quat"].copy())

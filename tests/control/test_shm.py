@@ -113,3 +113,27 @@ def test_no_torn_reads_while_another_process_writes(shared):
         writer.wait(timeout=60)
     assert writer.returncode == 0 and shared.header[shm.H_EXITED] == 1
     assert len(values) >= 300 and states >= 300          # the reads really overlapped the writes
+
+
+def test_taken_rows_come_back_in_order_and_a_reader_that_fell_behind_counts_its_losses():
+    from robot_stack.control.shm import TAKEN_WIDTH, Layout, SharedControl
+    shared = SharedControl(Layout(dof=7, taken_capacity=8), create=True)
+    try:
+        row, out = np.zeros(TAKEN_WIDTH), np.zeros((8, TAKEN_WIDTH))
+        for k in range(5):
+            row[1:] = (k, k - 0.01 if k % 2 else np.nan, float(k > 2), 0.1 * k)
+            shared.put_taken(row)
+        n, last, lost = shared.taken_since(0, out)
+        assert (n, last, lost) == (5, 5, 0)
+        np.testing.assert_array_equal(out[:n, 0], [1, 2, 3, 4, 5])
+        np.testing.assert_array_equal(out[:n, 1], [0, 1, 2, 3, 4])
+        assert np.isnan(out[0, 2]) and out[1, 2] == 0.99
+        for k in range(5, 20):                      # 15 more into a ring of 8: 7 overwritten before being read
+            row[1] = k
+            shared.put_taken(row)
+        n, last, lost = shared.taken_since(last, out)
+        assert (n, last, lost) == (8, 20, 7)
+        np.testing.assert_array_equal(out[:n, 1], np.arange(12, 20))
+        assert shared.states_since(0, np.zeros((4, shared.layout.state_width)))[0] == 0   # a ring of its own
+    finally:
+        shared.close()

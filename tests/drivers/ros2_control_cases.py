@@ -232,7 +232,10 @@ def test_the_arm_node_follows_a_target_through_the_bridge_and_faults_on_stale_st
     standin = StandInController(ros, config, spec.q_home)
     # The arm node republishes the measured state on /joint_states under the same names: the driver must not
     # take that echo for the controller's broadcaster, or the stale check below could never fire.
+    # The loop as a thread of this process, so the test can read the driver's bridge; the process design is the
+    # next test's.
     node = ros.add(ArmNode(context=ros.context, parameter_overrides=[
+        Parameter("controller_process", value=False),
         Parameter("driver", value="ros2_control"), Parameter("robot", value="panda"),
         Parameter("overrides", value=f"+robot.ros2_control.state_topic=/joint_states "
                                      f"+robot.ros2_control.stale_after={LOADED}")]))

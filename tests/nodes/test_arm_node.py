@@ -76,9 +76,10 @@ def test_publishes_state_at_100_hz_and_follows_targets(ros):
     wait_for(lambda: np.linalg.norm(client.pose()[0] - goal) < 2e-3, what="TCP at the goal")
 
 
-def test_each_tick_that_takes_a_command_reports_it_for_replay(ros):
+@pytest.mark.parametrize("controller_process", [False, True], ids=["thread", "process"])
+def test_each_tick_that_takes_a_command_reports_it_for_replay(ros, controller_process):
     from std_msgs.msg import Float64MultiArray
-    node, client = start(ros)
+    node, client = start(ros, controller_process=controller_process)
     taken = []
     client.node.create_subscription(Float64MultiArray, "arm/commands_taken", lambda m: taken.append(list(m.data)),
                                     qos.COMMAND_LOG)

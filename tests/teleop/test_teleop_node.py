@@ -53,7 +53,9 @@ def wait_consumed(listener, slave):
 
 
 def start_arm(ros, seed=0):
-    arm = ros.add(ArmNode(context=ros.context, parameter_overrides=params(robot="panda", task="reach", seed=seed)))
+    # The loop as a thread of this process: the tests read the twin's scene from the driver.
+    arm = ros.add(ArmNode(context=ros.context, parameter_overrides=params(robot="panda", task="reach", seed=seed,
+                                                                          controller_process=False)))
     listener = Listener(ros)
     wait_for(lambda: len(listener.poses) > 5, what="ee poses from arm_node")
     return arm, listener
