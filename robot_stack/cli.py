@@ -19,8 +19,8 @@ def _sim_demo(args: argparse.Namespace) -> int:
 BENCHES = {
     "sim": ("physics+control real-time factor and rendering rates", "episodes", 5),
     "control": ("arm_node loop rate, jitter and command latency with cameras running", "seconds", 30.0),
-    "controller": ("control loop as arm_node's thread vs its own process: late ticks vs a bare loop, command path",
-                   "seconds", 20.0),
+    "controller": ("control loop as arm_node's thread vs its own process: late ticks vs a bare loop with BESO and "
+                   "GRIF serving, capture-to-arm, command path (seconds per policy run)", "seconds", 20.0),
     "transport": ("image latency and drops between two processes (seconds of the 640x480 stream)", "seconds", 60.0),
     "recording": ("the recorder node on the live graph: drops, CPU, store size", "seconds", 600.0),
     "data": ("codecs, writer throughput, store size, training read throughput", "seconds", 60.0),
@@ -35,6 +35,8 @@ def _bench(args: argparse.Namespace) -> int:
     import importlib
 
     extra = {"source": args.source} if args.bench == "recording" else {}
+    if args.bench == "controller":
+        extra = {"target_seconds": args.target_seconds}
     importlib.import_module(f"robot_stack.bench.{args.bench}").main(args.amount, args.json, **extra)
     return 0
 
@@ -346,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_text, option, default) in BENCHES.items():
         b = bench.add_parser(name, help=help_text)
         b.add_argument(f"--{option}", type=type(default), default=default, dest="amount", metavar=option.upper())
+        if name == "controller":
+            b.add_argument("--target-seconds", type=float, default=None, metavar="SECONDS",
+                           help="length of the cameras-and-targets runs (default: --seconds)")
         if name == "recording":
             b.add_argument("--source", choices=["twin", "replay"], default="twin",
                            help="twin: the twin's rendering cameras; replay: pre-rendered frames at exactly 30 Hz")

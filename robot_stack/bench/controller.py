@@ -1,14 +1,13 @@
 """`robot-stack bench controller`: the control loop as a thread of arm_node against its own process, A/B.
 
-Each round brings up launch/sim.launch.yaml (Panda at 1 kHz, front + wrist twin cameras at 30 Hz)
-once with the loop in the node (`controller_process=false`) and once in its own process
-(`controller_process=true`), alternating, streams targets at 100 Hz for SECONDS, and runs the bare
-SCHED_FIFO loop (`bench/tick_floor.py`) beside the graph over the same window. It prints, per
-design: late control ticks in the window against the bare loop's (the machine's floor), tick CPU
-p50/p99, and the command path (target header stamp to the control tick that takes it) p50/p99,
-all from /diagnostics differenced over the window. Then the same A/B with BESO serving through
-launch/policy.launch.yaml (`bench policy`'s end-to-end run): late ticks against the bare loop, and
-capture-to-arm (the oldest observation's capture stamp to the chunk's arrival at the arm node).
+First BESO, then GRIF serving through launch/policy.launch.yaml (`bench policy`'s end-to-end run) for SECONDS
+each, once with the loop in the node (`controller_process=false`) and once in its own process
+(`controller_process=true`), alternating, with the bare SCHED_FIFO loop (`bench/tick_floor.py`) beside the graph
+over the same window: late control ticks against the bare loop's (the machine's floor), and capture-to-arm (the
+oldest observation's capture stamp to the chunk's arrival at the arm node). Then `rounds` rounds of
+launch/sim.launch.yaml (Panda at 1 kHz, front + wrist twin cameras at 30 Hz) in both designs with targets at
+100 Hz for TARGET_SECONDS: late ticks, tick CPU p50/p99 and the command path (target header stamp to the
+control tick that takes it) p50/p99, all from /diagnostics differenced over the window.
 """
 from __future__ import annotations
 
@@ -83,12 +82,24 @@ def with_policy(design: str, seconds: float, checkpoint: str = "beso_pick_place"
     return {"design": design, "checkpoint": checkpoint, **row}
 
 
-def main(seconds: float = 20.0, json_path: str | None = None, rounds: int = 2) -> list[dict]:
+POLICIES = ("beso_pick_place", "grif_pick_place")
+
+
+def main(seconds: float = 20.0, json_path: str | None = None, target_seconds: float | None = None,
+         rounds: int = 2) -> list[dict]:
     isolated_domain()
-    rows = [measure(design, seconds) for _ in range(rounds) for design in DESIGNS]
-    served = [with_policy(design, seconds) for _ in range(rounds) for design in DESIGNS]
+    served = [with_policy(design, seconds, checkpoint) for checkpoint in POLICIES for design in DESIGNS]
+    rows = [measure(design, target_seconds or seconds) for _ in range(rounds) for design in DESIGNS]
+    print(f"serving through policy.launch.yaml (cameras at 10 Hz), {seconds:.0f} s per run, designs interleaved; "
+          f"bare SCHED_FIFO loop beside each run:")
+    for r in served:
+        ratio = r["missed_ticks"] / max(r["floor_missed_ticks"], 1)
+        print(f"  {r['checkpoint']:<16} {r['design']:<8} late ticks {r['missed_ticks']:6d} of {r['control_ticks']:7d}  "
+              f"(bare loop {r['floor_missed_ticks']:5d} of {r['floor_ticks']}; {ratio:5.1f}x)  capture-to-arm p50 "
+              f"{r['chunk_latency_p50_ms']:.1f} ms p99 {r['chunk_latency_p99_ms']:.1f} ms over {r['chunks_received']} "
+              f"chunks  steal {r['cpu_steal_pct']:.1f}%")
     print(f"arm_node on the twin (panda, 1 kHz), front + wrist cameras 128x128 at 30 Hz, targets at 100 Hz, "
-          f"{seconds:.0f} s per run, designs interleaved; bare SCHED_FIFO loop beside each run:")
+          f"{target_seconds or seconds:.0f} s per run, designs interleaved; bare SCHED_FIFO loop beside each run:")
     for r in rows:
         ratio = r["late_ticks"] / max(r["floor_late_ticks"], 1)
         print(f"  {r['design']:<8} late ticks {r['late_ticks']:5d} of {r['ticks']:6d}  (bare loop {r['floor_late_ticks']:4d}"
@@ -98,16 +109,9 @@ def main(seconds: float = 20.0, json_path: str | None = None, rounds: int = 2) -
               f" (taken from the middleware p50 {r.get('command_receive_p50_ms', float('nan')):.2f} ms "
               f"p99 {r.get('command_receive_p99_ms', float('nan')):.2f} ms)"
               f"  steal {r['steal_pct']:.1f}%")
-    print(f"with BESO serving through policy.launch.yaml (cameras at 10 Hz), {seconds:.0f} s per run, interleaved:")
-    for r in served:
-        ratio = r["missed_ticks"] / max(r["floor_missed_ticks"], 1)
-        print(f"  {r['design']:<8} late ticks {r['missed_ticks']:5d} of {r['control_ticks']:6d}  (bare loop "
-              f"{r['floor_missed_ticks']:4d} of {r['floor_ticks']}; {ratio:6.1f}x)  capture-to-arm p50 "
-              f"{r['chunk_latency_p50_ms']:.1f} ms p99 {r['chunk_latency_p99_ms']:.1f} ms over {r['chunks_received']} "
-              f"chunks  steal {r['cpu_steal_pct']:.1f}%")
     if json_path:
-        Path(json_path).write_text(json.dumps({"cameras_and_targets": rows, "policy": served}, indent=2))
-    return rows + served
+        Path(json_path).write_text(json.dumps({"policy": served, "cameras_and_targets": rows}, indent=2))
+    return served + rows
 
 
 if __name__ == "__main__":

@@ -233,7 +233,10 @@ class ControlLoop:
 def run(cfg: ProcessConfig) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # Ctrl-C (or `ros2 launch`'s SIGINT to the process group) reaches this process with its owner: the owner decides
+    # when the arm stops being controlled (SHUTDOWN in close()), and a dead owner is noticed anyway (`orphaned`).
+    # Stopping here first made the node report its controller gone and exit 1 in every clean shutdown.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     ControlLoop(cfg, stop).run()
     return 0
 

@@ -53,6 +53,17 @@ def test_the_controller_process_follows_targets_and_holds_when_they_stop(arm):
     assert "stale" in arm.status()[2]
 
 
+def test_ctrl_c_to_the_process_group_leaves_stopping_to_the_owner(arm):
+    """SIGINT reaches the controller with its owner (Ctrl-C, `ros2 launch`): it keeps controlling until told."""
+    beat = arm.status()[0][shm.S_HEARTBEAT]
+    os.kill(arm.pid, signal.SIGINT)
+    time.sleep(0.3)
+    assert arm.proc.poll() is None and arm.fault() is None
+    assert arm.status()[0][shm.S_HEARTBEAT] > beat
+    arm.close()
+    assert arm.proc.returncode == 0                 # then a clean stop on the owner's word
+
+
 OWNER = textwrap.dedent("""
     import sys, time, json
     from omegaconf import OmegaConf
