@@ -20,7 +20,8 @@ for task in reach push pick_place stack lift drawer_open drawer_close; do
   seed=$((seed + 1000))
 done
 if [ ! -f outputs/data/rtt_train.zarr.done ]; then
-  $RS data merge outputs/data/rtt_train.zarr "${stores[@]}" --overwrite
+  # task_state differs in size between tasks; the sketch policy does not read it
+  $RS data merge outputs/data/rtt_train.zarr "${stores[@]}" --overwrite --drop task_state
   touch outputs/data/rtt_train.zarr.done
 fi
 nice -n 19 $RS train policy=rt_trajectory task=all data=outputs/data/rtt_train.zarr out=outputs/train/rtt_2_5d \
