@@ -53,6 +53,15 @@ def _sim_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sketch_waypoints(args: argparse.Namespace) -> int:
+    from robot_stack.waypoint_plans import write_plans
+
+    files, followed = write_plans(args.task, args.robot, args.seed, args.episodes, args.out, check=args.check)
+    print(f"{len(files)} waypoint plans for {args.task} ({args.robot}) in {args.out}"
+          + (f"; followed with no policy, {followed}/{len(files)} did the task" if args.check else ""))
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from robot_stack.policies.train import train, train_config
 
@@ -331,6 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
     from robot_stack.sketch_draw import add_arguments as add_sketch_draw_arguments
     add_sketch_draw_arguments(draw)
     draw.set_defaults(func=lambda a: __import__("robot_stack.sketch_draw", fromlist=["run"]).run(a))
+    plans = sketch.add_parser("waypoints", help="waypoint plans for the unseen tasks from the scene of each seed, not "
+                                                "from the experts: DIR/seed_<N>.json for eval --sketch-waypoints DIR")
+    plans.add_argument("--task", required=True)
+    plans.add_argument("--robot", default="panda")
+    plans.add_argument("--seed", type=int, default=0)
+    plans.add_argument("--episodes", type=int, default=100)
+    plans.add_argument("--out", required=True, metavar="DIR")
+    plans.add_argument("--check", action="store_true", help="also follow each plan in the twin with no policy and "
+                                                            "count the seeds where that does the task")
+    plans.set_defaults(func=_sketch_waypoints)
 
     from robot_stack.data_cli import add_parser as add_data_parser
     add_data_parser(sub)
