@@ -15,7 +15,7 @@ leaves them all; `clean_stale_shm` removes those nobody holds, as `fastdds shm c
 Where SCHED_FIFO is permitted, a process gets its profile's real-time variant (`realtime_profile`): Fast DDS's
 reception threads, which take every message off the wire or the shared-memory port and hand it to rmw, run at
 SCHED_FIFO `RECEPTION_PRIORITY`. At SCHED_OTHER they waited behind the FIFO camera renderers and the policy:
-target stamp to the arm's control tick, p99 7-9 ms, against 2.5-3.3 ms with them at FIFO (docs/design.md).
+target stamp to the arm's control tick, p99 about 9 ms, against 2.5-3.3 ms with them at FIFO (docs/design.md).
 """
 from __future__ import annotations
 
