@@ -64,8 +64,9 @@ def configure_environment(env: MutableMapping[str, str] | None = None) -> None:
         env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SYSTEM_DEFAULT"
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(_with_priority(LOOPBACK_PROFILE))
     elif mode == "SYSTEM_DEFAULT":
-        # Set by an earlier call (a parent process): keep whichever of our profiles it chose.
-        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(_with_priority(LOOPBACK_PROFILE)))
+        # Set by an earlier call (a parent process): keep whichever of our profiles it chose, without probing again.
+        if "FASTDDS_DEFAULT_PROFILES_FILE" not in env:
+            env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(_with_priority(LOOPBACK_PROFILE))
     elif mode == "SUBNET":
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(_with_priority(SUBNET_PROFILE))
     # OFF: no discovery; either profile does

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from robot_stack.sim.scene import BLOCK_HALF, Scene
+from robot_stack.sim.tasks.push_around import segment_distance
 
 CLEAR = 0.12                # carry and approach height of the TCP (m)
 ARC_TOP = 0.24              # the top of a carry over an obstacle
@@ -52,15 +53,10 @@ def _push_corner(block: np.ndarray, zone: np.ndarray, obstacle: np.ndarray) -> n
         legs = (np.linalg.norm(corner - block), np.linalg.norm(zone - corner))
         if min(legs) < 0.3 * radius:                # a degenerate L is a straight push through the obstacle
             continue
-        clear = min(_segment_distance(obstacle, block, corner), _segment_distance(obstacle, corner, zone))
+        clear = min(segment_distance(obstacle, block, corner), segment_distance(obstacle, corner, zone))
         if clear > best_clear:
             best, best_clear = corner, clear
     return best
-
-
-def _segment_distance(p, a, b) -> float:
-    t = np.clip(np.dot(p - a, b - a) / max(float(np.dot(b - a, b - a)), 1e-12), 0.0, 1.0)
-    return float(np.linalg.norm(p - (a + t * (b - a))))
 
 
 def _push_leg(frm: np.ndarray, to: np.ndarray) -> list[dict]:

@@ -145,6 +145,7 @@ class Controller:
         self.command_latency = RecentSamples(2000)    # target stamp -> the tick that takes it
         self.taken_latency: float | None = None       # this tick's sample of it, None when no target was taken
         self.taken_stamp: float | None = None         # the stamp of the target this tick took, None when none
+        self._gripper_taken: float | None = None      # the gripper command of the last tick `took_command` reported
         self._last_tcp: tuple[float, np.ndarray] | None = None    # (stamp, position) of the last measured TCP
         self.chunk_latency = RecentSamples(20000)     # observation capture -> chunk accepted
 
@@ -285,6 +286,15 @@ class Controller:
         self.stall_since = None
 
     # --- the control period (control thread) -------------------------------------------------
+    def took_command(self, gripper: float) -> bool:
+        """Whether this tick took a target or set a new gripper command (`gripper`: its set point's), so that a row
+        for `arm/commands_taken` is due: a replay hands each command over at the tick the live arm took it, not
+        at its stamp, so a target that arrived late under load is replayed late too."""
+        if self.taken_stamp is None and gripper == self._gripper_taken:
+            return False
+        self._gripper_taken = gripper
+        return True
+
     def tick(self, state: RobotState) -> Setpoint:
         """The set point for this control period, from the measured `state`."""
         now = self.monotonic()

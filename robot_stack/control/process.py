@@ -79,7 +79,6 @@ class ControlLoop:
         self.fields = np.zeros(shm.STATUS_FIELDS)
         self.row = np.zeros(self.shared.layout.state_width)
         self.taken_row = np.zeros(shm.TAKEN_WIDTH)
-        self.gripper_taken: float | None = None
         self.fields[shm.S_FIFO] = float(_realtime(cfg.priority))
         self.fields[shm.S_SEED] = self.driver.config.seed if self.sim else -1
         self.ticks = self.resets = self.stale = self.taken = 0
@@ -165,12 +164,11 @@ class ControlLoop:
         return reset
 
     def note_taken(self, tick_stamp: float, gripper: float) -> None:
-        """A row for `arm/commands_taken` when this tick took a target or saw a new gripper command (as the arm
-        node's thread records it: a replay hands each command over at the tick the live arm took it)."""
-        stamp = self.controller.taken_stamp
-        if stamp is None and gripper == self.gripper_taken:
+        """This tick's `arm/commands_taken` row, if it took a command (`Controller.took_command`), as the arm node's
+        thread records it."""
+        if not self.controller.took_command(gripper):
             return
-        self.gripper_taken = gripper
+        stamp = self.controller.taken_stamp
         r = self.taken_row
         r[1], r[2], r[3] = tick_stamp, np.nan if stamp is None else stamp, gripper
         r[4] = float(self.driver.sim_state()[0]) if self.sim else np.nan

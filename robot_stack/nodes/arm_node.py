@@ -172,7 +172,6 @@ class ArmNode(Node):
         self._outbox_ready = threading.Condition()
         # (tick stamp, target stamp, gripper, the twin's physics time or NaN)
         self._taken: deque[tuple[float, float, float, float]] = deque(maxlen=1000)
-        self._gripper_taken: float | None = None
         self.states_published = 0
         self._publisher = threading.Thread(target=self._publish_loop, name="arm_publish", daemon=True)
         self._publisher.start()
@@ -443,13 +442,10 @@ class ArmNode(Node):
         self.tick_cpu.append(time.thread_time() - cpu)
 
     def _note_taken(self, tick_stamp: float, gripper: float) -> None:
-        """Queue a record of the commands this tick took (a target, a new gripper command) for `arm/commands_taken`:
-        a replay hands each command over at the tick the live arm took it, not at its stamp, so a target that
-        arrived late under load is replayed late too."""
-        stamp = self.controller.taken_stamp
-        if stamp is None and gripper == self._gripper_taken:
+        """Queue this tick's `arm/commands_taken` row, if it took a command (`Controller.took_command`)."""
+        if not self.controller.took_command(gripper):
             return
-        self._gripper_taken = gripper
+        stamp = self.controller.taken_stamp
         # The twin's physics time at this tick: a loop running late lets the physics lag the stamps by tens of ms,
         # and a replay handing the command over at the stamp did it at another physics step (objects 1.7 cm off).
         physics = float(self.driver.sim_state()[0]) if self.simulated else np.nan

@@ -33,7 +33,7 @@ MAX_EXTRA_LEGS = 2
 CONTACT = BLOCK_HALF + 0.012    # pusher TCP to block centre while pushing: half a block and a finger
 
 
-def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     t = np.clip(np.dot(p - a, b - a) / np.dot(b - a, b - a), 0.0, 1.0)
     return float(np.linalg.norm(p - (a + t * (b - a))))
 
@@ -50,7 +50,7 @@ def l_layout(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarr
         zone = corner + rng.uniform(*SECOND_LEG) * second
         bowl = corner - rng.uniform(*LEG_CLEARANCE) * first + rng.uniform(*LEG_CLEARANCE) * second
         inside = all(np.all(p >= REGION_LOW) and np.all(p <= REGION_HIGH) for p in (block, corner, zone, bowl))
-        if inside and _segment_distance(bowl, block, zone) <= BLOCKED:
+        if inside and segment_distance(bowl, block, zone) <= BLOCKED:
             return block, corner, zone, bowl
     raise RuntimeError("no L-shaped layout fits the region")
 
