@@ -26,6 +26,8 @@ BENCHES = {
     "data": ("codecs, writer throughput, store size, training read throughput", "seconds", 60.0),
     "policy": ("act() latency per policy; capture-to-arm latency through ROS 2 (seconds per policy)", "seconds", 60.0),
     "learner": ("RLPD gradient updates per second at batch 256, state and image observations", "seconds", 30.0),
+    "switch": ("a new /task/instruction to the first chunk that reflects it, through ROS 2 (SwitchVLA)", "switches",
+               20),
     "envelope": ("seeded target storms on the twin: measured TCP outside the box, TCP and joint speeds, recovery",
                  "storms", 20),
 }
@@ -37,6 +39,8 @@ def _bench(args: argparse.Namespace) -> int:
     extra = {"source": args.source} if args.bench == "recording" else {}
     if args.bench == "controller":
         extra = {"target_seconds": args.target_seconds}
+    if args.bench == "switch":
+        extra = {"checkpoint": args.checkpoint}
     importlib.import_module(f"robot_stack.bench.{args.bench}").main(args.amount, args.json, **extra)
     return 0
 
@@ -370,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "controller":
             b.add_argument("--target-seconds", type=float, default=None, metavar="SECONDS",
                            help="length of the cameras-and-targets runs (default: --seconds)")
+        if name == "switch":
+            b.add_argument("--checkpoint", metavar="DIR",
+                           help="an instruction policy's checkpoint (default: checkpoints/switchvla_pick_place)")
         if name == "recording":
             b.add_argument("--source", choices=["twin", "replay"], default="twin",
                            help="twin: the twin's rendering cameras; replay: pre-rendered frames at exactly 30 Hz")

@@ -25,4 +25,4 @@ if [ ! -f outputs/data/rtt_train.zarr.done ]; then
   touch outputs/data/rtt_train.zarr.done
 fi
 nice -n 19 $RS train policy=rt_trajectory task=all data=outputs/data/rtt_train.zarr out=outputs/train/rtt_2_5d \
-  steps=30000 save_every=500 keep_every=2500 threads=${THREADS:-1} lr_schedule=cosine lr_warmup=500
+  steps=${STEPS:-30000} save_every=500 keep_every=2500 threads=${THREADS:-1} lr_schedule=cosine lr_warmup=500

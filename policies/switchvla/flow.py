@@ -22,10 +22,12 @@ def noisy_actions(actions: torch.Tensor, noise: torch.Tensor, sigma: torch.Tenso
 
 
 def training_sigmas(batch: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-    """Noise levels for training: 1 - 0.999 * Beta(1.5, 1) (pi0's schedule, weighted to the noisy end)."""
+    """Noise levels for training: 0.001 + 0.999 * Beta(1.5, 1), pi0's schedule (openpi's time is our sigma),
+    weighted to the noisy end, where sampling starts and the conditioning decides what the chunk does. Weighted
+    to the clean end instead, a policy learns to denoise from x alone and ignores its instructions."""
     u = torch.rand(batch, generator=generator, device=device)
     tau = u.pow(1.0 / 1.5)                   # Beta(1.5, 1) by inversion: its CDF is tau^1.5
-    return 1.0 - 0.999 * tau
+    return 0.001 + 0.999 * tau
 
 
 def sigma_grid(steps: int) -> list[float]:

@@ -1,8 +1,10 @@
 """SwitchVLA's network: a vision-language-contact embedding, a flow-matching action expert, mode and contact heads.
 
 Tokens: [CLS] + each camera's grid of CNN features + proprio + previous and current instruction (frozen MiniLM
-embeddings through a trained projection) + the previous contact state (an MLP), each with a learned type
-embedding, read by a transformer encoder. The expert is a transformer decoder whose queries are the noisy
+embeddings through a trained projection) + their change (current - previous through its own projection) + the
+previous contact state (an MLP), each with a learned type embedding, read by a transformer encoder. The change
+token is ours: two instructions about different blocks are 0.86 cosine-similar in MiniLM, and a CPU-sized
+encoder left to compare the two tokens saw no switch in 3000 steps (mode cross-entropy stayed at ln 2). The expert is a transformer decoder whose queries are the noisy
 action chunk (with step and noise-level embeddings) and whose memory is the encoder's output; it returns the
 flow velocity. The heads read the encoder's CLS token.
 """
@@ -55,10 +57,12 @@ class SwitchVLANet(nn.Module):
         self.camera_embed = nn.Parameter(torch.zeros(len(c.cameras), 1, w))
         self.grid_embed = nn.Parameter(torch.randn(1, c.grid * c.grid, w) * 0.02)
         self.text_proj = nn.Sequential(nn.Linear(c.text_dim, w), nn.GELU(), nn.Linear(w, w))
+        self.change_proj = nn.Sequential(nn.Linear(c.text_dim, w), nn.GELU(), nn.Linear(w, w))
         self.contact_mlp = nn.Sequential(nn.Linear(1, w), nn.GELU(), nn.Linear(w, w))
         self.proprio = nn.Linear(PROPRIO_DIM, w)
         self.cls = nn.Parameter(torch.randn(1, 1, w) * 0.02)
-        self.type_embed = nn.Parameter(torch.randn(5, 1, w) * 0.02)   # proprio, previous, current, contact, cls
+        # proprio, previous, current, contact, cls, change
+        self.type_embed = nn.Parameter(torch.randn(6, 1, w) * 0.02)
         layer = lambda: nn.TransformerEncoderLayer(w, c.heads, 4 * w, dropout=0.0, batch_first=True,  # noqa: E731
                                                    norm_first=True)
         self.encoder = nn.TransformerEncoder(layer(), c.layers, enable_nested_tensor=False)
@@ -85,6 +89,7 @@ class SwitchVLANet(nn.Module):
                   (self.proprio(proprio) + te[0])[:, None],
                   (self.text_proj(previous) + te[1])[:, None],
                   (self.text_proj(current) + te[2])[:, None],
+                  (self.change_proj(current - previous) + te[5])[:, None],
                   (self.contact_mlp(contact_prev.reshape(b, 1).float()) + te[3])[:, None]]
         return self.norm(self.encoder(torch.cat(tokens, dim=1)))
 

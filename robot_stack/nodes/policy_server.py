@@ -113,6 +113,8 @@ class PolicyServer(Node):
         self.obs_age_ms: deque[float] = deque(maxlen=2000)   # capture stamp to the start of act(): time spent queued
         self._last_frames = 0.0          # newest capture stamp a decision has used
         self._last_stamp = -np.inf       # the last decision's observation stamp (its oldest frame)
+        self.task_applied_stamp: float | None = None   # capture stamp of the first chunk under the latest task input:
+                                                       # how `bench switch` finds the chunk that reflects a change
 
         cameras = sorted({c for p in self.policies.values() for c in p.data_spec().cameras})
         for cam in cameras:
@@ -335,6 +337,8 @@ class PolicyServer(Node):
             return self._error(str(exc))
         self.pub_chunk.publish(convert.chunk_msg(chunk, stamp=obs.stamp))
         self.published += 1
+        if reset or changed:
+            self.task_applied_stamp = obs.stamp
 
     def _observation(self, frames: dict, stamps: list[float]) -> Observation:
         """The observation of one capture instant: the frames with the latest pose and gripper (held under the lock)."""
@@ -360,6 +364,8 @@ class PolicyServer(Node):
             values.update({str(k): str(v) for k, v in self.policy.status().items()})   # e.g. SwitchVLA's mode
         except Exception as exc:        # noqa: BLE001  (a policy's report must not take the diagnostics down)
             values["status_error"] = f"{type(exc).__name__}: {exc}"
+        if self.task_applied_stamp is not None:
+            values["task_applied_stamp"] = f"{self.task_applied_stamp:.6f}"
         if self.act_ms:
             values["act_p50_ms"] = f"{np.percentile(self.act_ms, 50):.2f}"
             values["act_p99_ms"] = f"{np.percentile(self.act_ms, 99):.2f}"

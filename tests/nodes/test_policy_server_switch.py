@@ -46,6 +46,11 @@ def test_a_new_instruction_mid_episode_is_a_switch_with_its_mode_on_diagnostics(
     assert policy.state.previous in (A, B) and policy.state.switches == 1
     wait_for(lambda: _diag(g).get("instruction") == B and _diag(g).get("switch_mode") in
              ("forward", "rollback", "advance") and "switch_mode_rule" in _diag(g), timeout=10.0, what="the mode")
+    # /diagnostics names the chunk that first reflects the switch (what `bench switch` times): one sent after it
+    from robot_stack.ros import convert
+    after = [convert.from_time(c.header.stamp) for c in g["chunks"][before:]]
+    wait_for(lambda: min(abs(np.array(after) - float(_diag(g).get("task_applied_stamp", "nan")))) < 2e-6,
+             timeout=5.0, what="the stamp of the switch's first chunk")
     # a new episode: previous == current again
     enable(g, False)
     enable(g)

@@ -23,7 +23,8 @@ def test_flow_training_pair_by_hand():
     assert torch.equal(x1, noise) and torch.equal(x0, actions)
     s = flow.training_sigmas(10000, torch.Generator().manual_seed(0))
     assert 0.001 <= float(s.min()) and float(s.max()) <= 1.0
-    assert abs(float(s.mean()) - (1 - 0.999 * 0.6)) < 0.01           # E[Beta(1.5, 1)] = 0.6
+    assert abs(float(s.mean()) - (0.001 + 0.999 * 0.6)) < 0.01       # E[Beta(1.5, 1)] = 0.6
+    assert float((s > 0.5).float().mean()) > 0.6                       # weighted to the noisy end, as pi0
 
 
 def test_flow_sampler_by_hand():
