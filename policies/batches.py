@@ -69,6 +69,9 @@ class PolicyBatches:
                 raise ValueError(f"{store_path}: stream {key} holds {shape} images; the policy expects "
                                  f"{spec.image_size}x{spec.image_size}x3 (record or generate at that size)")
         self.stats = stats or self._compute_stats()
+        if stats is None:
+            for kind in self.kinds:
+                self.stats.update(kind.stats(self))
 
     def __len__(self) -> int:
         return len(self.ds)

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export MUJOCO_GL=egl
 RS=".venv/bin/robot-stack"
 SCENES=${SCENES:-150}
-OUT=${OUT:-outputs/train/switchvla_v2}
+OUT=${OUT:-outputs/train/switchvla_v3}
 # INIT_FROM=DIR starts from a checkpoint's weights where names and shapes match (a fresh run only)
 init=()
 [ -n "${INIT_FROM:-}" ] && init=(init_from="$INIT_FROM")

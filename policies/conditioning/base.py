@@ -101,6 +101,11 @@ class ConditioningKind:
         """This kind's entries of a training batch for `samples`."""
         return {}
 
+    def stats(self, batches) -> dict:
+        """Normalisers of this kind's inputs, from the training episodes (after `prepare`): they travel in the
+        checkpoint beside the action and proprio ones, so run time sees what training saw."""
+        return {}
+
     # --- ROS 2 -----------------------------------------------------------------------------------
     def topics(self) -> list[TaskTopic]:
         return []

@@ -90,6 +90,7 @@ class Switch(ConditioningKind):
                               ee_pose=batches.ds.rows_at("ee_pose", i, ticks),
                               action_pose=batches.ds.rows_at("action_pose", i, ticks), action_gripper=grip,
                               contact=contact_at_ticks(phases, len(ticks))))
+        batches.switch_texts = sorted({d.instruction for d in demos})
         settings = (batches.spec.conditioning or {}).get("switch", {})
         batches.switch_builder = SwitchSampleBuilder(demos, batches.spec.action_horizon,
                                                      float(settings.get("switch_prob", 0.5)))
@@ -112,6 +113,11 @@ class Switch(ConditioningKind):
                 "mode": torch.tensor([d.mode for d in drawn]),
                 "contact_prev": torch.tensor([d.contact_prev for d in drawn], dtype=torch.float32),
                 "contact": torch.tensor([d.contact for d in drawn], dtype=torch.long)}
+
+    def stats(self, batches):
+        from robot_stack.policies.grif import language
+        from robot_stack.policies.switchvla.policy import text_stats
+        return {"text": text_stats(language.embed(batches.switch_texts).numpy())}
 
     # --- the graph ------------------------------------------------------------------------------
     def on_update(self, fields, update):

@@ -3,8 +3,8 @@
 Tokens: [CLS] + each camera's grid of CNN features + proprio + previous and current instruction (frozen MiniLM
 embeddings through a trained projection) + their change (current - previous through its own projection) + the
 previous contact state (an MLP), each with a learned type embedding, read by a transformer encoder. The change
-token is ours: two instructions about different blocks are 0.86 cosine-similar in MiniLM, and a CPU-sized
-encoder left to compare the two tokens saw no switch in 3000 steps (mode cross-entropy stayed at ln 2). The expert is a transformer decoder whose queries are the noisy
+token is ours: "no switch" is then an exact zero, not something to infer from two nearly equal tokens (two
+instructions about different blocks are 0.86 cosine-similar in MiniLM). The expert is a transformer decoder whose queries are the noisy
 action chunk (with step and noise-level embeddings) and whose memory is the encoder's output; it returns the
 flow velocity. The heads read the encoder's CLS token.
 """

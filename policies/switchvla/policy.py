@@ -35,6 +35,15 @@ from robot_stack.types import Observation, Task
 MAX_STATUS_CHARS = 200
 
 
+def text_stats(embeddings: np.ndarray) -> dict:
+    """The training instructions' mean sentence embedding and their spread about it (one scale for all
+    dimensions, so a phrasing never seen keeps the geometry the encoder gave it). Raw MiniLM embeddings of two
+    instructions about different blocks differ by 0.1 of their norm: left so, the policy ignored its text."""
+    e = np.asarray(embeddings, dtype=np.float64)
+    centred = e - e.mean(0)
+    return {"mean": e.mean(0).tolist(), "scale": float(max(np.sqrt((centred ** 2).mean()), 1e-3))}
+
+
 @dataclass
 class SwitchState:
     """What the policy carries between decisions of one episode."""
@@ -91,7 +100,12 @@ class SwitchVLAPolicy(Policy):
         return out
 
     def _text(self, texts: list[str]) -> torch.Tensor:
-        return language.embed(list(texts)).to(self._device())
+        """Sentence embeddings centred and scaled by the training instructions' `text` statistics."""
+        if "text" not in self.stats:
+            raise CheckpointMismatch(f"policy {self.name!r} has no text statistics")
+        t = self.stats["text"]
+        mean = torch.as_tensor(t["mean"], dtype=torch.float32)
+        return ((language.embed(list(texts)) - mean) / float(t["scale"])).to(self._device())
 
     def _memory(self, frames, proprio, previous, current, contact_prev, augment=False) -> torch.Tensor:
         dev = self._device()
@@ -167,8 +181,8 @@ class SwitchVLAPolicy(Policy):
         return bool(contact_steps(widths, [st.command, st.command])[-1])
 
     def predict(self, obs: list[Observation], task: Task) -> np.ndarray:
-        if "action" not in self.stats or "proprio" not in self.stats:
-            raise CheckpointMismatch(f"policy {self.name!r} has no action/proprio statistics")
+        if any(k not in self.stats for k in ("action", "proprio", "text")):
+            raise CheckpointMismatch(f"policy {self.name!r} has no action/proprio/text statistics")
         st, last = self.state, obs[-1]
         prop = act_space.proprio(np.asarray(last.ee_pose, dtype=np.float64), np.array(last.gripper))
         prop = act_space.normalise(prop, self.stats["proprio"], "meanstd")[None]

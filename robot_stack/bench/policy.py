@@ -33,7 +33,9 @@ def _obs(size: int, t: float) -> Observation:
 def _stats() -> dict:
     from robot_stack.policies.actions import compute_stats
     rng = np.random.default_rng(0)
-    return {"action": compute_stats(rng.normal(size=(100, 7))), "proprio": compute_stats(rng.normal(size=(100, 8)))}
+    from robot_stack.policies.grif.language import TEXT_DIM
+    return {"action": compute_stats(rng.normal(size=(100, 7))), "proprio": compute_stats(rng.normal(size=(100, 8))),
+            "text": {"mean": [0.0] * TEXT_DIM, "scale": 1.0}}
 
 
 def _time(fn, n: int) -> dict:

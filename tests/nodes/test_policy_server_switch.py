@@ -14,7 +14,8 @@ A, B = "put the red block in the bowl", "no, the green block"
 def graph(ros, tmp_path):
     from robot_stack.policies import policy_class
     cls = policy_class("switchvla")
-    stats = {"action": {"mean": [0.0] * 7, "std": [0.01] * 7}, "proprio": {"mean": [0.0] * 8, "std": [1.0] * 8}}
+    stats = {"action": {"mean": [0.0] * 7, "std": [0.01] * 7}, "proprio": {"mean": [0.0] * 8, "std": [1.0] * 8},
+             "text": {"mean": [0.0] * 384, "scale": 0.05}}
     cls(cls.Config(image_size=32, cameras=("front",), channels=(8, 16), width=32, layers=1, heads=2, expert_layers=1,
                    grid=2, action_horizon=4, flow_steps=2, execute_steps=1), stats).save(tmp_path / "sw")
     return serve(ros, str(tmp_path / "sw"))

@@ -120,7 +120,8 @@ def _policy(**over):
     from robot_stack.policies import policy_class
     cls = policy_class("switchvla")
     p = cls(cls.Config(**{**TINY, **over}),
-            stats={"action": {"mean": [0.0] * 7, "std": [1.0] * 7}, "proprio": {"mean": [0.0] * 8, "std": [1.0] * 8}})
+            stats={"action": {"mean": [0.0] * 7, "std": [1.0] * 7}, "proprio": {"mean": [0.0] * 8, "std": [1.0] * 8},
+                   "text": {"mean": [0.0] * 384, "scale": 0.05}})
     return p.eval()
 
 
@@ -203,6 +204,10 @@ def test_tiny_switchvla_trains_on_sibling_demos_and_switches_mid_episode(tmp_pat
     train(train_config(["policy=switchvla", f"data={store}", "task=pick_place", f"out={tmp_path}/run", "steps=4",
                         "batch_size=8", "threads=1", "val_fraction=0", "log_every=2", *arch]))
     policy = load_policy(tmp_path / "run" / "checkpoint")
+    from robot_stack.policies.grif import language               # the instructions centred, at unit spread
+    t = policy.stats["text"]
+    e = (language.embed(sorted(m["instruction"] for m in metas)).numpy() - np.array(t["mean"])) / t["scale"]
+    assert abs(float(np.sqrt((e ** 2).mean())) - 1.0) < 1e-4 and np.abs(e.mean(0)).max() < 1e-5
     batches = PolicyBatches(store, policy.data_spec(), [0, 1, 2], stats=policy.stats, conditioning=policy.conditioning)
     b = batches.batch(np.arange(len(batches)), np.random.default_rng(0))
     assert set(b["mode"].tolist()) == {0, 1, 2}
