@@ -49,9 +49,10 @@ def test_a_new_instruction_mid_episode_is_a_switch_with_its_mode_on_diagnostics(
              ("forward", "rollback", "advance") and "switch_mode_rule" in _diag(g), timeout=10.0, what="the mode")
     # /diagnostics names the chunk that first reflects the switch (what `bench switch` times): one sent after it
     from robot_stack.ros import convert
-    after = [convert.from_time(c.header.stamp) for c in g["chunks"][before:]]
-    wait_for(lambda: min(abs(np.array(after) - float(_diag(g).get("task_applied_stamp", "nan")))) < 2e-6,
-             timeout=5.0, what="the stamp of the switch's first chunk")
+    def reflected():
+        after = [convert.from_time(c.header.stamp) for c in g["chunks"][before:]]
+        return min(abs(np.array(after) - float(_diag(g).get("task_applied_stamp", "nan")))) < 2e-6
+    wait_for(reflected, timeout=5.0, what="the stamp of the switch's first chunk")
     # a new episode: previous == current again
     enable(g, False)
     enable(g)
@@ -84,3 +85,42 @@ def test_bad_and_rapid_switches_are_survived(graph):
     assert len(g["chunks"]) <= n + 1
     g["text"].publish(String(data=B))
     pump(g, 20.0, until=lambda: len(g["chunks"]) > n + 2)   # serving again
+
+
+def test_a_switch_while_the_arm_is_estopped_is_served_and_the_arm_holds(graph, ros):
+    """The server serves on and switches; the latched arm ignores the chunks; after recover it takes them again."""
+    import time
+
+    from robot_stack.ros import convert
+    from tests.nodes.test_arm_node import start as start_arm
+    g = graph
+    policy = g["server"].policies["switchvla"]
+    arm, client = start_arm(ros, task="pick_place")
+
+    def images(seconds, until):
+        """The camera only: the pose and gripper the server reads are the arm node's own."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not until():
+            g["image"].publish(convert.image_msg(np.full((32, 32, 3), 90, np.uint8), g["server"].now(), "front"))
+            time.sleep(0.02)
+        assert until(), f"not within {seconds} s"
+
+    g["text"].publish(String(data=A))
+    enable(g)
+    images(20.0, lambda: len(g["chunks"]) > 2)
+    assert client.call("arm/stop").success
+    last = [client.pose()[0]]                     # the arm brakes to a stop (about 0.1 s, a centimetre at speed)
+
+    def settled():
+        time.sleep(0.1)
+        now, moved = client.pose()[0], np.linalg.norm(client.pose()[0] - last[0])
+        last[0] = now
+        return moved < 2e-4
+    wait_for(settled, timeout=10.0, what="the e-stopped arm at rest")
+    held, n = client.pose()[0], len(g["chunks"])
+    g["text"].publish(String(data=B))
+    images(20.0, lambda: policy.state.current == B and len(g["chunks"]) > n + 5)
+    assert policy.state.switches == 1 and g["server"].errors == 0
+    assert np.linalg.norm(client.pose()[0] - held) < 2e-3          # chunks arrived; the latched arm held
+    assert client.call("arm/recover").success
+    images(20.0, lambda: np.linalg.norm(client.pose()[0] - held) > 2e-3)   # serving on: the arm moves again
