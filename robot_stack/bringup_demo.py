@@ -33,7 +33,8 @@ class Viewer:
         self.latest: dict[str, np.ndarray] = {}
         self.latency: dict[str, list[float]] = {c: [] for c in cameras}
         self.counts = {c: 0 for c in cameras}
-        self.diagnostics: dict[str, str] = {}
+        self.diagnostics: dict[str, str] = {}          # the arm node's
+        self.server: dict[str, str] = {}               # the policy server's (a policy's status, e.g. its mode)
         self.node = node
         for cam in cameras:
             node.create_subscription(Image, f"{cam}/color/image_raw", lambda m, c=cam: self._on_image(c, m), qos.IMAGE)
@@ -49,6 +50,8 @@ class Viewer:
         for status in msg.status:
             if status.name.endswith(": arm"):
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
+            elif status.name == "policy_server":
+                self.server = {kv.key: kv.value for kv in status.values}
 
     def frame(self) -> np.ndarray | None:
         if len(self.latest) < len(self.counts):

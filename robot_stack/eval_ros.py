@@ -89,7 +89,8 @@ def run_ros(checkpoint: str, policy, task: str, robot: str, seeds: list[int], co
                 if task_done if judged is None else judged:
                     success = True
                     break
-                change = kind.during_episode(ctx, steps, {"contact_phase": phase, "success": task_done}) if kind else None
+                change = kind.during_episode(ctx, steps, {"contact_phase": phase, "success": task_done,
+                                                         "status": viewer.server}) if kind else None
                 if change:                               # the task changes while the arm moves (a switch)
                     episode = episode.replace(**change)
                     publish_task(episode, monitor.now())

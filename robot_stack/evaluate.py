@@ -37,6 +37,8 @@ from robot_stack.sim.env import make_env
 from robot_stack.types import Observation, Task
 
 
+DESCRIBE_AT_MOST = 10         # episodes: a short run (the demo) says what happened in each
+
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval of a success rate (well-behaved at 0% and 100%, unlike the normal one)."""
     if n == 0:
@@ -112,6 +114,8 @@ def _run_sim(policy_name: str, policy, task: str, robot: str, seeds: list[int], 
                 frames.append(np.concatenate([obs[c] for c in cams], axis=1))
             obs, _, terminated, truncated, info = env.step(actor(obs))
             touched |= info["contact_phase"] != "pre_contact"
+            if kind is not None:
+                info["status"] = policy.status()            # what the policy reports of itself (e.g. its mode)
             change = kind.during_episode(ctx, step + 1, info) if kind is not None else None
             if change:                                   # the task changes while the arm moves (a switch)
                 episode = episode.replace(**change)
@@ -237,6 +241,11 @@ def run_eval(checkpoint: str, task: str, robot: str, episodes: int, seed: int, o
     print(f"{name} on {task} ({robot}, {backend}, {conditioning}): {n_ok}/{len(records)} = "
           f"{100 * report['success_rate']:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}%), "
           f"mean length {report['mean_steps']:.1f} steps; the gripper touched the object in {n_touched}/{len(records)}")
+    kind = get_kind(conditioning) if conditioning != NONE and policy is not None else None
+    for r in (records if kind is not None and len(records) <= DESCRIBE_AT_MOST else []):
+        line = kind.describe(r)
+        if line:
+            print(f"  seed {r['seed']}: {line}")
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(report, indent=1))

@@ -101,6 +101,10 @@ class ConditioningKind:
         """This kind's entries of a training batch for `samples`."""
         return {}
 
+    def describe(self, record: dict) -> str | None:
+        """One line on what happened in an evaluated episode (its `record`), printed for short runs (the demo)."""
+        return None
+
     def stats(self, batches) -> dict:
         """Normalisers of this kind's inputs, from the training episodes (after `prepare`): they travel in the
         checkpoint beside the action and proprio ones, so run time sees what training saw."""

@@ -165,6 +165,13 @@ class Switch(ConditioningKind):
 
     def during_episode(self, ctx, step, info):
         state = ctx.cache.get(("switch", ctx.seed))
+        mode = (info.get("status") or {}).get("switch_mode")
+        if state is not None and mode:                  # the policy's own mode, step by step, for the record
+            runs = state.setdefault("modes", [])
+            if runs and runs[-1][0] == mode:
+                runs[-1][1] += 1
+            else:
+                runs.append([mode, 1])
         if state is None or state["done"] or not ctx.options.get("switch_to"):
             return None
         when = switch_point(ctx.options["switch_at"])
@@ -178,8 +185,8 @@ class Switch(ConditioningKind):
             return None
         state.update(done=True, switched_at=step, phase=info.get("contact_phase"))
         before = fill_switch_text(ctx.options["instruction"], ctx.params, ctx.seed)
-        return {"instruction": fill_switch_text(ctx.options["switch_to"], ctx.params, ctx.seed),
-                "previous_instruction": before}
+        state["to"] = fill_switch_text(ctx.options["switch_to"], ctx.params, ctx.seed)
+        return {"instruction": state["to"], "previous_instruction": before}
 
     def extra_steps(self, ctx) -> int:
         return EXTRA_STEPS if ctx.options.get("switch_to") else 0
@@ -202,7 +209,17 @@ class Switch(ConditioningKind):
 
     def record(self, ctx) -> dict:
         state = ctx.cache.get(("switch", ctx.seed), {})
-        return {"switched_at": state.get("switched_at"), "switch_phase": state.get("phase")}
+        modes = " > ".join(f"{m} x{n}" for m, n in state.get("modes", [])) or None
+        return {"switched_at": state.get("switched_at"), "switch_phase": state.get("phase"),
+                "switched_to": state.get("to"), "modes": modes}
+
+    def describe(self, record):
+        outcome = "success" if record["success"] else "failed"
+        modes = f"; the policy's modes, step by step: {record['modes']}" if record.get("modes") else ""
+        if record.get("switched_at") is None:
+            return f"{record['instruction']!r}, no switch happened{modes}; {outcome}"
+        return (f"{record['instruction']!r} -> {record['switched_to']!r} at step {record['switched_at']} "
+                f"({record['switch_phase']}){modes}; {outcome}")
 
     def example(self, image_size):
         return {"instruction": "put the green block in the bowl",

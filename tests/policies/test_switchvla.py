@@ -217,6 +217,12 @@ def test_tiny_switchvla_trains_on_sibling_demos_and_switches_mid_episode(tmp_pat
                "switch_to": "now the {other_color} one into the {target} instead", "switch_at": "3"}
     records = _run_sim("switchvla", policy, "pick_place", "panda", [5], "switch", options, None, execute_steps=2)
     assert records[0]["switched_at"] == 3 and records[0]["steps"] > 3
+    runs = [r.rsplit(" x", 1) for r in records[0]["modes"].split(" > ")]    # the policy's mode at every step
+    assert sum(int(n) for _, n in runs) == records[0]["steps"] and {m for m, _ in runs} <= {"forward", "rollback",
+                                                                                              "advance"}
+    from robot_stack.policies.conditioning import get_kind
+    line = get_kind("switch").describe(records[0])
+    assert "instead" in line and "at step 3" in line and records[0]["modes"] in line
     assert policy.state.switches == 1 and "instead" in policy.state.current
     with EpisodeStore.open(store) as s:
         s.metadata(0)
