@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # RT-Trajectory 2.5D (issue 30) on the seven training tasks' hindsight sketches. Resumable: each store is
 # collected once (skipped when complete), the merge once, and training resumes from out/train_state.*.
+# SKETCH_MODE=2d trains the 2D variant (outputs/train/rtt_2d); STEPS sets the run's length (keep it across resumes:
+# the cosine schedule spans it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MUJOCO_GL=egl
@@ -24,5 +26,7 @@ if [ ! -f outputs/data/rtt_train.zarr.done ]; then
   $RS data merge outputs/data/rtt_train.zarr "${stores[@]}" --overwrite --drop task_state
   touch outputs/data/rtt_train.zarr.done
 fi
-nice -n 19 $RS train policy=rt_trajectory task=all data=outputs/data/rtt_train.zarr out=outputs/train/rtt_2_5d \
+mode=${SKETCH_MODE:-2.5d}
+nice -n 19 $RS train policy=rt_trajectory task=all data=outputs/data/rtt_train.zarr out=outputs/train/rtt_${mode/./_} \
+  policy.sketch_mode=$mode \
   steps=${STEPS:-30000} save_every=500 keep_every=2500 threads=${THREADS:-1} lr_schedule=cosine lr_warmup=500
