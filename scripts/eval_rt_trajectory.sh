@@ -30,5 +30,5 @@ for row in "${rows[@]}"; do
     sketch=(--sketch expert)
   fi
   $RS eval --checkpoint "$ckpt" --task "$task" --episodes "$episodes" --seed "$seed" --backend sim \
-    --workers ${WORKERS:-1} "${sketch[@]}" --json "$out/${task}_$how.json" | tail -1
+    --workers ${WORKERS:-1} "${sketch[@]}" --json "$out/${task}_$how.json" | grep -E "^[a-z_]+ on "
 done

@@ -17,5 +17,5 @@ mkdir -p "$out"
 for row in "${rows[@]}"; do
   switch=(); [ "$row" != none ] && switch=(--switch-to "$SECOND" --switch-at "$row")
   .venv/bin/robot-stack eval --checkpoint "$ckpt" --task pick_place --episodes "$episodes" --seed "$seed" \
-    --backend sim --workers ${WORKERS:-1} --instruction "$FIRST" "${switch[@]}" --json "$out/$row.json" | tail -1
+    --backend sim --workers ${WORKERS:-1} --instruction "$FIRST" "${switch[@]}" --json "$out/$row.json" | grep -E "^[a-z_]+ on pick_place"
 done
