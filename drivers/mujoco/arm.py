@@ -14,7 +14,7 @@ import mujoco
 import numpy as np
 
 from robot_stack.drivers.base import ArmDriver, DriverError, SimulatedArm
-from robot_stack.drivers.common import ClockSync, Pacer, config_get
+from robot_stack.drivers.common import Pacer, config_get
 from robot_stack.drivers.registry import register_arm_driver
 from robot_stack.robots.spec import get_robot
 from robot_stack.sim.arm import SimArm
@@ -52,7 +52,6 @@ class MujocoArmDriver(ArmDriver, SimulatedArm):
         self.spec = get_robot(config.robot)
         self.task = make_task(config.task)
         self.clock = clock               # stamps (the ROS clock in the node)
-        self._sync = ClockSync(clock)
         self.scene: Scene | None = None
         self.arm: SimArm | None = None
         self.pacer = Pacer(1.0 / self.spec.control_hz)
@@ -76,7 +75,6 @@ class MujocoArmDriver(ArmDriver, SimulatedArm):
         self.config.seed = seed
         reset_episode(self.scene, self.arm, self.task, np.random.default_rng(seed))
         self.pacer.restart()                     # pace from here: the reset's own time is not owed
-        self._sync = ClockSync(self.clock)       # the physics clock starts over
 
     def reset_next(self) -> int:
         """Start the episode with the next unused seed (the first is the configured seed); returns it."""
@@ -96,12 +94,7 @@ class MujocoArmDriver(ArmDriver, SimulatedArm):
             self.pacer.wait()
         s = self.scene
         pos, quat = s.ee_pose()
-        # Stamped as the real drivers stamp (robot time on the host clock): the physics time, not the moment this
-        # late or hurried tick ran. Stamped with the host clock, ticks bunched after a late one read as a TCP
-        # several times faster than it moved, the speed governor braked the live arm, and a replay of the same
-        # commands on steady ticks ran up to 7 cm ahead of it (and ended with another outcome, 2 of 4 demo runs
-        # beside two trainings).
-        return RobotState(stamp=self._sync.stamp(float(s.data.time)), q=s.q, dq=s.dq, ee_pos=pos, ee_quat=quat,
+        return RobotState(stamp=self.clock(), q=s.q, dq=s.dq, ee_pos=pos, ee_quat=quat,
                           gripper_width=s.gripper_width(), wrench=self._tcp_wrench(),
                           tau=s.data.actuator_force[s.arm_act].copy(), mode="error" if self._error else "ok")
 
