@@ -7,7 +7,8 @@ to go straight to the new task otherwise (advance); its mode and contact heads s
 
 At run time the policy keeps its own switch state (`SwitchState`): a new instruction mid-episode
 (`update_task`) keeps the observation history, makes the instruction being executed the previous one and the
-new one current; the contact state is the policy's own estimate (contact head) or, with
+new one current; the contact state is the policy's own estimate (contact head, refined by the gripper: a hand
+closed on nothing holds nothing) or, with
 `contact_source="gripper_rule"`, robot_stack.contact_phases' rule on the observed gripper, never the
 simulator's. Once the arm is out of contact after the switch and a new contact begins (the new task's object
 in hand), the switch is complete: previous := current, forward again.
@@ -173,9 +174,12 @@ class SwitchVLAPolicy(Policy):
         self.task = task
 
     def _contact_now(self, obs: Observation, contact_prob: float) -> bool:
+        from robot_stack.contact_phases import ContactRule, contact_steps
         if self.config.contact_source == "estimate":
-            return contact_prob > 0.5
-        from robot_stack.contact_phases import contact_steps
+            # refined with the gripper state, as the paper refines its VLM's labels: fingers closed to nothing hold
+            # nothing. The head never saw a missed grasp (every demonstration's close takes its block), and after
+            # one it read 1.00 on an empty hand (seed 201, an early checkpoint): a switch would have been a rollback.
+            return contact_prob > 0.5 and float(obs.gripper) > ContactRule().empty_width
         st = self.state
         widths = [st.width if st.width is not None else obs.gripper, obs.gripper]
         return bool(contact_steps(widths, [st.command, st.command])[-1])

@@ -170,6 +170,19 @@ def test_run_time_switching_follows_the_policys_own_contact_estimate():
     assert p.status()["switch_mode_rule"] == "forward"
 
 
+def test_the_estimate_is_refined_by_the_gripper_an_empty_closed_hand_holds_nothing():
+    from robot_stack.types import Task
+    p = _policy()
+    p.reset(Task(instruction=A, previous_instruction=A))
+    _force_contact(p, True)                                         # the head says contact whatever it sees
+    p.act(_obs(0.0, gripper=0.0372))                                # fingers stopped on a block
+    assert p.state.contact
+    p.act(_obs(0.1, gripper=0.001))                                 # closed on nothing: a missed grasp
+    assert not p.state.contact and p.state.contact_prob > 0.99
+    p.update_task(Task(instruction=B))
+    assert p.status()["switch_mode_rule"] == "advance"              # nothing to put back
+
+
 def test_the_gripper_rule_can_stand_in_for_the_estimate():
     p = _policy(contact_source="gripper_rule")
     from robot_stack.types import Task
