@@ -19,14 +19,6 @@ TEXTS = ("put the green block in the bowl", "put the blue block in the bowl", "p
 SPACING_S = 2.0
 
 
-def _default_checkpoint() -> str:
-    path = Path("checkpoints") / "switchvla_pick_place"
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"no shipped checkpoint at {path.resolve()}: pass --checkpoint, or run the bench "
-                                "from the repository root")
-    return str(path.resolve())
-
-
 def switch_latency(checkpoint: str, switches: int) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -100,7 +92,8 @@ def main(switches: int = 20, json_path: str | None = None, checkpoint: str | Non
     torch.set_num_threads(1)
     isolated_domain()
     started = time.monotonic()
-    r = switch_latency(checkpoint or _default_checkpoint(), int(switches))
+    from robot_stack.bench.policy import _default_checkpoint
+    r = switch_latency(checkpoint or _default_checkpoint("switchvla"), int(switches))
     if r["reflected"]:
         print(f"a new /task/instruction to the first chunk that reflects it, {r['reflected']}/{r['switches']} switches "
               f"seen: decisions p50 {r['decisions_p50']:.0f}, max {r['decisions_max']} (goal: at most 2); time p50 "
